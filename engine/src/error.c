@@ -44,10 +44,13 @@ void tsl_error_clear(void)
 
 int tsl_seterr(int code, const char *fmt, ...)
 {
+    /* formatted aside first: callers often wrap tsl_error_last() itself */
+    char msg[sizeof last_message];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_message, sizeof last_message, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_message, msg, sizeof msg);
     return code;
 }
 
