@@ -59,7 +59,8 @@ int cmd_demo(const struct cli_global *g, int argc, char **argv);
 /* Prints "tsl CMD: message" on stderr and returns `code`. */
 int cli_error(const struct cli_global *g, int code, const char *fmt, ...) CLI_PRINTF(3, 4);
 /* Prints "tsl CMD: what: <tsl_error_last() or tsl_strerror(rc)>" on stderr
- * and returns the exit code for engine error `rc` (cli_exit_code). */
+ * (just the engine's message when fmt is NULL) and returns the exit code
+ * for engine error `rc` (cli_exit_code). */
 int cli_engine_error(const struct cli_global *g, int rc, const char *fmt, ...) CLI_PRINTF(3, 4);
 /* Exit code for an engine error: input problems (invalid, not found,
  * policy, exists, limit) give CLI_USAGE, the rest CLI_FAIL. */
@@ -75,6 +76,12 @@ int cli_getopt_error(const struct cli_global *g, int c, char **argv);
 
 /* CLI_USAGE with a message when --db was not given. */
 int cli_require_db(const struct cli_global *g);
+/* Reports a failed tsl_store_open (the engine's message names the file):
+ * a file that is not a store, or cannot be opened, is an input error. */
+int cli_store_open_error(const struct cli_global *g, int rc);
+/* CLI_USAGE with a message when the --db file does not exist (commands that
+ * read the store; import and gen-estate create it). */
+int cli_require_store_file(const struct cli_global *g);
 
 /* Reads a whole file into *out (malloc'd, NUL-terminated), *len its size.
  * On failure prints a message naming the file and returns CLI_USAGE. */

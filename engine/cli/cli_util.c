@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 /* ------------------------------------------------------------------------
@@ -71,11 +72,17 @@ int cli_exit_code(int rc)
 int cli_engine_error(const struct cli_global *g, int rc, const char *fmt, ...)
 {
     const char *detail = tsl_error_last();
+    if (!detail || !detail[0])
+        detail = tsl_strerror(rc);
+    if (!fmt) {
+        cli_error(g, 0, "%s", detail);
+        return cli_exit_code(rc);
+    }
     va_list ap;
     va_start(ap, fmt);
     vmsg(g, fmt, ap);
     va_end(ap);
-    fprintf(stderr, ": %s\n", detail && detail[0] ? detail : tsl_strerror(rc));
+    fprintf(stderr, ": %s\n", detail);
     return cli_exit_code(rc);
 }
 
@@ -92,17 +99,24 @@ void cli_getopt_reset(void)
 int cli_getopt_error(const struct cli_global *g, int c, char **argv)
 {
     const char *arg = argv[optind - 1];
-    if (c == ':') {
-        if (optopt)
-            return cli_usage_error(g, "option '-%c' needs a value", optopt);
-        return cli_usage_error(g, "option '%s' needs a value", arg);
+    bool is_long = arg && strncmp(arg, "--", 2) == 0;
+    char name[64];
+
+    /* "--json=1" names itself; a short option is known only by optopt. */
+    if (is_long) {
+        size_t n = strcspn(arg, "=");
+        snprintf(name, sizeof name, "%.*s", (int)(n < 60 ? n : 60), arg);
+    } else {
+        snprintf(name, sizeof name, "-%c", optopt ? optopt : '?');
     }
-    if (optopt)
-        return cli_usage_error(g, "unknown option '-%c'", optopt);
-    if (strncmp(arg, "--db", 4) == 0 && (arg[4] == '\0' || arg[4] == '=') && g && g->cmd)
+    if (c == ':')
+        return cli_usage_error(g, "option '%s' needs a value", name);
+    if (is_long && optopt && strchr(arg, '='))
+        return cli_usage_error(g, "option '%s' takes no value", name);
+    if (is_long && strcmp(name, "--db") == 0 && g && g->cmd)
         return cli_error(g, CLI_USAGE, "--db goes before the command: %s --db FILE %s ...",
                          g->prog, g->cmd);
-    return cli_usage_error(g, "unknown option '%s'", arg);
+    return cli_usage_error(g, "unknown option '%s'", is_long ? arg : name);
 }
 
 int cli_require_db(const struct cli_global *g)
@@ -111,6 +125,27 @@ int cli_require_db(const struct cli_global *g)
         return CLI_OK;
     return cli_error(g, CLI_USAGE, "no inventory store: give --db FILE before the command "
                                    "(%s --db FILE %s ...)", g->prog, g->cmd);
+}
+
+int cli_store_open_error(const struct cli_global *g, int rc)
+{
+    const char *detail = tsl_error_last();
+    int code = detail && strstr(detail, g->db) ? cli_engine_error(g, rc, NULL)
+                                               : cli_engine_error(g, rc, "store %s", g->db);
+    return rc == TSL_ESTORE ? CLI_USAGE : code;
+}
+
+int cli_require_store_file(const struct cli_global *g)
+{
+    struct stat st;
+    if (stat(g->db, &st) == 0)
+        return S_ISDIR(st.st_mode)
+                   ? cli_error(g, CLI_USAGE, "--db %s is a directory, not a store file", g->db)
+                   : CLI_OK;
+    if (errno == ENOENT)
+        return cli_error(g, CLI_USAGE, "no store at %s: create it with `%s --db %s import "
+                                       "FILE.json`", g->db, g->prog, g->db);
+    return cli_error(g, CLI_USAGE, "cannot use store %s: %s", g->db, strerror(errno));
 }
 
 /* ------------------------------------------------------------------------
@@ -259,8 +294,10 @@ int cli_engine_open(const struct cli_global *g, struct cli_engine *e, const char
 
     if ((rc = cli_require_db(g)) != CLI_OK)
         return rc;
+    if ((rc = cli_require_store_file(g)) != CLI_OK)
+        return rc;
     if ((rc = tsl_store_open(&e->store, g->db, TSL_STORE_READONLY)) < 0) {
-        rc = cli_engine_error(g, rc, "cannot open store %s", g->db);
+        rc = cli_store_open_error(g, rc);
         goto fail;
     }
     if ((rc = tsl_snapshot_load(&e->snap, e->store, NULL)) < 0) {

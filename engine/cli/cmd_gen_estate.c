@@ -82,7 +82,7 @@ int cmd_gen_estate(const struct cli_global *g, int argc, char **argv)
         return rc;
 
     if ((rc = tsl_store_open(&st, g->db, 0)) < 0)
-        return cli_engine_error(g, rc, "cannot open store %s", g->db);
+        return cli_store_open_error(g, rc);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     rc = tsl_estate_generate(st, (unsigned)sites, (unsigned)servers, (unsigned)clients, seed);

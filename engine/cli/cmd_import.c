@@ -141,7 +141,7 @@ int cmd_import(const struct cli_global *g, int argc, char **argv)
         goto done;
 
     if ((rc = tsl_store_open(&st, g->db, 0)) < 0) {
-        rc = cli_engine_error(g, rc, "cannot open store %s", g->db);
+        rc = cli_store_open_error(g, rc);
         goto done;
     }
     for (size_t i = 0; i < njson; i++) {

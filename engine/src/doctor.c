@@ -8,11 +8,11 @@
  * what was its last connection error.  Each check is one PASS/WARN/FAIL
  * record, formatted as text, JSON or CSV.
  *
- * Used by: the `tsl doctor` command, the broker.  Needs: snapshot.h
- * (candidates, servers, errors), store.h (the error text), tsl_decide.
+ * Used by: the `tsl doctor` command.  Needs: snapshot.h (candidates,
+ * servers, errors), decide.h (tsl_decide, the unavailability wording),
+ * store.h (the error text).
  */
-#include "common.h"
-#include "snapshot.h"
+#include "decide.h"
 #include "store.h"
 
 #include <inttypes.h>
@@ -123,30 +123,28 @@ static int emit(struct doctor *d, check_status st, const char *check, const char
  * The checks
  * ---------------------------------------------------------------------- */
 
-/* Registered, running, heartbeat: one check per candidate server. */
-static int check_server(struct doctor *d, const tsl_snapshot *s, const snap_server *sv,
-                        int64_t now)
+/* Registered, running, heartbeat: one check per candidate server, in the
+ * words explain uses (decide_unavailable_why). */
+static int check_server(struct doctor *d, const tsl_snapshot *s, uint32_t server, int64_t now)
 {
-    const int64_t stale = s->settings.stale_after;
-    char age[48], check[160];
+    const snap_server *sv = &s->servers[server];
+    decide_ctx ctx;
+    char age[48], why[160], check[160];
 
+    memset(&ctx, 0, sizeof ctx);
+    ctx.snap = s;
+    ctx.now = now;
     snprintf(check, sizeof check, "task server %s", sv->name);
-    if (!sv->registered && !sv->running)
-        return emit(d, CHECK_FAIL, check, "not registered with the SMP and service stopped");
-    if (!sv->registered)
-        return emit(d, CHECK_FAIL, check, "not registered with the SMP");
-    if (!sv->running)
-        return emit(d, CHECK_FAIL, check, "registered, but its service is stopped");
+    const char *bad = decide_unavailable_why(&ctx, server, why, sizeof why);
+    if (bad)
+        return emit(d, CHECK_FAIL, check, "unavailable: %s", bad);
     if (sv->heartbeat == 0)
-        return emit(d, CHECK_PASS, check, "registered, service running (no heartbeat recorded)");
-    format_age(age, sizeof age, now - sv->heartbeat);
-    if (now - sv->heartbeat > stale)
-        return emit(d, CHECK_FAIL, check,
-                    "registered, service running, but its last heartbeat was %s "
-                    "(stale after %" PRId64 " s)", age, stale);
+        snprintf(age, sizeof age, "none recorded");
+    else
+        format_age(age, sizeof age, now - sv->heartbeat);
     if (sv->capacity > 0 && sv->connections >= sv->capacity)
         return emit(d, CHECK_WARN, check,
-                    "registered, running, heartbeat %s, but full (%" PRId64 "/%" PRId64
+                    "registered, service running, heartbeat %s, but full (%" PRId64 "/%" PRId64
                     " connections)", age, sv->connections, sv->capacity);
     return emit(d, CHECK_PASS, check, "registered, service running, heartbeat %s", age);
 }
@@ -170,7 +168,7 @@ static int check_candidates(struct doctor *d, const tsl_snapshot *s, int32_t sit
                     si->ncand, si->ncand == 1 ? "" : "s", avail)) < 0)
         return err;
     for (uint32_t i = 0; i < si->ncand; i++)
-        if ((err = check_server(d, s, &s->servers[si->cand[i]], now)) < 0)
+        if ((err = check_server(d, s, si->cand[i], now)) < 0)
             return err;
     return 0;
 }
