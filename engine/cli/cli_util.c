@@ -316,9 +316,14 @@ int cli_engine_open(const struct cli_global *g, struct cli_engine *e, const char
             goto fail;
         }
     }
-    /* The policy stored as active in the store (`tsl policy load`) is bound
-     * here when no --policy is given: see cmd_policy.c. */
-    if ((rc = tsl_plan_new(&e->plan, e->snap, e->policy)) < 0) {
+    /* Without --policy: the rollout in force (`tsl policy activate`), staged
+     * sites included, or the default logic when no version is active. */
+    if (!policy_path) {
+        if ((rc = tsl_rollout_plan(&e->plan, e->store, e->snap)) < 0) {
+            rc = cli_engine_error(g, rc, "cannot build the policy in force");
+            goto fail;
+        }
+    } else if ((rc = tsl_plan_new(&e->plan, e->snap, e->policy)) < 0) {
         rc = cli_engine_error(g, rc, "cannot bind the policy to the inventory");
         goto fail;
     }

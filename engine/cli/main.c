@@ -34,6 +34,9 @@ static const struct command {
     {"explain", cmd_explain, "every step of a decision with its reason, then the list"},
     {"report", cmd_report, "active-servers | server-clients | client-assignments"},
     {"doctor", cmd_doctor, "the ITMS validation checklist for one client"},
+    /* policy lifecycle */
+    {"dry-run", cmd_dryrun, "what a policy change would do to every client, before rollout"},
+    {"policy", cmd_policy_admin, "versions: list | show | diff | activate | rollback | shadow"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

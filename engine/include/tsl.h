@@ -339,6 +339,235 @@ TSL_API int tsl_doctor(tsl_buf *out, tsl_doctor_summary *summary, tsl_worker *w,
                        const tsl_plan *plan, tsl_store *store, const char *guid,
                        tsl_format fmt, int64_t now);
 
+/* ------------------------------------------------------------------------
+ * Staged plans: a policy for named sites first, the previous one elsewhere
+ * (rollout_plan.c).  A staged plan is an ordinary tsl_plan: tsl_decide,
+ * reports, dry-runs and the broker use it unchanged.  After rule 1 (the
+ * client's site) the decision continues with the sub-plan of that site.
+ * ---------------------------------------------------------------------- */
+
+/* Distinct sub-plans one staged plan may hold. */
+#define TSL_STAGE_MAX_PLANS 8
+
+/* A plan deciding with `sites_plan` for clients whose site is one of
+ * `sites` and with `base` for every other client (and clients with no
+ * site).  `base` may itself be staged: its sites keep their sub-plans unless
+ * named again.  `sites_plan` may not be staged.  All plans must share one
+ * snapshot.  Takes its own references.  TSL_ENOTFOUND names an unknown site;
+ * TSL_ELIMIT past TSL_STAGE_MAX_PLANS distinct sub-plans. */
+TSL_API int tsl_plan_new_staged(tsl_plan **out, tsl_plan *base, tsl_plan *sites_plan,
+                                const char *const *sites, size_t nsites);
+TSL_API bool tsl_plan_staged(const tsl_plan *plan);
+/* The sub-plan deciding for clients of `site` (NULL or an unknown name:
+ * the base); the plan itself when it is not staged.  Borrowed. */
+TSL_API const tsl_plan *tsl_plan_for_site(const tsl_plan *plan, const char *site);
+
+/* ------------------------------------------------------------------------
+ * Comparing two decisions (dry-run and shadow mode)
+ * ---------------------------------------------------------------------- */
+
+/* What differs from `before` to `after` for one request.  "Blocked" means
+ * an empty list; "cross-site" means the first server's site is not the
+ * client's own (only for clients that have a site); "cross-country" that
+ * both sites have a country and they differ. */
+typedef enum tsl_diff {
+    TSL_DIFF_FIRST = 1u << 0,         /* the first server differs */
+    TSL_DIFF_LIST = 1u << 1,          /* servers, order, tiers, delays or blocked differ */
+    TSL_DIFF_BLOCKED = 1u << 2,       /* empty after, not before */
+    TSL_DIFF_UNBLOCKED = 1u << 3,     /* empty before, not after */
+    TSL_DIFF_CROSS_SITE = 1u << 4,    /* cross-site after, not before */
+    TSL_DIFF_CROSS_COUNTRY = 1u << 5, /* cross-country after, not before */
+    TSL_DIFF_BACK_IN_SITE = 1u << 6   /* cross-site before, not after */
+} tsl_diff;
+
+/* Compares two results decided against plans of `snap` (or of snapshots of
+ * the same inventory).  Allocation-free: cheap enough for every request. */
+TSL_API unsigned tsl_result_diff(const tsl_snapshot *snap, const tsl_result *before,
+                                 const tsl_result *after);
+/* "first", "list", "blocked", ... for one tsl_diff bit; NULL for others. */
+TSL_API const char *tsl_diff_name(unsigned bit);
+
+/* ------------------------------------------------------------------------
+ * Dry-run: the impact of a policy change on every client (dryrun.c)
+ *
+ * Decides each request with both plans, compares, and keeps only counters
+ * (per site, per server) and the few most serious changes: memory does not
+ * grow with the number of clients.  The complete diff is streamed through
+ * an optional callback as it is found.
+ * ---------------------------------------------------------------------- */
+
+/* Conditions a dry-run can gate on (tsl dry-run --fail-on). */
+typedef enum tsl_dryrun_cond {
+    TSL_DRYRUN_BLOCKED = 1u << 0,       /* a client becomes blocked (empty list) */
+    TSL_DRYRUN_CROSS_SITE = 1u << 1,    /* a client is newly sent outside its site */
+    TSL_DRYRUN_OVER_CAPACITY = 1u << 2  /* a server's projected clients newly exceed,
+                                           or further exceed, its capacity */
+} tsl_dryrun_cond;
+#define TSL_DRYRUN_ALL (TSL_DRYRUN_BLOCKED | TSL_DRYRUN_CROSS_SITE | TSL_DRYRUN_OVER_CAPACITY)
+
+/* "blocked,cross-site,over-capacity" (any subset, any order) -> bits. */
+TSL_API int tsl_dryrun_cond_parse(unsigned *out, const char *list);
+/* Writes "blocked,cross-site" (or "none") into dst. */
+TSL_API void tsl_dryrun_cond_format(char *dst, size_t len, unsigned conds);
+
+typedef struct tsl_dryrun tsl_dryrun;
+
+/* Receives the complete JSON diff in pieces, in order; a negative return
+ * stops the dry-run with that code. */
+typedef int (*tsl_dryrun_emit)(void *ud, const char *data, size_t len);
+
+typedef struct tsl_dryrun_options {
+    int64_t now;              /* decision time; 0 the current time */
+    unsigned top;             /* most serious changes kept for the report (20) */
+    const char *before_label; /* "active (sha256:...)", shown in reports; may be NULL */
+    const char *after_label;
+    const char *population;   /* "inventory", "recorded requests"; may be NULL */
+    tsl_dryrun_emit json;     /* when set: the whole JSON document, streamed */
+    void *json_ud;
+} tsl_dryrun_options;
+
+typedef struct tsl_dryrun_summary {
+    uint64_t requests;        /* compared */
+    uint64_t errors;          /* requests that could not be decided (bad IP, ...) */
+    uint64_t first_changed, list_changed;
+    uint64_t blocked_before, blocked_after, newly_blocked, unblocked;
+    uint64_t cross_site_before, cross_site_after, newly_cross_site, back_in_site;
+    uint64_t cross_country_before, cross_country_after, newly_cross_country;
+    uint32_t over_capacity_before, over_capacity_after, newly_over_capacity;
+    uint64_t policy_errors_before, policy_errors_after; /* rule errors absorbed */
+    unsigned conditions;      /* tsl_dryrun_cond bits that occurred */
+} tsl_dryrun_summary;
+
+TSL_API void tsl_dryrun_options_init(tsl_dryrun_options *opt);
+/* Both plans must share one snapshot, or snapshots of the same inventory
+ * (the same servers in the same order).  Takes references.  `opt` may be
+ * NULL (defaults); its strings are copied. */
+TSL_API int tsl_dryrun_new(tsl_dryrun **out, tsl_plan *before, tsl_plan *after,
+                           const tsl_dryrun_options *opt);
+TSL_API void tsl_dryrun_free(tsl_dryrun *dr);
+/* Compares one request.  A request neither side can decide is counted in
+ * `errors` and returns 0; other failures (memory, the emit callback) stop. */
+TSL_API int tsl_dryrun_add(tsl_dryrun *dr, const tsl_request *req);
+/* Compares every client of the inventory (its GUID and inventory IP). */
+TSL_API int tsl_dryrun_add_inventory(tsl_dryrun *dr);
+/* Compares the list requests the broker recorded in its decision log
+ * (client, adapter IPs, department, task), at most `limit` of the newest
+ * (0: all the log holds). */
+TSL_API int tsl_dryrun_add_recorded(tsl_dryrun *dr, tsl_store *st, uint64_t limit);
+/* Ends the comparison: computes the capacity projections and conditions,
+ * and emits the end of the JSON document.  Call once, after the adds. */
+TSL_API int tsl_dryrun_finish(tsl_dryrun *dr);
+TSL_API void tsl_dryrun_summary_get(const tsl_dryrun *dr, tsl_dryrun_summary *out);
+/* The summary JSON object alone (what a version keeps of its dry-run). */
+TSL_API int tsl_dryrun_summary_json(tsl_buf *out, const tsl_dryrun *dr);
+/* The human report after finish: the ten-second summary, per-site and
+ * per-server counts, then the top changes with their reasons by site. */
+TSL_API int tsl_dryrun_text(tsl_buf *out, const tsl_dryrun *dr);
+/* One self-contained HTML page (inline CSS and SVG, no network resource):
+ * the summary, a per-server before/after load chart, a per-site table. */
+TSL_API int tsl_dryrun_html(tsl_buf *out, const tsl_dryrun *dr);
+
+/* ------------------------------------------------------------------------
+ * Policy versions and rollout (rollout.c): activation, staged per site,
+ * rollback, dry-run records and shadow mode, kept in the store.
+ *
+ * A version is named by its number ("3") or a prefix of its content hash
+ * ("sha256:1a2b", "1a2b").  The rollout state is a base version (or none:
+ * the default logic) plus per-site versions; every activation records the
+ * state it replaced, so rollback restores it exactly.
+ * ---------------------------------------------------------------------- */
+
+/* Every version: number, hash, author, time, comment, active sites, and
+ * its last dry-run verdict. */
+TSL_API int tsl_rollout_list(tsl_buf *out, tsl_store *st, tsl_format fmt);
+/* One version: its metadata, the dry-runs recorded for it, and its text. */
+TSL_API int tsl_rollout_show(tsl_buf *out, tsl_store *st, const char *version, tsl_format fmt);
+/* A unified line diff of two versions' texts. */
+TSL_API int tsl_rollout_diff(tsl_buf *out, tsl_store *st, const char *v1, const char *v2);
+/* The rollout state and the activation history (newest first). */
+TSL_API int tsl_rollout_status(tsl_buf *out, tsl_store *st, tsl_format fmt);
+
+/* Resolves a version reference to its number and short hash (dst >= 24
+ * bytes, may be NULL).  TSL_ENOTFOUND / TSL_EINVALID (ambiguous prefix). */
+TSL_API int tsl_rollout_resolve(int64_t *out_id, char *hash, size_t hashlen, tsl_store *st,
+                                const char *version);
+/* The text of a version (malloc'd, NUL-terminated; free() it) and its
+ * file name as loaded. */
+TSL_API int tsl_rollout_source(char **out, size_t *len, char **name, tsl_store *st,
+                               int64_t id);
+
+typedef struct tsl_activate_options {
+    const char *const *sites; /* NULL/0: every site */
+    size_t nsites;
+    bool require_dry_run;     /* refuse without a clean dry-run against the active side */
+    const char *author;       /* may be NULL */
+    const char *comment;      /* may be NULL */
+    int64_t now;              /* 0: the current time */
+} tsl_activate_options;
+
+/* Activates a version everywhere or for named sites (staged).  With
+ * require_dry_run, TSL_EPOLICY unless a dry-run of this version against the
+ * version active now (for those sites) recorded no condition.  Site names
+ * are checked against the inventory (TSL_ENOTFOUND).  One transaction. */
+TSL_API int tsl_rollout_activate(tsl_store *st, const char *version,
+                                 const tsl_activate_options *opt);
+/* Undoes the newest activation not yet undone: restores the state it
+ * replaced.  TSL_ENOTFOUND when there is nothing to undo.  `what` (may be
+ * NULL, >= 256 bytes) receives a one-line description. */
+TSL_API int tsl_rollout_rollback(tsl_store *st, const char *author, char *what, size_t len);
+
+/* The plan in force: the stored rollout state compiled and bound to `snap`
+ * (staged when some sites run another version); the default logic when no
+ * version is active.  TSL_EPOLICY when a stored version no longer compiles. */
+TSL_API int tsl_rollout_plan(tsl_plan **out, tsl_store *st, tsl_snapshot *snap);
+/* The short hash of the base version, or "" under the default logic. */
+TSL_API int tsl_rollout_active(char *hash, size_t len, tsl_store *st);
+
+/* Records a finished dry-run of version `version_id` against the side
+ * described by `against` ("sha256:..." of the base, a staged state, or
+ * "default"), so activation can require it and `show` can list it. */
+TSL_API int tsl_rollout_record_dryrun(tsl_store *st, int64_t version_id, const char *against,
+                                      const char *population, unsigned fail_on,
+                                      const tsl_dryrun *dr, const char *author, int64_t now);
+/* The "against" key of the rollout state now (what require_dry_run checks):
+ * the base hash or "default", plus ";Site=hash" for each staged site. */
+TSL_API int tsl_rollout_state_key(tsl_buf *out, tsl_store *st);
+
+/* ---- shadow mode ---- */
+
+/* Makes `version` the shadow (NULL: stop shadowing); counters restart. */
+TSL_API int tsl_rollout_shadow_set(tsl_store *st, const char *version, const char *author,
+                                   int64_t now);
+/* The shadow version's plan bound to `snap`, or *out NULL when none. */
+TSL_API int tsl_rollout_shadow_plan(tsl_plan **out, tsl_store *st, tsl_snapshot *snap);
+/* Counters and the newest samples. */
+TSL_API int tsl_rollout_shadow_report(tsl_buf *out, tsl_store *st, tsl_format fmt);
+
+/* A broker's in-memory shadow tally: observe every request (thread-safe,
+ * lock-free counters, a short locked sample buffer), flush from the writer
+ * thread (one transaction), which adds the counts to the store and keeps
+ * the newest samples. */
+typedef struct tsl_shadow tsl_shadow;
+
+#define TSL_SHADOW_SAMPLES 64
+
+typedef struct tsl_shadow_counts {
+    uint64_t requests, differ, first, list, blocked, unblocked, cross_site, errors;
+} tsl_shadow_counts;
+
+/* `version`: the shadow's short hash, copied. */
+TSL_API int tsl_shadow_new(tsl_shadow **out, const char *version);
+TSL_API void tsl_shadow_free(tsl_shadow *sh);
+TSL_API const char *tsl_shadow_version(const tsl_shadow *sh);
+/* Counts one request; `shadow` NULL means the shadow failed to decide. */
+TSL_API unsigned tsl_shadow_observe(tsl_shadow *sh, const tsl_snapshot *snap,
+                                    const tsl_request *req, const tsl_result *active,
+                                    const tsl_result *shadow);
+/* Counts since creation (not reset by flush). */
+TSL_API void tsl_shadow_counts_get(const tsl_shadow *sh, tsl_shadow_counts *out);
+/* Adds what was observed since the last flush to the store. */
+TSL_API int tsl_shadow_flush(tsl_shadow *sh, tsl_store *st, int64_t now);
+
 #ifdef __cplusplus
 }
 #endif

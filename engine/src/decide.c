@@ -14,7 +14,8 @@
  *
  * The hot path allocates nothing once the worker's scratch space has grown
  * to the estate's size.  A plan with a policy hands over to the policy
- * layer after rule 1 (policy_decide).
+ * layer after rule 1 (policy_decide); a staged plan first picks the
+ * sub-plan of the client's site (plan_stage_pick, rollout_plan.c).
  */
 #include "decide.h"
 
@@ -466,6 +467,9 @@ int tsl_decide(tsl_result *res, tsl_worker *w, const tsl_plan *plan, const tsl_r
         return err;
 
     resolve_site(&ctx, res, tr);
+    /* A staged plan picks the sub-plan of the client's site (rollout_plan.c). */
+    if (plan->stage && (err = plan_stage_pick(&plan, &w, ctx.site, tr)) < 0)
+        return err;
     res->site = ctx.site;
     res->site_name = ctx.site == TSL_NO_SITE ? NULL : plan->snap->sites[ctx.site].name;
     res->ttl = ctx.ttl;

@@ -40,6 +40,7 @@ void tsl_plan_free(tsl_plan *plan)
         return;
     if (plan->bound)
         policy_unbind(plan->bound);
+    plan_stage_free(plan->stage);
     tsl_policy_free(plan->policy);
     tsl_snapshot_free(plan->snap);
     free(plan);
@@ -60,6 +61,8 @@ void tsl_worker_free(tsl_worker *w)
         return;
     if (w->policy_state)
         policy_worker_release(w);
+    for (int i = 0; i < TSL_STAGE_MAX_PLANS - 1; i++)
+        tsl_worker_free(w->aux[i]);
     for (int i = 0; i < 4; i++)
         free(w->scratch[i]);
     free(w->items);
@@ -67,9 +70,23 @@ void tsl_worker_free(tsl_worker *w)
     free(w);
 }
 
-uint64_t tsl_worker_policy_errors(const tsl_worker *w) { return w->policy_errors; }
+uint64_t tsl_worker_policy_errors(const tsl_worker *w)
+{
+    uint64_t n = w->policy_errors;
+    for (int i = 0; i < TSL_STAGE_MAX_PLANS - 1; i++)
+        if (w->aux[i])
+            n += tsl_worker_policy_errors(w->aux[i]);
+    return n;
+}
 
 const char *tsl_worker_last_policy_error(const tsl_worker *w)
 {
-    return w->policy_errors ? w->last_policy_error : NULL;
+    if (w->policy_errors)
+        return w->last_policy_error;
+    for (int i = 0; i < TSL_STAGE_MAX_PLANS - 1; i++) {
+        const char *m = w->aux[i] ? tsl_worker_last_policy_error(w->aux[i]) : NULL;
+        if (m)
+            return m;
+    }
+    return NULL;
 }

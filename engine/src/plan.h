@@ -19,6 +19,7 @@ struct tsl_plan {
     tsl_snapshot *snap;
     tsl_policy *policy;    /* NULL: the default logic */
     void *bound;           /* the policy layer's per-snapshot binding */
+    struct plan_stage *stage; /* staged rollout: per-site sub-plans (rollout_plan.c), or NULL */
 };
 
 struct tsl_worker {
@@ -32,7 +33,18 @@ struct tsl_worker {
     char last_policy_error[512];
     void *policy_state;    /* the policy layer's per-worker state (its Lua state) */
     const tsl_policy *policy_state_for;
+    /* Staged plans: one worker per sub-plan slot past the first, made on
+     * first use, so each keeps the Lua state of one policy (rollout_plan.c). */
+    struct tsl_worker *aux[TSL_STAGE_MAX_PLANS - 1];
 };
+
+/* ---- staged plans (rollout_plan.c) ---- */
+/* The sub-plan deciding for clients of `site`, and the worker to decide it
+ * with (w itself for the base plan, else w's aux worker of that slot, made
+ * here on first use).  Records the choice in the trace. */
+TSL_INTERNAL int plan_stage_pick(const tsl_plan **plan, tsl_worker **w, int32_t site,
+                                 tsl_trace *tr);
+TSL_INTERNAL void plan_stage_free(struct plan_stage *stage);
 
 /* ---- provided by the policy layer ---- */
 TSL_INTERNAL int policy_bind(void **out, const tsl_snapshot *snap, tsl_policy *pol);

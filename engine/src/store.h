@@ -19,6 +19,8 @@
 
 #include <sqlite3.h>
 
+#include "rollout_sql.h"
+
 /* X(name, sql): every statement the engine runs more than once. */
 #define TSL_STORE_STATEMENTS(X)                                                \
     /* ---- sites ---- */                                                      \
@@ -112,7 +114,9 @@
       "SELECT c.guid, t.name, e.at FROM connection_errors e"                   \
       " JOIN clients c ON c.id = e.client_id"                                  \
       " JOIN task_servers t ON t.id = e.server_id"                             \
-      " ORDER BY e.client_id, e.at, e.id")
+      " ORDER BY e.client_id, e.at, e.id")                                     \
+    /* ---- policy lifecycle (rollout_sql.h) ---- */                          \
+    TSL_ROLLOUT_STATEMENTS(X)
 
 typedef enum tsl_stmt_id {
 #define TSL_STMT_ENUM_(name, sql) name,

@@ -1,0 +1,1327 @@
+/*
+ * rollout.c - the policy lifecycle in the store: versions (list, show,
+ * diff), dry-run records, activation (everywhere or staged per site),
+ * rollback, the plan in force, and shadow mode's version and tallies.
+ *
+ * The rollout state is a base version (site '*', none: the default logic)
+ * plus per-site versions (rollout_state).  Every change is a row of
+ * rollout_history holding the state it replaced, so rollback restores it
+ * exactly, and repeated rollbacks walk further back.  Every write is one
+ * transaction with bound values.
+ *
+ * Used by: `tsl policy ...`, `tsl dry-run`, the broker (tsl_rollout_plan,
+ * tsl_rollout_shadow_plan, tsl_shadow_flush).  Needs: store.h, dryrun.h,
+ * jansson (the prior-state documents).
+ */
+#include "dryrun.h"
+#include "store.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define HASHLEN 64
+
+/* ------------------------------------------------------------------------
+ * Small helpers
+ * ---------------------------------------------------------------------- */
+
+static const char *col_text(sqlite3_stmt *q, int i)
+{
+    return (const char *)sqlite3_column_text(q, i);
+}
+
+static void fmt_time(char *dst, size_t len, int64_t t)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (!t || !gmtime_r(&tt, &tm)) {
+        snprintf(dst, len, "-");
+        return;
+    }
+    strftime(dst, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int64_t now_or(int64_t now)
+{
+    return now ? now : (int64_t)time(NULL);
+}
+
+/* Steps a cached statement expecting SQLITE_DONE, then resets it. */
+static int exec_done(tsl_store *st, sqlite3_stmt *q, const char *what)
+{
+    int rc = sqlite3_step(q);
+    int err = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : tsl_store_err(st, what);
+    sqlite3_reset(q);
+    return err;
+}
+
+static sqlite3_stmt *stmt(tsl_store *st, tsl_stmt_id id)
+{
+    sqlite3_stmt *q = tsl_store_stmt(st, id);
+    if (!q && !strstr(tsl_error_last(), "no such table"))
+        return NULL;
+    if (!q)
+        tsl_seterr(TSL_ESTORE, "%s (is this store older than this tsl? open it read-write once "
+                               "to migrate it)",
+                   tsl_error_last());
+    return q;
+}
+
+/* ------------------------------------------------------------------------
+ * Versions
+ * ---------------------------------------------------------------------- */
+
+static bool all_digits(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!isdigit((unsigned char)*s))
+            return false;
+    return true;
+}
+
+int tsl_rollout_resolve(int64_t *out_id, char *hash, size_t hashlen, tsl_store *st,
+                        const char *version)
+{
+    sqlite3_stmt *q;
+    int err = 0, rc;
+    const char *ref = version;
+
+    *out_id = 0;
+    TSL_ARG(st && version);
+    if ((ref[0] == 'v' || ref[0] == 'V') && all_digits(ref + 1))
+        ref++;
+    if (all_digits(ref)) {
+        if (!(q = stmt(st, TSL_STMT_RO_VERSION_BY_ID)))
+            return TSL_ESTORE;
+        sqlite3_bind_int64(q, 1, strtoll(ref, NULL, 10));
+    } else {
+        if (strncasecmp(ref, "sha256:", 7) == 0)
+            ref += 7;
+        size_t n = strlen(ref);
+        if (n < 4 || strspn(ref, "0123456789abcdefABCDEF") != n)
+            return tsl_seterr(TSL_EINVALID, "\"%s\" is not a policy version (a number, or at least "
+                                            "4 hex digits of its hash)", version);
+        if (!(q = stmt(st, TSL_STMT_RO_VERSION_BY_HASH)))
+            return TSL_ESTORE;
+        tsl_store_bind_text(q, 1, ref);
+    }
+    rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        *out_id = sqlite3_column_int64(q, 0);
+        if (hash)
+            snprintf(hash, hashlen, "%s", col_text(q, 1) ? col_text(q, 1) : "");
+        if ((rc = sqlite3_step(q)) == SQLITE_ROW)
+            err = tsl_seterr(TSL_EINVALID, "\"%s\" names more than one policy version; give more "
+                                           "digits", version);
+        else if (rc != SQLITE_DONE)
+            err = tsl_store_err(st, "reading policy versions");
+    } else if (rc == SQLITE_DONE) {
+        err = tsl_seterr(TSL_ENOTFOUND, "no policy version \"%s\" (see `tsl policy list`)",
+                         version);
+    } else {
+        err = tsl_store_err(st, "reading policy versions");
+    }
+    sqlite3_reset(q);
+    if (err < 0)
+        *out_id = 0;
+    return err;
+}
+
+int tsl_rollout_source(char **out, size_t *len, char **name, tsl_store *st, int64_t id)
+{
+    sqlite3_stmt *q;
+    int err = 0, rc;
+
+    *out = NULL;
+    if (name)
+        *name = NULL;
+    TSL_ARG(st);
+    if (!(q = stmt(st, TSL_STMT_RO_VERSION_META)))
+        return TSL_ESTORE;
+    sqlite3_bind_int64(q, 1, id);
+    if ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        const char *text = col_text(q, 6);
+        size_t n = (size_t)sqlite3_column_bytes(q, 6);
+        const char *nm = col_text(q, 2);
+        if (!(*out = malloc(n + 1)) || (name && !(*name = strdup(nm ? nm : "policy.lua")))) {
+            err = tsl_oom();
+        } else {
+            memcpy(*out, text ? text : "", n);
+            (*out)[n] = '\0';
+            if (len)
+                *len = n;
+        }
+    } else {
+        err = rc == SQLITE_DONE ? tsl_seterr(TSL_ENOTFOUND, "no policy version %lld", (long long)id)
+                                : tsl_store_err(st, "reading a policy version");
+    }
+    sqlite3_reset(q);
+    if (err < 0) {
+        free(*out);
+        *out = NULL;
+        if (name) {
+            free(*name);
+            *name = NULL;
+        }
+    }
+    return err;
+}
+
+/* Compiles a stored version. */
+static int compile_version(tsl_policy **out, tsl_store *st, int64_t id)
+{
+    char *src = NULL, *name = NULL;
+    size_t len = 0;
+    int err;
+
+    *out = NULL;
+    if ((err = tsl_rollout_source(&src, &len, &name, st, id)) < 0)
+        return err;
+    if ((err = tsl_policy_compile(out, src, len, name)) < 0)
+        err = tsl_seterr(err, "stored policy version %lld: %s", (long long)id, tsl_error_last());
+    free(src);
+    free(name);
+    return err;
+}
+
+int rollout_version_add(int64_t *out_id, tsl_store *st, const char *src, size_t len,
+                        const char *name, const char *author, const char *comment, int64_t now)
+{
+    tsl_policy *pol = NULL;
+    sqlite3_stmt *q;
+    char hash[HASHLEN];
+    int err;
+
+    *out_id = 0;
+    if ((err = tsl_policy_compile(&pol, src, len, name)) < 0)
+        return err;
+    snprintf(hash, sizeof hash, "%s", tsl_policy_version(pol));
+    tsl_policy_free(pol);
+    if (tsl_rollout_resolve(out_id, NULL, 0, st, hash) == 0)
+        return tsl_seterr(TSL_EEXISTS, "this policy is already stored as version %lld (%s)",
+                          (long long)*out_id, hash);
+    if ((err = tsl_store_begin(st)) < 0)
+        return err;
+    if (!(q = stmt(st, TSL_STMT_RO_VERSION_INSERT))) {
+        err = TSL_ESTORE;
+        goto done;
+    }
+    tsl_store_bind_text(q, 1, hash);
+    tsl_store_bind_text(q, 2, name);
+    sqlite3_bind_text(q, 3, src, (int)len, SQLITE_TRANSIENT);
+    tsl_store_bind_text(q, 4, author);
+    tsl_store_bind_text(q, 5, comment);
+    sqlite3_bind_int64(q, 6, now_or(now));
+    if ((err = exec_done(st, q, "storing the policy version")) < 0)
+        goto done;
+    *out_id = sqlite3_last_insert_rowid(tsl_store_db(st));
+    err = tsl_store_commit(st);
+done:
+    if (err < 0) {
+        tsl_store_rollback(st);
+        *out_id = 0;
+    }
+    return err;
+}
+
+int tsl_rollout_list(tsl_buf *out, tsl_store *st, tsl_format fmt)
+{
+    sqlite3_stmt *q;
+    int err = 0, rc;
+    size_t rows = 0;
+
+    TSL_ARG(out && st);
+    if (!(q = stmt(st, TSL_STMT_RO_VERSIONS)))
+        return TSL_ESTORE;
+    if (fmt == TSL_FORMAT_JSON)
+        err = tsl_buf_puts(out, "[");
+    else
+        err = tsl_buf_printf(out, "%-4s  %-19s  %-20s  %-12s  %-16s  %-14s  %s\n", "ver", "hash",
+                             "stored", "author", "active", "last dry-run", "comment");
+    while (err == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        char at[32];
+        int64_t id = sqlite3_column_int64(q, 0);
+        const char *active = col_text(q, 6), *dry = col_text(q, 7);
+        bool shadow = sqlite3_column_int(q, 8) > 0;
+        fmt_time(at, sizeof at, sqlite3_column_int64(q, 5));
+        if (fmt == TSL_FORMAT_JSON) {
+            if ((err = tsl_buf_printf(out, "%s\n {\"version\":%lld,\"hash\":", rows ? "," : "",
+                                      (long long)id)) < 0 ||
+                (err = tsl_buf_json_str(out, col_text(q, 1))) < 0 ||
+                (err = tsl_buf_puts(out, ",\"name\":")) < 0 ||
+                (err = tsl_buf_json_str(out, col_text(q, 2))) < 0 ||
+                (err = tsl_buf_puts(out, ",\"author\":")) < 0 ||
+                (err = tsl_buf_json_str(out, col_text(q, 3))) < 0 ||
+                (err = tsl_buf_puts(out, ",\"comment\":")) < 0 ||
+                (err = tsl_buf_json_str(out, col_text(q, 4))) < 0 ||
+                (err = tsl_buf_printf(out, ",\"stored\":\"%s\",\"active_sites\":", at)) < 0 ||
+                (err = tsl_buf_json_str(out, active)) < 0 ||
+                (err = tsl_buf_puts(out, ",\"last_dry_run\":")) < 0 ||
+                (err = tsl_buf_json_str(out, dry)) < 0 ||
+                (err = tsl_buf_printf(out, ",\"shadow\":%s}", shadow ? "true" : "false")) < 0)
+                break;
+        } else {
+            char act[64];
+            if (!active)
+                snprintf(act, sizeof act, "%s", shadow ? "shadow" : "-");
+            else if (strcmp(active, "*") == 0)
+                snprintf(act, sizeof act, "%s", shadow ? "all sites,shadow" : "all sites");
+            else
+                snprintf(act, sizeof act, "%.40s%s", active, shadow ? ",shadow" : "");
+            err = tsl_buf_printf(out, "%-4lld  %-19s  %-20s  %-12.12s  %-16.16s  %-14s  %s\n",
+                                 (long long)id, col_text(q, 1), at,
+                                 col_text(q, 3) ? col_text(q, 3) : "-", act,
+                                 !dry ? "never" : strcmp(dry, "none") == 0 ? "clean" : dry,
+                                 col_text(q, 4) ? col_text(q, 4) : "");
+        }
+        rows++;
+    }
+    if (err == 0 && rc != SQLITE_DONE)
+        err = tsl_store_err(st, "listing policy versions");
+    sqlite3_reset(q);
+    if (err == 0 && fmt == TSL_FORMAT_JSON)
+        err = tsl_buf_puts(out, rows ? "\n]\n" : "]\n");
+    if (err == 0 && fmt != TSL_FORMAT_JSON && rows == 0)
+        err = tsl_buf_puts(out, "(no policy version stored: `tsl policy load FILE`)\n");
+    return err;
+}
+
+int tsl_rollout_show(tsl_buf *out, tsl_store *st, const char *version, tsl_format fmt)
+{
+    sqlite3_stmt *q;
+    int64_t id;
+    int err, rc;
+    char at[32];
+
+    TSL_ARG(out && st && version);
+    if ((err = tsl_rollout_resolve(&id, NULL, 0, st, version)) < 0)
+        return err;
+    if (!(q = stmt(st, TSL_STMT_RO_VERSION_META)))
+        return TSL_ESTORE;
+    sqlite3_bind_int64(q, 1, id);
+    if ((rc = sqlite3_step(q)) != SQLITE_ROW) {
+        err = tsl_store_err(st, "reading a policy version");
+        sqlite3_reset(q);
+        return err;
+    }
+    fmt_time(at, sizeof at, sqlite3_column_int64(q, 5));
+    if (fmt == TSL_FORMAT_JSON) {
+        if ((err = tsl_buf_printf(out, "{\"version\":%lld,\"hash\":", (long long)id)) < 0 ||
+            (err = tsl_buf_json_str(out, col_text(q, 1))) < 0 ||
+            (err = tsl_buf_puts(out, ",\"name\":")) < 0 ||
+            (err = tsl_buf_json_str(out, col_text(q, 2))) < 0 ||
+            (err = tsl_buf_puts(out, ",\"author\":")) < 0 ||
+            (err = tsl_buf_json_str(out, col_text(q, 3))) < 0 ||
+            (err = tsl_buf_puts(out, ",\"comment\":")) < 0 ||
+            (err = tsl_buf_json_str(out, col_text(q, 4))) < 0 ||
+            (err = tsl_buf_printf(out, ",\"stored\":\"%s\",\"content\":", at)) < 0 ||
+            (err = tsl_buf_json_str(out, col_text(q, 6))) < 0 ||
+            (err = tsl_buf_puts(out, ",\"dry_runs\":[")) < 0)
+            goto done_meta;
+    } else {
+        if ((err = tsl_buf_printf(out,
+                                  "version  %lld\nhash     %s\nfile     %s\nauthor   %s\n"
+                                  "stored   %s\ncomment  %s\n",
+                                  (long long)id, col_text(q, 1),
+                                  col_text(q, 2) ? col_text(q, 2) : "-",
+                                  col_text(q, 3) ? col_text(q, 3) : "-", at,
+                                  col_text(q, 4) ? col_text(q, 4) : "-")) < 0)
+            goto done_meta;
+    }
+    /* keep the content for after the dry-runs (text) */
+    char *content = strdup(col_text(q, 6) ? col_text(q, 6) : "");
+    sqlite3_reset(q);
+    if (!content)
+        return tsl_oom();
+
+    if (!(q = stmt(st, TSL_STMT_RO_DRYRUNS_OF))) {
+        free(content);
+        return TSL_ESTORE;
+    }
+    sqlite3_bind_int64(q, 1, id);
+    size_t n = 0;
+    if (fmt != TSL_FORMAT_JSON)
+        err = tsl_buf_puts(out, "dry-runs (newest first):\n");
+    while (err == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        fmt_time(at, sizeof at, sqlite3_column_int64(q, 7));
+        if (fmt == TSL_FORMAT_JSON) {
+            if ((err = tsl_buf_puts(out, n ? ",{\"against\":" : "{\"against\":")) < 0 ||
+                (err = tsl_buf_json_str(out, col_text(q, 0))) < 0 ||
+                (err = tsl_buf_puts(out, ",\"population\":")) < 0 ||
+                (err = tsl_buf_json_str(out, col_text(q, 1))) < 0 ||
+                (err = tsl_buf_puts(out, ",\"fail_on\":")) < 0 ||
+                (err = tsl_buf_json_str(out, col_text(q, 2))) < 0 ||
+                (err = tsl_buf_puts(out, ",\"conditions\":")) < 0 ||
+                (err = tsl_buf_json_str(out, col_text(q, 3))) < 0 ||
+                (err = tsl_buf_printf(out, ",\"clean\":%s,\"at\":\"%s\",\"author\":",
+                                      sqlite3_column_int(q, 4) ? "true" : "false", at)) < 0 ||
+                (err = tsl_buf_json_str(out, col_text(q, 6))) < 0 ||
+                (err = tsl_buf_printf(out, ",\"summary\":%s}",
+                                      col_text(q, 5) ? col_text(q, 5) : "null")) < 0)
+                break;
+        } else {
+            err = tsl_buf_printf(out, "  %s  %s against %s (%s): %s; conditions: %s\n    %s\n", at,
+                                 sqlite3_column_int(q, 4) ? "clean " : "FAILED",
+                                 col_text(q, 0), col_text(q, 1),
+                                 col_text(q, 6) ? col_text(q, 6) : "-", col_text(q, 3),
+                                 col_text(q, 5));
+        }
+        n++;
+    }
+    if (err == 0 && rc != SQLITE_DONE)
+        err = tsl_store_err(st, "reading dry-run records");
+    sqlite3_reset(q);
+    if (err == 0) {
+        if (fmt == TSL_FORMAT_JSON)
+            err = tsl_buf_puts(out, "]}\n");
+        else
+            err = tsl_buf_printf(out, "%s--- content ---\n%s%s", n ? "" : "  (none)\n", content,
+                                 *content && content[strlen(content) - 1] != '\n' ? "\n" : "");
+    }
+    free(content);
+    return err;
+done_meta:
+    sqlite3_reset(q);
+    return err;
+}
+
+/* ------------------------------------------------------------------------
+ * Diff: a unified line diff of two versions (LCS, with 3 lines of context)
+ * ---------------------------------------------------------------------- */
+
+typedef struct lines {
+    const char **v;
+    size_t *len;
+    size_t n;
+} lines;
+
+static int split_lines(lines *l, const char *text)
+{
+    size_t cap = 1;
+    for (const char *p = text; *p; p++)
+        cap += *p == '\n';
+    l->n = 0;
+    if (!(l->v = malloc(cap * sizeof *l->v)) || !(l->len = malloc(cap * sizeof *l->len)))
+        return tsl_oom();
+    for (const char *p = text; *p;) {
+        const char *e = strchr(p, '\n');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        l->v[l->n] = p;
+        l->len[l->n++] = n;
+        p += n + (e ? 1 : 0);
+    }
+    return 0;
+}
+
+static bool line_eq(const lines *a, size_t i, const lines *b, size_t j)
+{
+    return a->len[i] == b->len[j] && memcmp(a->v[i], b->v[j], a->len[i]) == 0;
+}
+
+#define DIFF_MAX_CELLS ((size_t)16 << 20)
+
+int tsl_rollout_diff(tsl_buf *out, tsl_store *st, const char *v1, const char *v2)
+{
+    int64_t id1, id2;
+    char h1[HASHLEN], h2[HASHLEN];
+    char *s1 = NULL, *s2 = NULL;
+    lines a = {0}, b = {0};
+    uint32_t *lcs = NULL;
+    char (*ops)[1] = NULL; /* per output line: ' ', '-', '+' */
+    size_t *oi = NULL, *oj = NULL, nops = 0;
+    int err;
+
+    TSL_ARG(out && st && v1 && v2);
+    if ((err = tsl_rollout_resolve(&id1, h1, sizeof h1, st, v1)) < 0 ||
+        (err = tsl_rollout_resolve(&id2, h2, sizeof h2, st, v2)) < 0 ||
+        (err = tsl_rollout_source(&s1, NULL, NULL, st, id1)) < 0 ||
+        (err = tsl_rollout_source(&s2, NULL, NULL, st, id2)) < 0 ||
+        (err = split_lines(&a, s1)) < 0 || (err = split_lines(&b, s2)) < 0)
+        goto done;
+    if ((err = tsl_buf_printf(out, "--- version %lld (%s)\n+++ version %lld (%s)\n",
+                              (long long)id1, h1, (long long)id2, h2)) < 0)
+        goto done;
+    if ((a.n + 1) * (b.n + 1) > DIFF_MAX_CELLS) {
+        err = tsl_seterr(TSL_ELIMIT, "the policies are too long to diff (%zu and %zu lines)", a.n,
+                         b.n);
+        goto done;
+    }
+    /* lcs[i][j]: length of the LCS of a[i..] and b[j..] */
+    size_t w = b.n + 1;
+    if (!(lcs = calloc((a.n + 1) * w, sizeof *lcs)) ||
+        !(ops = malloc((a.n + b.n + 1) * sizeof *ops)) ||
+        !(oi = malloc((a.n + b.n + 1) * sizeof *oi)) ||
+        !(oj = malloc((a.n + b.n + 1) * sizeof *oj))) {
+        err = tsl_oom();
+        goto done;
+    }
+    for (size_t i = a.n; i-- > 0;)
+        for (size_t j = b.n; j-- > 0;)
+            lcs[i * w + j] = line_eq(&a, i, &b, j)
+                                 ? lcs[(i + 1) * w + j + 1] + 1
+                                 : (lcs[(i + 1) * w + j] >= lcs[i * w + j + 1] ? lcs[(i + 1) * w + j]
+                                                                               : lcs[i * w + j + 1]);
+    for (size_t i = 0, j = 0; i < a.n || j < b.n;) {
+        if (i < a.n && j < b.n && line_eq(&a, i, &b, j)) {
+            ops[nops][0] = ' ';
+            oi[nops] = i++;
+            oj[nops++] = j++;
+        } else if (j < b.n && (i == a.n || lcs[i * w + j + 1] >= lcs[(i + 1) * w + j])) {
+            ops[nops][0] = '+';
+            oi[nops] = i;
+            oj[nops++] = j++;
+        } else {
+            ops[nops][0] = '-';
+            oi[nops] = i++;
+            oj[nops++] = j;
+        }
+    }
+    /* hunks: changed lines with 3 lines of context around them */
+    bool any = false;
+    for (size_t k = 0; k < nops && err == 0;) {
+        if (ops[k][0] == ' ') {
+            k++;
+            continue;
+        }
+        any = true;
+        size_t start = k >= 3 ? k - 3 : 0, end = k;
+        /* extend while another change comes within 6 lines */
+        for (size_t m = k; m < nops; m++) {
+            if (ops[m][0] != ' ') {
+                end = m;
+                continue;
+            }
+            if (m - end > 6)
+                break;
+        }
+        end = end + 3 < nops ? end + 3 : nops - 1;
+        size_t na = 0, nb = 0;
+        for (size_t m = start; m <= end; m++) {
+            na += ops[m][0] != '+';
+            nb += ops[m][0] != '-';
+        }
+        err = tsl_buf_printf(out, "@@ -%zu,%zu +%zu,%zu @@\n", oi[start] + (na ? 1 : 0), na,
+                             oj[start] + (nb ? 1 : 0), nb);
+        for (size_t m = start; m <= end && err == 0; m++) {
+            const lines *l = ops[m][0] == '+' ? &b : &a;
+            size_t idx = ops[m][0] == '+' ? oj[m] : oi[m];
+            err = tsl_buf_printf(out, "%c%.*s\n", ops[m][0], (int)l->len[idx], l->v[idx]);
+        }
+        k = end + 1;
+    }
+    if (err == 0 && !any)
+        err = tsl_buf_puts(out, "(the two versions are identical)\n");
+done:
+    free(lcs);
+    free(ops);
+    free(oi);
+    free(oj);
+    free(a.v);
+    free(a.len);
+    free(b.v);
+    free(b.len);
+    free(s1);
+    free(s2);
+    return err;
+}
+
+/* ------------------------------------------------------------------------
+ * The rollout state
+ * ---------------------------------------------------------------------- */
+
+/* The state as a JSON object {"*": id, "London": id} (caller frees). */
+static int state_read(json_t **out, tsl_store *st)
+{
+    sqlite3_stmt *q;
+    json_t *o = json_object();
+    int err = 0, rc;
+
+    *out = NULL;
+    if (!o)
+        return tsl_oom();
+    if (!(q = stmt(st, TSL_STMT_RO_STATE))) {
+        json_decref(o);
+        return TSL_ESTORE;
+    }
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (json_object_set_new(o, col_text(q, 0), json_integer(sqlite3_column_int64(q, 1))) < 0) {
+            err = tsl_oom();
+            break;
+        }
+    }
+    if (err == 0 && rc != SQLITE_DONE)
+        err = tsl_store_err(st, "reading the rollout state");
+    sqlite3_reset(q);
+    if (err < 0)
+        json_decref(o);
+    else
+        *out = o;
+    return err;
+}
+
+static int state_write(tsl_store *st, json_t *state)
+{
+    sqlite3_stmt *q;
+    const char *site;
+    json_t *v;
+    int err;
+
+    if (!(q = stmt(st, TSL_STMT_RO_STATE_CLEAR)))
+        return TSL_ESTORE;
+    if ((err = exec_done(st, q, "clearing the rollout state")) < 0)
+        return err;
+    json_object_foreach(state, site, v) {
+        if (!(q = stmt(st, TSL_STMT_RO_STATE_SET)))
+            return TSL_ESTORE;
+        tsl_store_bind_text(q, 1, site);
+        sqlite3_bind_int64(q, 2, json_integer_value(v));
+        if ((err = exec_done(st, q, "writing the rollout state")) < 0)
+            return err;
+    }
+    return 0;
+}
+
+int tsl_rollout_state_key(tsl_buf *out, tsl_store *st)
+{
+    sqlite3_stmt *q;
+    int err = 0, rc;
+    bool base = false, any = false;
+
+    TSL_ARG(out && st);
+    if (!(q = stmt(st, TSL_STMT_RO_STATE)))
+        return TSL_ESTORE;
+    while (err == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        const char *site = col_text(q, 0), *hash = col_text(q, 2);
+        if (strcmp(site, "*") == 0) {
+            base = true;
+            err = tsl_buf_puts(out, hash);
+        } else {
+            if (!base && !any)
+                err = tsl_buf_puts(out, "default");
+            if (err == 0)
+                err = tsl_buf_printf(out, ";%s=%s", site, hash);
+        }
+        any = true;
+    }
+    if (err == 0 && rc != SQLITE_DONE)
+        err = tsl_store_err(st, "reading the rollout state");
+    sqlite3_reset(q);
+    if (err == 0 && !any)
+        err = tsl_buf_puts(out, "default");
+    return err;
+}
+
+int tsl_rollout_active(char *hash, size_t len, tsl_store *st)
+{
+    sqlite3_stmt *q;
+    int err = 0, rc;
+
+    TSL_ARG(hash && len && st);
+    hash[0] = '\0';
+    if (!(q = stmt(st, TSL_STMT_RO_STATE)))
+        return TSL_ESTORE;
+    if ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (strcmp(col_text(q, 0), "*") == 0)
+            snprintf(hash, len, "%s", col_text(q, 2));
+    } else if (rc != SQLITE_DONE) {
+        err = tsl_store_err(st, "reading the rollout state");
+    }
+    sqlite3_reset(q);
+    return err;
+}
+
+static int history_add(int64_t *out_id, tsl_store *st, int64_t at, const char *action,
+                       int64_t version, const char *sites, const char *author,
+                       const char *comment, json_t *prior)
+{
+    sqlite3_stmt *q;
+    char *prior_text = NULL;
+    int err;
+
+    if (!(prior_text = json_dumps(prior, JSON_COMPACT | JSON_SORT_KEYS)))
+        return tsl_oom();
+    if (!(q = stmt(st, TSL_STMT_RO_HISTORY_INSERT))) {
+        free(prior_text);
+        return TSL_ESTORE;
+    }
+    sqlite3_bind_int64(q, 1, at);
+    tsl_store_bind_text(q, 2, action);
+    if (version)
+        sqlite3_bind_int64(q, 3, version);
+    else
+        sqlite3_bind_null(q, 3);
+    tsl_store_bind_text(q, 4, sites);
+    tsl_store_bind_text(q, 5, author);
+    tsl_store_bind_text(q, 6, comment);
+    tsl_store_bind_text(q, 7, prior_text);
+    err = exec_done(st, q, "recording the rollout history");
+    if (out_id)
+        *out_id = err < 0 ? 0 : sqlite3_last_insert_rowid(tsl_store_db(st));
+    free(prior_text);
+    return err;
+}
+
+static int site_exists(tsl_store *st, const char *site)
+{
+    sqlite3_stmt *q = stmt(st, TSL_STMT_SITE_ID);
+    int rc, err = 0;
+    if (!q)
+        return TSL_ESTORE;
+    tsl_store_bind_text(q, 1, site);
+    rc = sqlite3_step(q);
+    if (rc == SQLITE_DONE)
+        err = tsl_seterr(TSL_ENOTFOUND, "no site \"%s\" in the inventory", site);
+    else if (rc != SQLITE_ROW)
+        err = tsl_store_err(st, "looking up a site");
+    sqlite3_reset(q);
+    return err;
+}
+
+int tsl_rollout_activate(tsl_store *st, const char *version, const tsl_activate_options *opt)
+{
+    tsl_activate_options none = {0};
+    tsl_policy *pol = NULL;
+    json_t *state = NULL, *prior = NULL;
+    tsl_buf key = TSL_BUF_INIT, sites = TSL_BUF_INIT;
+    char hash[HASHLEN];
+    int64_t id;
+    int err;
+
+    TSL_ARG(st && version);
+    if (!opt)
+        opt = &none;
+    if ((err = tsl_rollout_resolve(&id, hash, sizeof hash, st, version)) < 0)
+        return err;
+    /* a stored version that no longer compiles is never activated */
+    if ((err = compile_version(&pol, st, id)) < 0)
+        return err;
+    tsl_policy_free(pol);
+
+    if ((err = tsl_store_begin(st)) < 0)
+        return err;
+    if (opt->require_dry_run) {
+        sqlite3_stmt *q;
+        int rc;
+        if ((err = tsl_rollout_state_key(&key, st)) < 0)
+            goto done;
+        if (!(q = stmt(st, TSL_STMT_RO_DRYRUN_CLEAN))) {
+            err = TSL_ESTORE;
+            goto done;
+        }
+        sqlite3_bind_int64(q, 1, id);
+        tsl_store_bind_text(q, 2, key.ptr);
+        rc = sqlite3_step(q);
+        sqlite3_reset(q);
+        if (rc == SQLITE_DONE) {
+            err = tsl_seterr(TSL_EPOLICY,
+                             "refusing to activate version %lld (%s): no clean dry-run of it "
+                             "against the rollout in force (%s) is recorded; run `tsl dry-run "
+                             "--policy %lld` and fix what it reports",
+                             (long long)id, hash, key.ptr, (long long)id);
+            goto done;
+        }
+        if (rc != SQLITE_ROW) {
+            err = tsl_store_err(st, "reading dry-run records");
+            goto done;
+        }
+    }
+    if ((err = state_read(&state, st)) < 0)
+        goto done;
+    if (!(prior = json_deep_copy(state))) {
+        err = tsl_oom();
+        goto done;
+    }
+    if (opt->nsites == 0) {
+        json_object_clear(state);
+        if (json_object_set_new(state, "*", json_integer(id)) < 0) {
+            err = tsl_oom();
+            goto done;
+        }
+    } else {
+        json_t *base = json_object_get(state, "*");
+        for (size_t i = 0; i < opt->nsites; i++) {
+            const char *site = opt->sites[i];
+            if (!site || !*site || strcmp(site, "*") == 0) {
+                err = tsl_seterr(TSL_EINVALID, "an empty or \"*\" site name in --sites");
+                goto done;
+            }
+            if ((err = site_exists(st, site)) < 0)
+                goto done;
+            /* the base version needs no per-site row */
+            if (base && json_integer_value(base) == id) {
+                json_object_del(state, site);
+                /* a different spelling of the same site is the same row */
+                const char *k;
+                json_t *v;
+                void *tmp;
+                json_object_foreach_safe(state, tmp, k, v) {
+                    (void)v;
+                    if (strcasecmp(k, site) == 0)
+                        json_object_del(state, k);
+                }
+            } else {
+                const char *k;
+                json_t *v;
+                void *tmp;
+                json_object_foreach_safe(state, tmp, k, v) {
+                    (void)v;
+                    if (strcmp(k, "*") != 0 && strcasecmp(k, site) == 0)
+                        json_object_del(state, k);
+                }
+                if (json_object_set_new(state, site, json_integer(id)) < 0) {
+                    err = tsl_oom();
+                    goto done;
+                }
+            }
+            if ((err = tsl_buf_printf(&sites, "%s%s", i ? "," : "", site)) < 0)
+                goto done;
+        }
+    }
+    if ((err = state_write(st, state)) < 0 ||
+        (err = history_add(NULL, st, now_or(opt->now), "activate", id,
+                           opt->nsites ? sites.ptr : NULL, opt->author, opt->comment, prior)) < 0)
+        goto done;
+    err = tsl_store_commit(st);
+done:
+    if (err < 0)
+        tsl_store_rollback(st);
+    json_decref(state);
+    json_decref(prior);
+    tsl_buf_free(&key);
+    tsl_buf_free(&sites);
+    return err;
+}
+
+int tsl_rollout_rollback(tsl_store *st, const char *author, char *what, size_t len)
+{
+    sqlite3_stmt *q;
+    json_t *prior = NULL, *now_state = NULL;
+    json_error_t jerr;
+    int64_t hid = 0, vid = 0, newid = 0;
+    char *sites = NULL;
+    int err, rc;
+
+    TSL_ARG(st);
+    if (what && len)
+        what[0] = '\0';
+    if ((err = tsl_store_begin(st)) < 0)
+        return err;
+    if (!(q = stmt(st, TSL_STMT_RO_HISTORY_LAST))) {
+        err = TSL_ESTORE;
+        goto done;
+    }
+    rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        hid = sqlite3_column_int64(q, 0);
+        vid = sqlite3_column_int64(q, 1);
+        if (col_text(q, 2) && !(sites = strdup(col_text(q, 2))))
+            err = tsl_oom();
+        if (err == 0 && !(prior = json_loads(col_text(q, 3), 0, &jerr)))
+            err = tsl_seterr(TSL_ESTORE, "rollout history %lld: unreadable prior state: %s",
+                             (long long)hid, jerr.text);
+    } else if (rc == SQLITE_DONE) {
+        err = tsl_seterr(TSL_ENOTFOUND, "nothing to roll back: no activation is in force");
+    } else {
+        err = tsl_store_err(st, "reading the rollout history");
+    }
+    sqlite3_reset(q);
+    if (err < 0)
+        goto done;
+    if ((err = state_read(&now_state, st)) < 0 || (err = state_write(st, prior)) < 0 ||
+        (err = history_add(&newid, st, (int64_t)time(NULL), "rollback", vid, sites, author,
+                           NULL, now_state)) < 0)
+        goto done;
+    if (!(q = stmt(st, TSL_STMT_RO_HISTORY_UNDO))) {
+        err = TSL_ESTORE;
+        goto done;
+    }
+    sqlite3_bind_int64(q, 1, hid);
+    sqlite3_bind_int64(q, 2, newid);
+    if ((err = exec_done(st, q, "recording the rollback")) < 0)
+        goto done;
+    if (what && len) {
+        json_t *b = json_object_get(prior, "*");
+        size_t nstaged = json_object_size(prior) - (b ? 1 : 0);
+        char base[48];
+        if (b)
+            snprintf(base, sizeof base, "version %lld", (long long)json_integer_value(b));
+        else
+            snprintf(base, sizeof base, "the default logic");
+        snprintf(what, len, "undid the activation of version %lld%s%s; in force now: %s%s",
+                 (long long)vid, sites ? " for " : "", sites ? sites : "", base,
+                 nstaged ? " (with staged sites)" : "");
+    }
+    err = tsl_store_commit(st);
+done:
+    if (err < 0)
+        tsl_store_rollback(st);
+    json_decref(prior);
+    json_decref(now_state);
+    free(sites);
+    return err;
+}
+
+int tsl_rollout_status(tsl_buf *out, tsl_store *st, tsl_format fmt)
+{
+    sqlite3_stmt *q;
+    tsl_buf key = TSL_BUF_INIT;
+    int err, rc;
+    size_t n = 0;
+
+    TSL_ARG(out && st);
+    if ((err = tsl_rollout_state_key(&key, st)) < 0)
+        goto done;
+    if (fmt == TSL_FORMAT_JSON) {
+        if ((err = tsl_buf_puts(out, "{\"in_force\":")) < 0 ||
+            (err = tsl_buf_json_str(out, key.ptr)) < 0 ||
+            (err = tsl_buf_puts(out, ",\"history\":[")) < 0)
+            goto done;
+    } else if ((err = tsl_buf_printf(out, "in force: %s\nhistory (newest first):\n", key.ptr)) < 0) {
+        goto done;
+    }
+    if (!(q = stmt(st, TSL_STMT_RO_HISTORY))) {
+        err = TSL_ESTORE;
+        goto done;
+    }
+    sqlite3_bind_int64(q, 1, 20);
+    while (err == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        char at[32];
+        fmt_time(at, sizeof at, sqlite3_column_int64(q, 1));
+        if (fmt == TSL_FORMAT_JSON) {
+            err = tsl_buf_printf(out, "%s{\"id\":%lld,\"at\":\"%s\",\"action\":\"%s\",\"version\":%lld,"
+                                 "\"sites\":",
+                                 n ? "," : "", (long long)sqlite3_column_int64(q, 0), at,
+                                 col_text(q, 2), (long long)sqlite3_column_int64(q, 3));
+            if (err == 0 && (err = tsl_buf_json_str(out, col_text(q, 5))) == 0 &&
+                (err = tsl_buf_puts(out, ",\"author\":")) == 0 &&
+                (err = tsl_buf_json_str(out, col_text(q, 6))) == 0 &&
+                (err = tsl_buf_puts(out, ",\"comment\":")) == 0 &&
+                (err = tsl_buf_json_str(out, col_text(q, 7))) == 0)
+                err = tsl_buf_printf(out, ",\"undone\":%s}",
+                                     sqlite3_column_type(q, 8) == SQLITE_NULL ? "false" : "true");
+        } else {
+            err = tsl_buf_printf(out, "  #%-3lld %s  %-8s v%lld (%s)%s%s%s%s%s%s\n",
+                                 (long long)sqlite3_column_int64(q, 0), at, col_text(q, 2),
+                                 (long long)sqlite3_column_int64(q, 3),
+                                 col_text(q, 4) ? col_text(q, 4) : "-",
+                                 col_text(q, 5) ? " sites " : "",
+                                 col_text(q, 5) ? col_text(q, 5) : "",
+                                 col_text(q, 6) ? " by " : "", col_text(q, 6) ? col_text(q, 6) : "",
+                                 sqlite3_column_type(q, 8) == SQLITE_NULL ? "" : " [rolled back]",
+                                 col_text(q, 7) && *col_text(q, 7) ? "" : "");
+        }
+        n++;
+    }
+    if (err == 0 && rc != SQLITE_DONE)
+        err = tsl_store_err(st, "reading the rollout history");
+    sqlite3_reset(q);
+    if (err == 0)
+        err = fmt == TSL_FORMAT_JSON ? tsl_buf_puts(out, "]}\n")
+                                     : (n ? 0 : tsl_buf_puts(out, "  (no activation yet)\n"));
+done:
+    tsl_buf_free(&key);
+    return err;
+}
+
+/* ------------------------------------------------------------------------
+ * The plan in force
+ * ---------------------------------------------------------------------- */
+
+#define PLAN_MAX_VERSIONS TSL_STAGE_MAX_PLANS
+
+int tsl_rollout_plan(tsl_plan **out, tsl_store *st, tsl_snapshot *snap)
+{
+    json_t *state = NULL;
+    tsl_plan *plan = NULL, *sub = NULL;
+    tsl_policy *pol = NULL;
+    const char **names = NULL;
+    int64_t done_ids[PLAN_MAX_VERSIONS];
+    size_t ndone = 0;
+    int err;
+
+    *out = NULL;
+    TSL_ARG(st && snap);
+    if ((err = state_read(&state, st)) < 0)
+        return err;
+    json_t *base = json_object_get(state, "*");
+    if (base && (err = compile_version(&pol, st, json_integer_value(base))) < 0)
+        goto done;
+    if ((err = tsl_plan_new(&plan, snap, pol)) < 0)
+        goto done;
+    tsl_policy_free(pol);
+    pol = NULL;
+    if (!(names = calloc(json_object_size(state) + 1, sizeof *names))) {
+        err = tsl_oom();
+        goto done;
+    }
+    /* one sub-plan per distinct staged version, with all of its sites */
+    const char *site;
+    json_t *v;
+    json_object_foreach(state, site, v) {
+        int64_t id = json_integer_value(v);
+        bool seen = false;
+        if (strcmp(site, "*") == 0)
+            continue;
+        for (size_t i = 0; i < ndone; i++)
+            seen |= done_ids[i] == id;
+        if (seen)
+            continue;
+        if (ndone == PLAN_MAX_VERSIONS) {
+            err = tsl_seterr(TSL_ELIMIT, "a staged rollout runs at most %d versions at once",
+                             TSL_STAGE_MAX_PLANS);
+            goto done;
+        }
+        done_ids[ndone++] = id;
+        size_t n = 0;
+        const char *s2;
+        json_t *v2;
+        json_object_foreach(state, s2, v2) {
+            /* sites no longer in the inventory keep nothing staged */
+            if (strcmp(s2, "*") != 0 && json_integer_value(v2) == id &&
+                snap_find_site(snap, s2) >= 0)
+                names[n++] = s2;
+        }
+        if (!n)
+            continue;
+        tsl_plan *staged = NULL;
+        if ((err = compile_version(&pol, st, id)) < 0 || (err = tsl_plan_new(&sub, snap, pol)) < 0 ||
+            (err = tsl_plan_new_staged(&staged, plan, sub, names, n)) < 0)
+            goto done;
+        tsl_policy_free(pol);
+        pol = NULL;
+        tsl_plan_free(sub);
+        sub = NULL;
+        tsl_plan_free(plan);
+        plan = staged;
+    }
+    *out = plan;
+    plan = NULL;
+done:
+    tsl_policy_free(pol);
+    tsl_plan_free(sub);
+    tsl_plan_free(plan);
+    free(names);
+    json_decref(state);
+    return err;
+}
+
+/* ------------------------------------------------------------------------
+ * Dry-run records
+ * ---------------------------------------------------------------------- */
+
+int tsl_rollout_record_dryrun(tsl_store *st, int64_t version_id, const char *against,
+                              const char *population, unsigned fail_on, const tsl_dryrun *dr,
+                              const char *author, int64_t now)
+{
+    tsl_buf summary = TSL_BUF_INIT;
+    char failon[64], conds[64];
+    sqlite3_stmt *q;
+    int err;
+
+    TSL_ARG(st && against && dr);
+    if (!dr->finished)
+        return tsl_seterr(TSL_EINVALID, "record a dry-run after tsl_dryrun_finish");
+    if ((err = tsl_dryrun_summary_json(&summary, dr)) < 0)
+        goto done;
+    tsl_dryrun_cond_format(failon, sizeof failon, fail_on);
+    tsl_dryrun_cond_format(conds, sizeof conds, dr->sum.conditions);
+    if ((err = tsl_store_begin(st)) < 0)
+        goto done;
+    if (!(q = stmt(st, TSL_STMT_RO_DRYRUN_INSERT))) {
+        err = TSL_ESTORE;
+        goto done;
+    }
+    sqlite3_bind_int64(q, 1, version_id);
+    tsl_store_bind_text(q, 2, against);
+    tsl_store_bind_text(q, 3, population ? population : "inventory");
+    tsl_store_bind_text(q, 4, failon);
+    tsl_store_bind_text(q, 5, conds);
+    sqlite3_bind_int(q, 6, dr->sum.conditions == 0);
+    tsl_store_bind_text(q, 7, summary.ptr);
+    tsl_store_bind_text(q, 8, author);
+    sqlite3_bind_int64(q, 9, now_or(now));
+    if ((err = exec_done(st, q, "recording the dry-run")) < 0)
+        goto done;
+    err = tsl_store_commit(st);
+done:
+    if (err < 0)
+        tsl_store_rollback(st);
+    tsl_buf_free(&summary);
+    return err;
+}
+
+/* ------------------------------------------------------------------------
+ * Shadow mode
+ * ---------------------------------------------------------------------- */
+
+/* The shadow's version id and hash; *id 0 when none. */
+static int shadow_get(int64_t *id, char *hash, size_t len, int64_t *since, tsl_store *st)
+{
+    sqlite3_stmt *q = stmt(st, TSL_STMT_RO_SHADOW_GET);
+    int rc, err = 0;
+
+    *id = 0;
+    hash[0] = '\0';
+    if (since)
+        *since = 0;
+    if (!q)
+        return TSL_ESTORE;
+    if ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        *id = sqlite3_column_int64(q, 0);
+        snprintf(hash, len, "%s", col_text(q, 1));
+        if (since)
+            *since = sqlite3_column_int64(q, 2);
+    } else if (rc != SQLITE_DONE) {
+        err = tsl_store_err(st, "reading the shadow version");
+    }
+    sqlite3_reset(q);
+    return err;
+}
+
+int tsl_rollout_shadow_set(tsl_store *st, const char *version, const char *author, int64_t now)
+{
+    tsl_policy *pol = NULL;
+    json_t *prior = NULL;
+    sqlite3_stmt *q;
+    char hash[HASHLEN] = "";
+    int64_t id = 0;
+    int err;
+
+    TSL_ARG(st);
+    now = now_or(now);
+    if (version) {
+        if ((err = tsl_rollout_resolve(&id, hash, sizeof hash, st, version)) < 0)
+            return err;
+        if ((err = compile_version(&pol, st, id)) < 0)
+            return err;
+        tsl_policy_free(pol);
+    }
+    if ((err = tsl_store_begin(st)) < 0)
+        return err;
+    if ((err = state_read(&prior, st)) < 0)
+        goto done;
+    if (version) {
+        if (!(q = stmt(st, TSL_STMT_RO_SHADOW_SET))) {
+            err = TSL_ESTORE;
+            goto done;
+        }
+        sqlite3_bind_int64(q, 1, id);
+        sqlite3_bind_int64(q, 2, now);
+        tsl_store_bind_text(q, 3, author);
+        if ((err = exec_done(st, q, "setting the shadow version")) < 0)
+            goto done;
+        /* counters restart */
+        if (!(q = stmt(st, TSL_STMT_RO_SHADOW_COUNTS_RESET))) {
+            err = TSL_ESTORE;
+            goto done;
+        }
+        tsl_store_bind_text(q, 1, hash);
+        if ((err = exec_done(st, q, "resetting shadow counters")) < 0)
+            goto done;
+        if (!(q = stmt(st, TSL_STMT_RO_SHADOW_SAMPLES_RESET))) {
+            err = TSL_ESTORE;
+            goto done;
+        }
+        tsl_store_bind_text(q, 1, hash);
+        if ((err = exec_done(st, q, "resetting shadow samples")) < 0)
+            goto done;
+    } else {
+        if (!(q = stmt(st, TSL_STMT_RO_SHADOW_CLEAR))) {
+            err = TSL_ESTORE;
+            goto done;
+        }
+        if ((err = exec_done(st, q, "clearing the shadow version")) < 0)
+            goto done;
+    }
+    if ((err = history_add(NULL, st, now, version ? "shadow" : "unshadow", id, NULL, author, NULL,
+                           prior)) < 0)
+        goto done;
+    err = tsl_store_commit(st);
+done:
+    if (err < 0)
+        tsl_store_rollback(st);
+    json_decref(prior);
+    return err;
+}
+
+int tsl_rollout_shadow_plan(tsl_plan **out, tsl_store *st, tsl_snapshot *snap)
+{
+    tsl_policy *pol = NULL;
+    char hash[HASHLEN];
+    int64_t id;
+    int err;
+
+    *out = NULL;
+    TSL_ARG(st && snap);
+    if ((err = shadow_get(&id, hash, sizeof hash, NULL, st)) < 0 || !id)
+        return err;
+    if ((err = compile_version(&pol, st, id)) < 0)
+        return err;
+    err = tsl_plan_new(out, snap, pol);
+    tsl_policy_free(pol);
+    return err;
+}
+
+int rollout_shadow_store(tsl_store *st, const char *version, const uint64_t *delta,
+                         const shadow_sample *samples, uint32_t nsamples, int64_t now)
+{
+    sqlite3_stmt *q;
+    tsl_buf kinds = TSL_BUF_INIT;
+    int err;
+
+    now = now_or(now);
+    if (!delta[0] && !nsamples)
+        return 0;
+    if ((err = tsl_store_begin(st)) < 0)
+        return err;
+    if (!(q = stmt(st, TSL_STMT_RO_SHADOW_ADD))) {
+        err = TSL_ESTORE;
+        goto done;
+    }
+    tsl_store_bind_text(q, 1, version);
+    for (int i = 0; i < 8; i++)
+        sqlite3_bind_int64(q, 2 + i, (int64_t)delta[i]);
+    sqlite3_bind_int64(q, 10, now);
+    if ((err = exec_done(st, q, "adding shadow counters")) < 0)
+        goto done;
+    for (uint32_t i = 0; i < nsamples; i++) {
+        const shadow_sample *s = &samples[i];
+        tsl_buf_clear(&kinds);
+        if ((err = diff_kinds_text(&kinds, s->kinds, ",")) < 0)
+            goto done;
+        if (!(q = stmt(st, TSL_STMT_RO_SHADOW_SAMPLE_INSERT))) {
+            err = TSL_ESTORE;
+            goto done;
+        }
+        tsl_store_bind_text(q, 1, version);
+        sqlite3_bind_int64(q, 2, s->at ? s->at : now);
+        tsl_store_bind_text(q, 3, s->client[0] ? s->client : NULL);
+        tsl_store_bind_text(q, 4, s->ip[0] ? s->ip : NULL);
+        tsl_store_bind_text(q, 5, s->site[0] ? s->site : NULL);
+        tsl_store_bind_text(q, 6, kinds.len ? kinds.ptr : "");
+        tsl_store_bind_text(q, 7, s->active);
+        tsl_store_bind_text(q, 8, s->shadow);
+        if ((err = exec_done(st, q, "storing a shadow sample")) < 0)
+            goto done;
+    }
+    if (!(q = stmt(st, TSL_STMT_RO_SHADOW_SAMPLE_TRIM))) {
+        err = TSL_ESTORE;
+        goto done;
+    }
+    tsl_store_bind_text(q, 1, version);
+    sqlite3_bind_int(q, 2, ROLLOUT_SHADOW_KEEP);
+    if ((err = exec_done(st, q, "trimming shadow samples")) < 0)
+        goto done;
+    err = tsl_store_commit(st);
+done:
+    if (err < 0)
+        tsl_store_rollback(st);
+    tsl_buf_free(&kinds);
+    return err;
+}
+
+int tsl_rollout_shadow_report(tsl_buf *out, tsl_store *st, tsl_format fmt)
+{
+    sqlite3_stmt *q;
+    char hash[HASHLEN], since[32], upd[32] = "-";
+    int64_t id, since_t;
+    int64_t c[8] = {0};
+    int err, rc;
+    size_t n = 0;
+
+    TSL_ARG(out && st);
+    if ((err = shadow_get(&id, hash, sizeof hash, &since_t, st)) < 0)
+        return err;
+    if (!id) {
+        return fmt == TSL_FORMAT_JSON
+                   ? tsl_buf_puts(out, "{\"shadow\":null}\n")
+                   : tsl_buf_puts(out, "no shadow version (`tsl policy shadow V` starts one)\n");
+    }
+    fmt_time(since, sizeof since, since_t);
+    if (!(q = stmt(st, TSL_STMT_RO_SHADOW_COUNTS)))
+        return TSL_ESTORE;
+    tsl_store_bind_text(q, 1, hash);
+    if ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        for (int i = 0; i < 8; i++)
+            c[i] = sqlite3_column_int64(q, i);
+        fmt_time(upd, sizeof upd, sqlite3_column_int64(q, 9));
+    } else if (rc != SQLITE_DONE) {
+        err = tsl_store_err(st, "reading shadow counters");
+    }
+    sqlite3_reset(q);
+    if (err < 0)
+        return err;
+
+    static const char *const names[] = {"requests",  "differ",    "first_changed", "list_changed",
+                                        "newly_blocked", "unblocked", "cross_site",  "errors"};
+    if (fmt == TSL_FORMAT_JSON) {
+        err = tsl_buf_printf(out, "{\"shadow\":{\"version\":%lld,\"hash\":\"%s\",\"since\":\"%s\","
+                                  "\"updated\":\"%s\"},\"counts\":{",
+                             (long long)id, hash, since, upd);
+        for (int i = 0; i < 8 && err == 0; i++)
+            err = tsl_buf_printf(out, "%s\"%s\":%lld", i ? "," : "", names[i], (long long)c[i]);
+        if (err == 0)
+            err = tsl_buf_puts(out, "},\"samples\":[");
+    } else {
+        double pct = c[0] ? 100.0 * (double)c[1] / (double)c[0] : 0.0;
+        err = tsl_buf_printf(out,
+                             "shadow: version %lld (%s), since %s, last flush %s\n"
+                             "  requests evaluated   %lld\n"
+                             "  answered differently %lld (%.2f%%)\n"
+                             "    first server       %lld\n"
+                             "    any list change    %lld\n"
+                             "    newly blocked      %lld\n"
+                             "    unblocked          %lld\n"
+                             "    newly cross-site   %lld\n"
+                             "  shadow errors        %lld\n",
+                             (long long)id, hash, since, upd, (long long)c[0], (long long)c[1], pct,
+                             (long long)c[2], (long long)c[3], (long long)c[4], (long long)c[5],
+                             (long long)c[6], (long long)c[7]);
+        if (err == 0)
+            err = tsl_buf_puts(out, "newest differences:\n");
+    }
+    if (err < 0)
+        return err;
+    if (!(q = stmt(st, TSL_STMT_RO_SHADOW_SAMPLES)))
+        return TSL_ESTORE;
+    tsl_store_bind_text(q, 1, hash);
+    sqlite3_bind_int(q, 2, 20);
+    while (err == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        char at[32];
+        fmt_time(at, sizeof at, sqlite3_column_int64(q, 0));
+        if (fmt == TSL_FORMAT_JSON) {
+            err = tsl_buf_printf(out, "%s{\"at\":\"%s\",\"client\":", n ? "," : "", at);
+            const char *keys[] = {",\"ip\":", ",\"site\":", ",\"kinds\":", ",\"active\":",
+                                  ",\"shadow\":"};
+            if (err == 0)
+                err = tsl_buf_json_str(out, col_text(q, 1));
+            for (int i = 0; i < 5 && err == 0; i++) {
+                if ((err = tsl_buf_puts(out, keys[i])) == 0)
+                    err = tsl_buf_json_str(out, col_text(q, 2 + i));
+            }
+            if (err == 0)
+                err = tsl_buf_puts(out, "}");
+        } else {
+            err = tsl_buf_printf(out, "  %s %s %s [%s] (%s)\n    active: %s\n    shadow: %s\n", at,
+                                 col_text(q, 1) ? col_text(q, 1) : "-",
+                                 col_text(q, 2) ? col_text(q, 2) : "-",
+                                 col_text(q, 3) ? col_text(q, 3) : "no site", col_text(q, 4),
+                                 col_text(q, 5), col_text(q, 6));
+        }
+        n++;
+    }
+    if (err == 0 && rc != SQLITE_DONE)
+        err = tsl_store_err(st, "reading shadow samples");
+    sqlite3_reset(q);
+    if (err == 0)
+        err = fmt == TSL_FORMAT_JSON ? tsl_buf_puts(out, "]}\n")
+                                     : (n ? 0 : tsl_buf_puts(out, "  (none yet)\n"));
+    return err;
+}

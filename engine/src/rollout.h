@@ -1,0 +1,46 @@
+/*
+ * rollout.h - internals shared by the rollout files: comparing results
+ * (rollout_shadow.c), the dry-run (dryrun.c) and the store side of policy
+ * versions, activation and shadow mode (rollout.c).
+ *
+ * Used by: rollout.c, rollout_plan.c, rollout_shadow.c, dryrun*.c.
+ * Needs: decide.h, store.h.
+ */
+#ifndef TSL_ROLLOUT_H
+#define TSL_ROLLOUT_H
+
+#include "decide.h"
+
+/* One differing request, as shadow mode samples it. */
+typedef struct shadow_sample {
+    int64_t at;
+    unsigned kinds;          /* tsl_diff bits */
+    char client[TSL_GUID_MAX + 1];
+    char ip[48];
+    char site[64];
+    char active[160];        /* server names, comma-separated, or "(blocked)" */
+    char shadow[160];
+} shadow_sample;
+
+/* Newest shadow samples the store keeps per shadow version. */
+#define ROLLOUT_SHADOW_KEEP 200
+
+/* 0 not cross-site; 1 cross-site; 3 cross-site and cross-country. */
+TSL_INTERNAL unsigned diff_cross(const tsl_snapshot *snap, const tsl_result *r);
+/* Appends the names of the tsl_diff bits in d, joined by sep. */
+TSL_INTERNAL int diff_kinds_text(tsl_buf *out, unsigned d, const char *sep);
+
+/* Adds counters (indexed as tsl_shadow's) and samples for a shadow version
+ * in one transaction, trimming old samples (rollout.c). */
+TSL_INTERNAL int rollout_shadow_store(tsl_store *st, const char *version, const uint64_t *delta,
+                                      const shadow_sample *samples, uint32_t nsamples,
+                                      int64_t now);
+
+/* Stores a policy text as a new version (compiled first to get its hash);
+ * TSL_EEXISTS with *out_id set when that content is already stored.
+ * PROVISIONAL: the policy branch's `tsl policy load` replaces it. */
+TSL_INTERNAL int rollout_version_add(int64_t *out_id, tsl_store *st, const char *src,
+                                     size_t len, const char *name, const char *author,
+                                     const char *comment, int64_t now);
+
+#endif
