@@ -166,7 +166,7 @@ int cmd_policy_admin(const struct cli_global *g, int argc, char **argv)
     tsl_store *st = NULL;
     tsl_buf out = TSL_BUF_INIT;
     const char *sub;
-    int rc, first;
+    int rc, first = 1;
 
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(usage, argc < 2 ? stderr : stdout);

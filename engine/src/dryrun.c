@@ -464,6 +464,11 @@ static void split_ips(tsl_request *req, char *text)
         req->ips[req->nips++] = t;
 }
 
+/* The list requests the broker logged (schema/003_broker.sql), newest first;
+ * `ip` holds the adapters separated by commas or spaces. */
+#define RECORDED_SQL                                                           \
+    "SELECT client, ip, department, task FROM decision_log ORDER BY id DESC LIMIT ?1"
+
 int tsl_dryrun_add_recorded(tsl_dryrun *dr, tsl_store *st, uint64_t limit)
 {
     sqlite3_stmt *q;
@@ -471,9 +476,12 @@ int tsl_dryrun_add_recorded(tsl_dryrun *dr, tsl_store *st, uint64_t limit)
     int err = 0, rc;
 
     TSL_ARG(dr && st);
-    if (!(q = tsl_store_stmt(st, TSL_STMT_DRYRUN_RECORDED))) {
-        return tsl_seterr(TSL_ESTORE, "the store has no broker decision log to replay "
-                                      "(%s)", tsl_error_last());
+    /* run once per dry-run: prepared here, not cached (the broker's table) */
+    if (sqlite3_prepare_v2(tsl_store_db(st), RECORDED_SQL, -1, &q, NULL) != SQLITE_OK) {
+        err = tsl_seterr(TSL_ESTORE, "the store has no broker decision log to replay (%s)",
+                         sqlite3_errmsg(tsl_store_db(st)));
+        sqlite3_finalize(q);
+        return err;
     }
     sqlite3_bind_int64(q, 1, limit ? (int64_t)(limit > INT64_MAX ? INT64_MAX : limit) : -1);
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
@@ -504,7 +512,7 @@ int tsl_dryrun_add_recorded(tsl_dryrun *dr, tsl_store *st, uint64_t limit)
     }
     if (err == 0 && rc != SQLITE_DONE)
         err = tsl_store_err(st, "reading the decision log");
-    sqlite3_reset(q);
+    sqlite3_finalize(q);
     free(ips);
     free(client);
     free(dept);

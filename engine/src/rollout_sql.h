@@ -3,7 +3,8 @@
  * dryrun.c), as X(name, sql) lines that store.h adds to its statement
  * cache (TSL_STORE_STATEMENTS), so they are prepared once, persistent, and
  * finalized with the store.  Tables: schema/004_rollout.sql, versions in
- * policy_versions (002), the broker's decision_log (003).
+ * policy_versions (002).  The replay of the broker's decision_log
+ * (003) runs once per dry-run and is prepared there (dryrun.c).
  *
  * Used by: store.h only.  Needs: nothing.
  */
@@ -11,10 +12,6 @@
 #define TSL_ROLLOUT_SQL_H
 
 #define TSL_ROLLOUT_STATEMENTS(X)                                              \
-    /* ---- dry-run over recorded requests (the broker's decision log) ---- */\
-    X(TSL_STMT_DRYRUN_RECORDED,                                                \
-      "SELECT client, ip, department, task FROM decision_log"                  \
-      " ORDER BY id DESC LIMIT ?1")                                            \
     /* ---- versions ---- */                                                  \
     X(TSL_STMT_RO_VERSION_BY_ID, "SELECT id, hash FROM policy_versions WHERE id = ?1")\
     X(TSL_STMT_RO_VERSION_BY_HASH,                                             \
