@@ -29,10 +29,11 @@ static const char usage[] =
     "per-site and per-server counts before and after, servers whose projected\n"
     "clients exceed their capacity; then the most serious changes with reasons.\n"
     "\n"
-    "  --policy NEW        the candidate: a policy file, or a stored version (3,\n"
+    "  --policy NEW        the candidate: a policy file, a stored version (3,\n"
     "                      v3, or a hash prefix); when it is a stored version (or a\n"
     "                      file with the same content) the result is recorded with\n"
-    "                      it, which `tsl policy activate --require-dry-run` checks\n"
+    "                      it, which `tsl policy activate --require-dry-run` checks;\n"
+    "                      or default: the default logic (what turning policies off does)\n"
     "  --against SIDE      active (default): the rollout in force, staged sites\n"
     "                      included, or the default logic when none is active;\n"
     "                      default: the default logic; a policy file; a version\n"
@@ -154,7 +155,7 @@ static int build_side(const struct cli_global *g, tsl_store *st, tsl_snapshot *s
         tsl_buf_free(&key);
         return DRY_OK;
     }
-    if (is_against && strcmp(ref, "default") == 0) {
+    if (strcmp(ref, "default") == 0 && !file_exists(ref)) {
         snprintf(s->label, sizeof s->label, "the default logic");
         snprintf(s->key, sizeof s->key, "default-logic");
     } else if ((rc = load_policy(g, st, ref, s)) != DRY_OK) {
