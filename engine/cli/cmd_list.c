@@ -166,7 +166,11 @@ static void print_result(const struct cli_engine *e, const tsl_request *req,
     for (size_t i = 0; i < req->nips; i++)
         printf(" %s", req->ips[i]);
     printf("\n");
-    printf("site     %s (%s)\n", site ? site : "none", tsl_result_site_source(res));
+    const char *source = tsl_result_site_source(res);
+    if (site)
+        printf("site     %s (%s)\n", site, source ? source : "?");
+    else
+        printf("site     none: no explicit site, no adapter address in a site subnet\n");
     printf("policy   %s", policy ? policy : "default logic");
     if (e->policy)
         printf(" (%s)", tsl_policy_version(e->policy));
