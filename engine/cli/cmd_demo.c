@@ -74,6 +74,13 @@ static int run_step(struct demo *d, const char *title, const char *note, cli_cmd
     return fn(&g, argc, args);
 }
 
+/* snprintf that reports truncation: false when `dst` was too small. */
+static bool path_join(char *dst, size_t len, const char *a, const char *b)
+{
+    int n = snprintf(dst, len, "%s%s", a, b);
+    return n >= 0 && (size_t)n < len;
+}
+
 static bool file_exists(const char *path)
 {
     struct stat st;
@@ -84,10 +91,9 @@ static void remove_store(const char *db)
 {
     static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
     char path[4200];
-    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
-        snprintf(path, sizeof path, "%s%s", db, suffix[i]);
-        unlink(path);
-    }
+    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++)
+        if (path_join(path, sizeof path, db, suffix[i]))
+            unlink(path);
 }
 
 /* ------------------------------------------------------------------------
@@ -315,32 +321,38 @@ int cmd_demo(const struct cli_global *g, int argc, char **argv)
     if (!d.src)
         return cli_error(g, CLI_USAGE, "this tsl was built without TSL_SOURCE_DIR, so it "
                                        "cannot find the demo estate");
-    snprintf(d.estate, sizeof d.estate, "%s/%s", d.src, DEMO_ESTATE);
+    if (!path_join(d.estate, sizeof d.estate, d.src, "/" DEMO_ESTATE) ||
+        !path_join(d.policy, sizeof d.policy, d.src, "/" DEMO_POLICY))
+        return cli_error(g, CLI_USAGE, "the source directory name %s is too long", d.src);
     if (!file_exists(d.estate))
         return cli_error(g, CLI_USAGE, "the demo estate %s is missing: tsl demo needs the "
                                        "source tree it was built from", d.estate);
-    snprintf(d.policy, sizeof d.policy, "%s/%s", d.src, DEMO_POLICY);
     if (!file_exists(d.policy))
         d.policy[0] = '\0';
 
     if (keep) {
         if (mkdir(keep, 0777) != 0 && errno != EEXIST)
             return cli_error(g, CLI_USAGE, "cannot create %s: %s", keep, strerror(errno));
-        snprintf(d.db, sizeof d.db, "%s/demo.db", keep);
+        if (!path_join(d.db, sizeof d.db, keep, "/demo.db"))
+            return cli_error(g, CLI_USAGE, "--keep %s: the name is too long", keep);
         remove_store(d.db);
     } else {
         const char *base = getenv("TMPDIR");
-        snprintf(tmpdir, sizeof tmpdir, "%s/tsl-demo-XXXXXX", base && base[0] ? base : "/tmp");
+        if (!path_join(tmpdir, sizeof tmpdir, base && base[0] ? base : "/tmp", "/tsl-demo-XXXXXX"))
+            return cli_error(g, CLI_USAGE, "TMPDIR %s is too long", base);
         if (!mkdtemp(tmpdir))
             return cli_error(g, CLI_FAIL, "cannot create a temporary directory %s: %s", tmpdir,
                              strerror(errno));
-        snprintf(d.db, sizeof d.db, "%s/demo.db", tmpdir);
+        if (!path_join(d.db, sizeof d.db, tmpdir, "/demo.db")) {
+            rmdir(tmpdir);
+            return cli_error(g, CLI_USAGE, "TMPDIR %s is too long", base);
+        }
     }
     d.g = *g;
     d.g.db = d.db;
 
     printf("tsl demo: which Task Servers may each Client Task Agent use, and in what order?\n"
-           "A throwaway store: %s\n", d.db);
+           "%s: %s\n", keep ? "The store (kept)" : "A throwaway store", d.db);
     rc = tour(&d);
     fflush(stdout);
     if (rc == CLI_OK) {
