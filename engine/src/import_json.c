@@ -21,10 +21,12 @@
 
 #include <jansson.h>
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Longest name, GUID, host or other short text we accept. */
 #define TEXT_MAX 255
@@ -399,7 +401,8 @@ static int begin_record(import_ctx *c, json_t *rec, size_t i, const char *keyfie
                         const char *what, json_t *seen, const char **key)
 {
     const json_t *first;
-    char g[80], loc[300];
+    char g[80], loc[300], folded[TEXT_MAX + 1];
+    size_t n;
     int state;
 
     if (!json_is_object(rec)) {
@@ -412,12 +415,16 @@ static int begin_record(import_ctx *c, json_t *rec, size_t i, const char *keyfie
         return 0;
     if ((state = get_text(c, rec, keyfield, true, TEXT_MAX, false, key)) < 0)
         return state;
-    if ((first = json_object_get(seen, *key)) != NULL) {
+    /* Keys are case-insensitive (the store collates NOCASE). */
+    for (n = 0; (*key)[n]; n++)
+        folded[n] = (char)tolower((unsigned char)(*key)[n]);
+    folded[n] = '\0';
+    if ((first = json_object_get(seen, folded)) != NULL) {
         locate(c, (size_t)json_integer_value(first), loc, sizeof loc);
         return tsl_seterr(TSL_EINVALID, "%s: %s \"%s\" appears twice (first at %s)", c->rec,
                           what, *key, loc);
     }
-    if (json_object_set_new(seen, *key, json_integer((json_int_t)i)) < 0)
+    if (json_object_set_new(seen, folded, json_integer((json_int_t)i)) < 0)
         return tsl_oom();
     return 0;
 }
@@ -460,9 +467,14 @@ static int site_subnets(import_ctx *c, const json_t *subnets, int64_t site_id)
         if (!text)
             return tsl_seterr(TSL_EINVALID, "%s: subnets[%zu] must be a string (got %s)",
                               c->rec, j, show(v, g, sizeof g));
-        if (!canon_cidr(text, canon, sizeof canon))
-            return tsl_seterr(TSL_EINVALID, "%s: subnets[%zu] \"%.80s\" is not a valid CIDR",
-                              c->rec, j, text);
+        if (!canon_cidr(text, canon, sizeof canon)) {
+            /* ip.c says why ("...: host bits are set past /16"). */
+            const char *why = strstr(tsl_error_last(), "CIDR");
+            char reason[160];
+            snprintf(reason, sizeof reason, "%s", why ? why + 4 : "");
+            return tsl_seterr(TSL_EINVALID, "%s: subnets[%zu] \"%.80s\" is not a valid CIDR%s",
+                              c->rec, j, text, reason);
+        }
         if (!(stmt = tsl_store_stmt(c->st, TSL_STMT_SUBNET_OWNER)))
             return TSL_ESTORE;
         if (tsl_store_bind_text(stmt, 1, canon) != SQLITE_OK) {
@@ -612,7 +624,8 @@ static int server_sites(import_ctx *c, const json_t *sites, int64_t server_id)
             return tsl_seterr(TSL_EINVALID, "%s: sites[%zu] must be a site name (got %s)",
                               c->rec, j, show(v, g, sizeof g));
         for (k = 0; k < j; k++)
-            if (json_equal(json_array_get(sites, k), v))
+            if (json_is_string(json_array_get(sites, k)) &&
+                !strcasecmp(json_string_value(json_array_get(sites, k)), name))
                 return tsl_seterr(TSL_EINVALID, "%s: sites[%zu] \"%.80s\" is listed twice",
                                   c->rec, j, name);
         if ((err = lookup_id(c, TSL_STMT_SITE_ID, name, &site_id)) < 0)
