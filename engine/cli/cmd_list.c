@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct decide_opts {
     tsl_request req;
@@ -131,7 +132,7 @@ static int fill_client_ip(const struct cli_global *g, const struct cli_engine *e
         tsl_request r;
         if (tsl_snapshot_client_request(&r, e->snap, i) < 0)
             return cli_engine_error(g, TSL_ERROR, "cannot read client %zu", i);
-        if (r.client && strcmp(r.client, req->client) == 0) {
+        if (r.client && strcasecmp(r.client, req->client) == 0) {
             for (size_t k = 0; k < r.nips && k < TSL_MAX_IPS; k++)
                 req->ips[k] = r.ips[k];
             req->nips = r.nips;
