@@ -428,6 +428,22 @@ TEST(list__unknown_client_without_ip_is_an_input_error)
     json_decref(r);
 }
 
+TEST(list__empty_store_gives_an_empty_list_not_an_error)
+{
+    const char *out;
+    const char *store = tsl_test_path("empty.db"), *doc = tsl_test_path("empty.json");
+    CHECK_INT(tsl_test_write(doc, "{}"), 0);
+    CHECK_INT(tsl(&out, false, "--db '%s' import '%s'", store, doc), 0);
+    CHECK_CONTAINS(out, "now holds 0 sites, 0 task servers, 0 clients\n");
+    CHECK_INT(tsl(&out, false, "--db '%s' list --ip 10.1.1.1 --json", store), 0);
+    json_t *r = parse(out);
+    CHECK(r != NULL);
+    CHECK_INT(json_array_size(json_object_get(r, "servers")), 0);
+    json_decref(r);
+    CHECK_INT(tsl(&out, false, "--db '%s' list --ip 10.1.1.1", store), 0);
+    CHECK_CONTAINS(out, "(empty list: this client has no Task Server to use)\n");
+}
+
 TEST(explain__names_the_matched_subnet_the_drops_and_the_demotion)
 {
     const char *out;
@@ -642,6 +658,7 @@ int main(void)
     RUN(list__explicit_site_full_server_and_finance_client);
     RUN(list__table_shows_rank_server_site_tier_load_and_reason);
     RUN(list__unknown_client_without_ip_is_an_input_error);
+    RUN(list__empty_store_gives_an_empty_list_not_an_error);
     RUN(explain__names_the_matched_subnet_the_drops_and_the_demotion);
     RUN(report__active_servers_in_three_formats);
     RUN(report__server_clients_counts_first_entries);
