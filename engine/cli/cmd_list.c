@@ -154,7 +154,7 @@ static int width(const char *s, int w)
 }
 
 /* Prints the list as a table, with a short header naming the request. */
-static void print_result(const struct cli_engine *e, const tsl_request *req,
+static void print_result(const char *policy_path, const tsl_request *req,
                          const tsl_result *res)
 {
     const char *site = tsl_result_site(res);
@@ -172,9 +172,10 @@ static void print_result(const struct cli_engine *e, const tsl_request *req,
         printf("site     %s (%s)\n", site, source ? source : "?");
     else
         printf("site     none: no explicit site, no adapter address in a site subnet\n");
-    printf("policy   %s", policy ? policy : "default logic");
-    if (e->policy)
-        printf(" (%s)", tsl_policy_version(e->policy));
+    if (policy_path)
+        printf("policy   %s (%s)", policy_path, policy ? policy : "?");
+    else
+        printf("policy   %s", policy ? policy : "default logic");
     printf("   ttl %d s%s\n", tsl_result_ttl(res), tsl_result_strict(res) ? "   strict" : "");
     if (tsl_result_blocked(res)) {
         const char *why = tsl_result_blocked_reason(res);
@@ -289,7 +290,7 @@ static int run(const struct cli_global *g, int argc, char **argv, bool explain)
                 printf("%3zu. %s\n", i + 1, tsl_trace_line(trace, i));
             printf("\n");
         }
-        print_result(&e, &o.req, res);
+        print_result(o.policy, &o.req, res);
     }
     rc = fflush(stdout) == 0 ? CLI_OK : cli_error(g, CLI_FAIL, "cannot write output");
 done:
