@@ -318,11 +318,11 @@ static void make_code(gen *g, site *s, unsigned round)
         base[n++] = 'x';
     base[n] = '\0';
     if (round)
-        snprintf(s->code, sizeof s->code, "%s%u", base, round + 1);
+        snprintf(s->code, sizeof s->code, "%.3s%u", base, round + 1);
     else
         snprintf(s->code, sizeof s->code, "%s", base);
     for (k = round + 2; !code_add(g, s->code); k++)
-        snprintf(s->code, sizeof s->code, "%s%u", base, k);
+        snprintf(s->code, sizeof s->code, "%.3s%u", base, k);
 }
 
 static int step_done(gen *g, sqlite3_stmt *stmt, int bind_rc, const char *what)
