@@ -685,6 +685,7 @@ int tsl_estate_generate(tsl_store *st, unsigned sites, unsigned servers, unsigne
     city_list cities = {NULL, 0, 0};
     gen g;
     uint32_t ncodes;
+    bool in_txn = false;
     int err;
 
     TSL_ARG(st);
@@ -723,13 +724,15 @@ int tsl_estate_generate(tsl_store *st, unsigned sites, unsigned servers, unsigne
         goto done;
     if ((err = tsl_store_begin(st)) < 0)
         goto done;
+    in_txn = true;
     if ((err = check_empty(st)) < 0 || (err = gen_sites(&g, &cities)) < 0 ||
         (err = gen_servers(&g)) < 0 || (err = gen_clients(&g, clients)) < 0)
         goto done;
+    in_txn = false;
     err = tsl_store_commit(st);
 
 done:
-    if (err < 0)
+    if (in_txn)
         tsl_store_rollback(st);
     free(cities.v);
     free(g.sites);
