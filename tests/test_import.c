@@ -684,7 +684,7 @@ TEST(csv__bad_row_names_file_and_line_and_writes_nothing)
                                         "guid,name,ip,notes\n"
                                         "G-1,PC1,10.10.0.1,\n"
                                         "G-2,PC2,10.10.0.2,\n"
-                                        "\n" /* blank lines are skipped */
+                                        "  \n" /* blank lines are skipped */
                                         "G-3,PC3,10.10.0.3,\"two\nlines\"\n" /* 5-6 */
                                         "G-4,PC4,10.10.0.300,\n");              /* 7 */
     const char *paths[2] = {sites, clients};

@@ -890,6 +890,7 @@ int tsl_store_import_json(tsl_store *st, const char *text, size_t len, const cha
 {
     json_t *doc = NULL;
     json_error_t jerr;
+    bool in_txn = false;
     int err;
 
     TSL_ARG(st);
@@ -908,12 +909,14 @@ int tsl_store_import_json(tsl_store *st, const char *text, size_t len, const cha
     }
     if ((err = tsl_store_begin(st)) < 0)
         goto done;
+    in_txn = true;
     if ((err = tsl_import_apply(st, doc, origin, NULL)) < 0)
         goto done;
+    in_txn = false;
     err = tsl_store_commit(st);
 
 done:
-    if (err < 0)
+    if (in_txn)
         tsl_store_rollback(st);
     json_decref(doc);
     return err;
