@@ -243,6 +243,25 @@ TEST(store__transaction_helpers_commit_and_roll_back)
     tsl_store_free(st);
 }
 
+TEST(store__nested_transaction_is_refused_and_the_outer_one_survives)
+{
+    tsl_store *st = NULL;
+
+    CHECK_OK(tsl_store_open(&st, ":memory:", 0));
+    CHECK_OK(tsl_store_begin(st));
+    CHECK_INT(sqlite3_exec(tsl_store_db(st), "INSERT INTO sites(name) VALUES ('Outer')", NULL,
+                           NULL, NULL),
+              SQLITE_OK);
+    CHECK_INT(tsl_store_import_json(st, small_doc, strlen(small_doc), "small.json"), TSL_ESTORE);
+    CHECK_CONTAINS(tsl_error_last(), "already open");
+    CHECK_INT(tsl_store_begin_read(st), TSL_ESTORE);
+    /* The caller's transaction and its row are still there. */
+    CHECK_OK(tsl_store_commit(st));
+    CHECK_INT(store_int(st, "SELECT count(*) FROM sites WHERE name = 'Outer'"), 1);
+    CHECK_INT(store_int(st, "SELECT count(*) FROM sites"), 1);
+    tsl_store_free(st);
+}
+
 TEST(store__free_accepts_null)
 {
     tsl_store_free(NULL);
@@ -261,6 +280,7 @@ int main(void)
     RUN(store__cached_statement_comes_back_reset_and_unbound);
     RUN(store__every_statement_prepares);
     RUN(store__transaction_helpers_commit_and_roll_back);
+    RUN(store__nested_transaction_is_refused_and_the_outer_one_survives);
     RUN(store__free_accepts_null);
     return tsl_test_main();
 }
