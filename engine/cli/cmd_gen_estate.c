@@ -15,17 +15,21 @@
 static const char usage[] =
     "usage: tsl --db FILE gen-estate --sites N --servers N --clients N [--seed S]\n"
     "\n"
-    "Adds a synthetic estate to the store: N sites named after real cities (from\n"
-    "/usr/share/zoneinfo/zone1970.tab when present) with IPv4 and IPv6 subnets,\n"
-    "Task Servers spread over them, clients in their subnets (some without a site,\n"
-    "some multi-homed), a few connection errors.  The same seed gives the same estate.\n"
+    "Writes a synthetic but plausible estate into a new store: sites named after real\n"
+    "cities (from /usr/share/zoneinfo/zone1970.tab when present) with IPv4 and IPv6\n"
+    "subnets, Task Servers spread over them (a few stopped, unregistered, full or\n"
+    "silent), clients spread unevenly (some on an explicit site, some on no site,\n"
+    "some with recent connection errors).  The same seed gives the same estate; its\n"
+    "time stamps are relative to 2026-01-01T00:00:00Z (decide with --now 1767225600\n"
+    "to see the errors as recent).\n"
     "\n"
-    "  --sites N      number of sites (1 to 100000)\n"
-    "  --servers N    number of Task Servers (0 to 1000000)\n"
+    "  --sites N      number of sites (1 to 10000)\n"
+    "  --servers N    number of Task Servers (0 to 100000)\n"
     "  --clients N    number of clients (0 to 10000000)\n"
     "  --seed S       random seed (default 1)\n"
     "  -h, --help     this help\n"
     "\n"
+    "exit status: 0 generated, 2 usage error or the store already holds an inventory.\n"
     "example: tsl --db big.db gen-estate --sites 500 --servers 2000 --clients 200000\n";
 
 int cmd_gen_estate(const struct cli_global *g, int argc, char **argv)
@@ -47,17 +51,17 @@ int cmd_gen_estate(const struct cli_global *g, int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 's':
-            if ((rc = cli_parse_uint(g, "--sites", optarg, 100000, &sites)) != CLI_OK)
+            if ((rc = cli_parse_uint(g, "--sites", optarg, TSL_ESTATE_MAX_SITES, &sites)) != CLI_OK)
                 return rc;
             have_sites = true;
             break;
         case 'S':
-            if ((rc = cli_parse_uint(g, "--servers", optarg, 1000000, &servers)) != CLI_OK)
+            if ((rc = cli_parse_uint(g, "--servers", optarg, TSL_ESTATE_MAX_SERVERS, &servers)) != CLI_OK)
                 return rc;
             have_servers = true;
             break;
         case 'c':
-            if ((rc = cli_parse_uint(g, "--clients", optarg, 10000000, &clients)) != CLI_OK)
+            if ((rc = cli_parse_uint(g, "--clients", optarg, TSL_ESTATE_MAX_CLIENTS, &clients)) != CLI_OK)
                 return rc;
             have_clients = true;
             break;

@@ -61,8 +61,9 @@ static void describe_json(const char *text, size_t len, char *dst, size_t dstlen
     dst[0] = '\0';
     for (size_t i = 0; doc && i < 4 && off < dstlen; i++) {
         json_t *arr = json_object_get(doc, keys[i]);
-        int w = snprintf(dst + off, dstlen - off, "%s%zu %s", i ? ", " : "",
-                         json_is_array(arr) ? json_array_size(arr) : 0, names[i]);
+        size_t n = json_is_array(arr) ? json_array_size(arr) : 0;
+        int w = snprintf(dst + off, dstlen - off, "%s%zu %.*s", i ? ", " : "", n,
+                         (int)strlen(names[i]) - (n == 1), names[i]);
         if (w < 0)
             break;
         off += (size_t)w;
@@ -150,7 +151,7 @@ int cmd_import(const struct cli_global *g, int argc, char **argv)
         if ((rc = cli_read_file(g, json[i], &text, &len)) != CLI_OK)
             goto done;
         if ((rc = tsl_store_import_json(st, text, len, json[i])) < 0) {
-            rc = cli_engine_error(g, rc, "%s refused, nothing of it imported", json[i]);
+            rc = cli_engine_error(g, rc, "refused, nothing of %s imported", json[i]);
             goto done;
         }
         describe_json(text, len, what, sizeof what);
@@ -160,7 +161,9 @@ int cmd_import(const struct cli_global *g, int argc, char **argv)
     }
     if (ncsv > 0) {
         if ((rc = tsl_store_import_csv(st, csv, kinds, ncsv)) < 0) {
-            rc = cli_engine_error(g, rc, "CSV import refused, nothing of it imported");
+            rc = ncsv == 1 ? cli_engine_error(g, rc, "refused, nothing of %s imported", csv[0])
+                           : cli_engine_error(g, rc, "refused, none of the %zu CSV files "
+                                                     "imported", ncsv);
             goto done;
         }
         for (size_t i = 0; i < ncsv; i++)
@@ -172,9 +175,10 @@ int cmd_import(const struct cli_global *g, int argc, char **argv)
         rc = cli_engine_error(g, rc, "imported, but cannot read the inventory back");
         goto done;
     }
-    printf("%s now holds %zu sites, %zu task servers, %zu clients\n", g->db,
-           tsl_snapshot_site_count(snap), tsl_snapshot_server_count(snap),
-           tsl_snapshot_client_count(snap));
+    size_t ns = tsl_snapshot_site_count(snap), nv = tsl_snapshot_server_count(snap),
+           nc = tsl_snapshot_client_count(snap);
+    printf("%s now holds %zu site%s, %zu task server%s, %zu client%s\n", g->db, ns,
+           ns == 1 ? "" : "s", nv, nv == 1 ? "" : "s", nc, nc == 1 ? "" : "s");
     rc = fflush(stdout) == 0 ? CLI_OK : cli_error(g, CLI_FAIL, "cannot write output");
 done:
     tsl_snapshot_free(snap);
