@@ -55,6 +55,7 @@ int cmd_dryrun(const struct cli_global *g, int argc, char **argv);
 /* `tsl policy` subcommands of the lifecycle (list, show, diff, status,
  * activate, rollback, shadow, shadow-report); cmd_policy_admin.c. */
 int cmd_policy_admin(const struct cli_global *g, int argc, char **argv);
+int cmd_serve(const struct cli_global *g, int argc, char **argv);
 
 /* ------------------------------------------------------------------------
  * Helpers (cli_util.c)

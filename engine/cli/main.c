@@ -37,6 +37,8 @@ static const struct command {
     /* policy lifecycle */
     {"dry-run", cmd_dryrun, "what a policy change would do to every client, before rollout"},
     {"policy", cmd_policy_admin, "versions: list | show | diff | activate | rollback | shadow"},
+    /* the broker */
+    {"serve", cmd_serve, "run the broker: the HTTP service CTAs ask for their lists"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
