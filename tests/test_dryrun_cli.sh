@@ -33,7 +33,7 @@ check "no --policy exits 2" test "$(status "$tsl" --db "$db" dry-run)" = 2
 check "a missing policy file exits 2" test "$(status "$tsl" --db "$db" dry-run --policy "$tmp/nope.lua")" = 2
 check "an unknown --fail-on exits 2" test "$(status "$tsl" --db "$db" dry-run --policy default --fail-on abroad)" = 2
 check "--json with --html exits 2" test "$(status "$tsl" --db "$db" dry-run --policy default --json --html x.html)" = 2
-check "no decision log to replay exits 2" test "$(status "$tsl" --db "$db" dry-run --policy default --clients recorded)" = 2
+check "--clients takes all or recorded" test "$(status "$tsl" --db "$db" dry-run --policy default --clients some)" = 2
 check "a missing store exits 2" test "$(status "$tsl" --db "$tmp/none.db" dry-run --policy default)" = 2
 
 # ---- no change: exit 0, JSON complete ----
@@ -44,6 +44,23 @@ check "--json: 40 requests" test "$(jq_ "$tmp/same.json" '$.summary.requests')" 
 check "--json: no change" test "$(jq_ "$tmp/same.json" '$.summary.list_changed')" = 0
 check "--json: empty changes array" test "$(jq_ "$tmp/same.json" '$.changes')" = "[]"
 check "--json: 17 servers" test "$(sqlite3 :memory: "select json_array_length(readfile('$tmp/same.json'), '\$.servers');")" = 17
+
+# ---- --clients recorded: the broker's decision log replayed ----
+check "an empty decision log: 0 requests, exit 0" \
+  test "$(status "$tsl" --db "$db" dry-run --policy default --clients recorded --json)" = 0
+check "--json: 0 requests replayed" test "$(jq_ "$tmp/out" '$.summary.requests')" = 0
+sqlite3 "$db" "INSERT INTO decision_log(slot, seq, at, client, ips, department, task, site, policy, servers, blocked) VALUES
+  (0, 1, 1795600000, '$MAD1', '[\"10.40.1.15\"]', NULL, NULL, 'Madrid', NULL, '[\"ts-mad-01\"]', 0),
+  (1, 2, 1795600001, NULL, '[\"192.168.7.7\",\"10.70.9.9\"]', 'Sales', 'imaging', 'Tokyo', NULL, '[\"ts-tyo-01\"]', 0),
+  (2, 3, 1795600002, NULL, '[\"not-an-ip\"]', NULL, NULL, NULL, NULL, '[]', 1);"
+check "three recorded requests: exit 0" \
+  test "$(status "$tsl" --db "$db" dry-run --policy default --clients recorded --json)" = 0
+check "--json: two replayed, one not decidable" \
+  test "$(jq_ "$tmp/out" '$.summary.requests'),$(jq_ "$tmp/out" '$.summary.errors')" = "2,1"
+check "--json: the population says recorded" grep -q '"population":"recorded requests' "$tmp/out"
+check "--limit 1 takes the newest only" \
+  test "$(status "$tsl" --db "$db" dry-run --policy default --clients recorded --limit 1 --json; jq_ "$tmp/out" '$.summary.errors')" = "0
+1"
 
 # ---- a policy change (needs the policy layer) ----
 cat >"$tmp/new.lua" <<'LUA'

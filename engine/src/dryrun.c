@@ -464,10 +464,12 @@ static void split_ips(tsl_request *req, char *text)
         req->ips[req->nips++] = t;
 }
 
-/* The list requests the broker logged (schema/003_broker.sql), newest first;
- * `ip` holds the adapters separated by commas or spaces. */
+/* The list requests the broker logged (schema/003_broker.sql: a ring of
+ * rows, newest = highest seq), newest first; `ips` is a JSON array of the
+ * adapters, flattened here to "ip1,ip2". */
 #define RECORDED_SQL                                                           \
-    "SELECT client, ip, department, task FROM decision_log ORDER BY id DESC LIMIT ?1"
+    "SELECT d.client, (SELECT group_concat(j.value, ',') FROM json_each(d.ips) j),"\
+    " d.department, d.task FROM decision_log d ORDER BY d.seq DESC LIMIT ?1"
 
 int tsl_dryrun_add_recorded(tsl_dryrun *dr, tsl_store *st, uint64_t limit)
 {
