@@ -457,6 +457,20 @@ TEST(rollout__activate_staged_and_rollback)
     tsl_buf_clear(&key);
     CHECK_OK(tsl_rollout_state_key(&key, st));
     CHECK_CONTAINS(key.ptr, ";Tokyo=sha256:");
+    {   /* the compiled rollout binds the same staged plan to a new snapshot */
+        tsl_rollout *ro = NULL;
+        tsl_snapshot *snap2 = NULL;
+        tsl_plan *p2 = NULL;
+        CHECK_OK(tsl_rollout_load(&ro, st));
+        CHECK_OK(tsl_snapshot_load(&snap2, st, NULL));
+        CHECK_OK(tsl_rollout_bind(&p2, ro, snap2));
+        CHECK(tsl_plan_staged(p2));
+        CHECK(tsl_plan_for_site(p2, "Tokyo") != tsl_plan_for_site(p2, "Madrid"));
+        CHECK_NULL(tsl_rollout_shadow_version(ro));
+        tsl_plan_free(p2);
+        tsl_snapshot_free(snap2);
+        tsl_rollout_free(ro);
+    }
     CHECK_OK(tsl_rollout_plan(&plan, st, snap));
     CHECK(tsl_plan_staged(plan));
     CHECK_OK(decide_guid(res, w, plan, TYO1, NULL));
@@ -565,6 +579,17 @@ TEST(rollout__shadow_mode_set_report_off)
     CHECK(shadow != NULL);
     CHECK_OK(tsl_rollout_plan(&active, st, snap));
     CHECK_OK(tsl_rollout_resolve(&id, hash, sizeof hash, st, "1"));
+    {   /* what a broker keeps: compiled once, bound to each snapshot */
+        tsl_rollout *ro = NULL;
+        tsl_plan *sp = NULL;
+        CHECK_OK(tsl_rollout_load(&ro, st));
+        CHECK_STR(tsl_rollout_shadow_version(ro), hash);
+        CHECK_STR(tsl_rollout_key(ro), "default");
+        CHECK_OK(tsl_rollout_bind_shadow(&sp, ro, snap));
+        CHECK(sp != NULL && tsl_plan_policy(sp) != NULL);
+        tsl_plan_free(sp);
+        tsl_rollout_free(ro);
+    }
     CHECK_OK(tsl_shadow_new(&sh, hash));
     CHECK_OK(tsl_worker_new(&w));
     CHECK_OK(tsl_worker_new(&w2));

@@ -516,6 +516,24 @@ TSL_API int tsl_rollout_activate(tsl_store *st, const char *version,
  * NULL, >= 256 bytes) receives a one-line description. */
 TSL_API int tsl_rollout_rollback(tsl_store *st, const char *author, char *what, size_t len);
 
+/* The rollout state compiled once (base, staged and shadow versions): what a
+ * broker keeps and binds to every new snapshot without touching the store
+ * or compiling again.  Reload it after an activation, rollback or shadow
+ * change.  TSL_EPOLICY when a stored version no longer compiles. */
+typedef struct tsl_rollout tsl_rollout;
+
+TSL_API int tsl_rollout_load(tsl_rollout **out, tsl_store *st);
+TSL_API void tsl_rollout_free(tsl_rollout *ro);
+/* The plan in force over `snap` (staged when some sites run another
+ * version; the default logic when none is active). */
+TSL_API int tsl_rollout_bind(tsl_plan **out, const tsl_rollout *ro, tsl_snapshot *snap);
+/* The shadow version's plan over `snap`, or *out NULL when there is none. */
+TSL_API int tsl_rollout_bind_shadow(tsl_plan **out, const tsl_rollout *ro, tsl_snapshot *snap);
+/* The shadow's version (short hash) or NULL; borrowed from the rollout. */
+TSL_API const char *tsl_rollout_shadow_version(const tsl_rollout *ro);
+/* The state key it was loaded from (see tsl_rollout_state_key); borrowed. */
+TSL_API const char *tsl_rollout_key(const tsl_rollout *ro);
+
 /* The plan in force: the stored rollout state compiled and bound to `snap`
  * (staged when some sites run another version); the default logic when no
  * version is active.  TSL_EPOLICY when a stored version no longer compiles. */

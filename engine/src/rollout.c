@@ -934,68 +934,126 @@ done:
  * The plan in force
  * ---------------------------------------------------------------------- */
 
-#define PLAN_MAX_VERSIONS TSL_STAGE_MAX_PLANS
+/* The rollout state compiled once: the broker keeps one and binds it to
+ * every new snapshot (a heartbeat derives a new snapshot every second, so
+ * nothing is compiled or read from the store there). */
+struct tsl_rollout {
+    tsl_policy *base;                            /* NULL: the default logic */
+    tsl_policy *staged[TSL_STAGE_MAX_PLANS];     /* distinct staged versions */
+    char **sites[TSL_STAGE_MAX_PLANS];           /* each one's sites */
+    size_t nsites[TSL_STAGE_MAX_PLANS];
+    size_t nstaged;
+    tsl_policy *shadow;                          /* NULL: no shadow version */
+    char state_key[1024];
+};
 
-int tsl_rollout_plan(tsl_plan **out, tsl_store *st, tsl_snapshot *snap)
+void tsl_rollout_free(tsl_rollout *ro)
 {
+    if (!ro)
+        return;
+    tsl_policy_free(ro->base);
+    tsl_policy_free(ro->shadow);
+    for (size_t i = 0; i < ro->nstaged; i++) {
+        tsl_policy_free(ro->staged[i]);
+        for (size_t k = 0; k < ro->nsites[i]; k++)
+            free(ro->sites[i][k]);
+        free(ro->sites[i]);
+    }
+    free(ro);
+}
+
+static int shadow_get(int64_t *id, char *hash, size_t len, int64_t *since, tsl_store *st);
+
+int tsl_rollout_load(tsl_rollout **out, tsl_store *st)
+{
+    tsl_rollout *ro = NULL;
     json_t *state = NULL;
-    tsl_plan *plan = NULL, *sub = NULL;
-    tsl_policy *pol = NULL;
-    const char **names = NULL;
-    int64_t done_ids[PLAN_MAX_VERSIONS];
-    size_t ndone = 0;
+    tsl_buf key = TSL_BUF_INIT;
+    int64_t ids[TSL_STAGE_MAX_PLANS], shadow_id;
+    char hash[HASHLEN];
     int err;
 
     *out = NULL;
-    TSL_ARG(st && snap);
-    if ((err = state_read(&state, st)) < 0)
-        return err;
+    TSL_ARG(st);
+    if (!(ro = calloc(1, sizeof *ro)))
+        return tsl_oom();
+    if ((err = state_read(&state, st)) < 0 || (err = tsl_rollout_state_key(&key, st)) < 0)
+        goto done;
+    snprintf(ro->state_key, sizeof ro->state_key, "%s", key.ptr);
     json_t *base = json_object_get(state, "*");
-    if (base && (err = compile_version(&pol, st, json_integer_value(base))) < 0)
+    if (base && (err = compile_version(&ro->base, st, json_integer_value(base))) < 0)
         goto done;
-    if ((err = tsl_plan_new(&plan, snap, pol)) < 0)
-        goto done;
-    tsl_policy_free(pol);
-    pol = NULL;
-    if (!(names = calloc(json_object_size(state) + 1, sizeof *names))) {
-        err = tsl_oom();
-        goto done;
-    }
-    /* one sub-plan per distinct staged version, with all of its sites */
     const char *site;
     json_t *v;
     json_object_foreach(state, site, v) {
         int64_t id = json_integer_value(v);
-        bool seen = false;
+        size_t k;
         if (strcmp(site, "*") == 0)
             continue;
-        for (size_t i = 0; i < ndone; i++)
-            seen |= done_ids[i] == id;
-        if (seen)
-            continue;
-        if (ndone == PLAN_MAX_VERSIONS) {
-            err = tsl_seterr(TSL_ELIMIT, "a staged rollout runs at most %d versions at once",
-                             TSL_STAGE_MAX_PLANS);
+        for (k = 0; k < ro->nstaged; k++)
+            if (ids[k] == id)
+                break;
+        if (k == ro->nstaged) {
+            if (ro->nstaged == TSL_STAGE_MAX_PLANS - 1) {
+                err = tsl_seterr(TSL_ELIMIT, "a staged rollout runs at most %d versions at once",
+                                 TSL_STAGE_MAX_PLANS);
+                goto done;
+            }
+            ids[k] = id;
+            ro->nstaged++;
+            if ((err = compile_version(&ro->staged[k], st, id)) < 0)
+                goto done;
+            if (!(ro->sites[k] = calloc(json_object_size(state), sizeof *ro->sites[k]))) {
+                err = tsl_oom();
+                goto done;
+            }
+        }
+        if (!(ro->sites[k][ro->nsites[k]] = strdup(site))) {
+            err = tsl_oom();
             goto done;
         }
-        done_ids[ndone++] = id;
+        ro->nsites[k]++;
+    }
+    if ((err = shadow_get(&shadow_id, hash, sizeof hash, NULL, st)) < 0)
+        goto done;
+    if (shadow_id && (err = compile_version(&ro->shadow, st, shadow_id)) < 0)
+        goto done;
+    *out = ro;
+    ro = NULL;
+done:
+    tsl_rollout_free(ro);
+    json_decref(state);
+    tsl_buf_free(&key);
+    return err;
+}
+
+int tsl_rollout_bind(tsl_plan **out, const tsl_rollout *ro, tsl_snapshot *snap)
+{
+    tsl_plan *plan = NULL, *sub = NULL;
+    const char **names = NULL;
+    int err;
+
+    *out = NULL;
+    TSL_ARG(ro && snap);
+    if ((err = tsl_plan_new(&plan, snap, ro->base)) < 0)
+        return err;
+    for (size_t k = 0; k < ro->nstaged; k++) {
         size_t n = 0;
-        const char *s2;
-        json_t *v2;
-        json_object_foreach(state, s2, v2) {
-            /* sites no longer in the inventory keep nothing staged */
-            if (strcmp(s2, "*") != 0 && json_integer_value(v2) == id &&
-                snap_find_site(snap, s2) >= 0)
-                names[n++] = s2;
+        free(names);
+        if (!(names = calloc(ro->nsites[k] + 1, sizeof *names))) {
+            err = tsl_oom();
+            goto done;
         }
+        /* sites no longer in the inventory keep nothing staged */
+        for (size_t i = 0; i < ro->nsites[k]; i++)
+            if (snap_find_site(snap, ro->sites[k][i]) >= 0)
+                names[n++] = ro->sites[k][i];
         if (!n)
             continue;
         tsl_plan *staged = NULL;
-        if ((err = compile_version(&pol, st, id)) < 0 || (err = tsl_plan_new(&sub, snap, pol)) < 0 ||
+        if ((err = tsl_plan_new(&sub, snap, ro->staged[k])) < 0 ||
             (err = tsl_plan_new_staged(&staged, plan, sub, names, n)) < 0)
             goto done;
-        tsl_policy_free(pol);
-        pol = NULL;
         tsl_plan_free(sub);
         sub = NULL;
         tsl_plan_free(plan);
@@ -1004,11 +1062,37 @@ int tsl_rollout_plan(tsl_plan **out, tsl_store *st, tsl_snapshot *snap)
     *out = plan;
     plan = NULL;
 done:
-    tsl_policy_free(pol);
+    free(names);
     tsl_plan_free(sub);
     tsl_plan_free(plan);
-    free(names);
-    json_decref(state);
+    return err;
+}
+
+int tsl_rollout_bind_shadow(tsl_plan **out, const tsl_rollout *ro, tsl_snapshot *snap)
+{
+    *out = NULL;
+    TSL_ARG(ro && snap);
+    return ro->shadow ? tsl_plan_new(out, snap, ro->shadow) : 0;
+}
+
+const char *tsl_rollout_shadow_version(const tsl_rollout *ro)
+{
+    return ro && ro->shadow ? tsl_policy_version(ro->shadow) : NULL;
+}
+
+const char *tsl_rollout_key(const tsl_rollout *ro)
+{
+    return ro->state_key;
+}
+
+int tsl_rollout_plan(tsl_plan **out, tsl_store *st, tsl_snapshot *snap)
+{
+    tsl_rollout *ro = NULL;
+    int err;
+    *out = NULL;
+    if ((err = tsl_rollout_load(&ro, st)) == 0)
+        err = tsl_rollout_bind(out, ro, snap);
+    tsl_rollout_free(ro);
     return err;
 }
 
