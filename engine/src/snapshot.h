@@ -13,6 +13,8 @@
 #include "common.h"
 #include "lpm.h"
 
+#include <stdatomic.h>
+
 #define TSL_NO_SITE (-1)
 
 typedef struct snap_site {
@@ -54,8 +56,15 @@ typedef struct snap_client {
     const char *assigned;  /* server of its last successful registration, or NULL */
 } snap_client;
 
+/* Open-addressing index: case-insensitive name -> position + 1 (0 = empty). */
+typedef struct snap_index {
+    uint32_t *slots;
+    uint32_t mask;         /* slots - 1; slots is a power of two */
+    uint32_t count;
+} snap_index;
+
 struct tsl_snapshot {
-    int refs;              /* atomic, see snapshot.c */
+    atomic_int refs;
     tsl_settings settings;
     int64_t built_at;
     snap_site *sites;     uint32_t nsites;
@@ -63,11 +72,11 @@ struct tsl_snapshot {
     snap_client *clients; uint32_t nclients;
     snap_error *errors;   uint32_t nerrors;
     tsl_lpm lpm;           /* site subnets -> site index */
-    /* open-addressing indexes: name/guid -> index+1, 0 empty */
-    uint32_t *site_idx;   uint32_t site_mask;
-    uint32_t *server_idx; uint32_t server_mask;
-    uint32_t *client_idx; uint32_t client_mask;
+    snap_index site_idx, server_idx, client_idx;
     struct snap_arena *arena;
+    uint32_t cap_sites, cap_servers, cap_clients, cap_errors; /* while building */
+    struct snap_pending_error *pending; /* errors added before seal */
+    bool sealed;
 };
 
 /* ---- lookups (snapshot.c) ---- */
