@@ -131,6 +131,128 @@ TSL_INTERNAL int policy_compile_ex(tsl_policy **out, const char *src, size_t len
  * Used by each worker to get its own copies of the rule functions. */
 TSL_INTERNAL int policy_load_rules(sandbox *sb, const tsl_policy *pol, int64_t budget);
 
+/* ------------------------------------------------------------------------
+ * Bound policy: names and globs resolved against one snapshot (plan->bound)
+ * ---------------------------------------------------------------------- */
+
+#define POL_DEFAULT_CAP 5000 /* ITMS caps a Task Server at 5,000 registrations */
+
+struct bound_block;
+
+typedef struct bound_fb {
+    int32_t site;                    /* fallback site, or TSL_NO_SITE for "*" */
+    const struct bound_block *blk;   /* that site's block, or NULL: its candidates */
+    int tier;                        /* 1-based position in the list */
+    const char *reason, *reason_full;
+} bound_fb;
+
+typedef struct bound_block {
+    const pol_block *pb;             /* compiled block */
+    int32_t site;                    /* site blocks: the site; groups: TSL_NO_SITE */
+    uint32_t *approved;              /* static approved set, ascending (before availability) */
+    uint32_t napproved;
+    uint8_t *approved_bits;          /* membership of `approved` */
+    uint8_t *allow_bits;             /* groups with allow: who the allow matches */
+    uint8_t *deny_bits;              /* NULL when nothing is denied */
+    uint32_t *order;                 /* resolved order members, in order */
+    uint32_t norder;
+    const char **r_order, **r_order_full;   /* reason per order position */
+    const char *r_approved, *r_approved_full;
+    const char *r_default, *r_default_full; /* fallback "default" */
+    const char *r_blocked;           /* why the list is empty when blocking */
+    const char *label;               /* "site \"London\"" */
+    pol_fb_kind fb;                  /* own fallback (defaults applied for sites) */
+    bound_fb *fbv;
+    uint32_t nfb;
+    int after;                       /* seconds for fallback entries */
+} bound_block;
+
+typedef struct policy_bound {
+    tsl_policy *pol;                 /* borrowed: the plan holds the reference */
+    const tsl_snapshot *snap;
+    pol_arena arena;
+    bound_block **site_blk;          /* per snapshot site: its block, or NULL */
+    bound_block *sites;              /* blocks whose site exists */
+    uint32_t nsites;
+    bound_block *groups;
+    uint32_t ngroups;
+    /* settings in force (defaults over the snapshot's) */
+    tsl_selection selection;
+    int max, ttl;
+    int64_t cap;                     /* defaults.cap, 0: the server's own capacity */
+    /* reasons of rule actions, per rule */
+    const char **r_rule_moved, **r_rule_added, **r_rule_blocked;
+} policy_bound;
+
+/* policy_bind with allocation failure injection (tests). */
+TSL_INTERNAL int policy_bind_probe(void **out, const tsl_snapshot *snap, tsl_policy *pol,
+                                   tsl_alloc_probe *probe);
+
+/* The effective registration cap of a server under a block. */
+TSL_INTERNAL int64_t policy_cap(const policy_bound *pb, const bound_block *site_blk,
+                                const snap_server *sv);
+TSL_INTERNAL const bound_block *policy_find_group(const policy_bound *pb, const char *dept);
+TSL_INTERNAL int32_t policy_find_site(const tsl_snapshot *snap, const char *name);
+TSL_INTERNAL int32_t policy_find_server(const tsl_snapshot *snap, const char *name);
+
+static inline bool pol_bit(const uint8_t *bits, uint32_t i)
+{
+    return bits && (bits[i >> 3] >> (i & 7)) & 1;
+}
+
+/* ------------------------------------------------------------------------
+ * Evaluation (policy_eval.c) and rules (policy_rules.c)
+ * ---------------------------------------------------------------------- */
+
+/* One entry of the list being built. */
+typedef struct pl_entry {
+    uint32_t server;
+    int tier;
+    int after;
+    const char *reason;
+    bool full;
+} pl_entry;
+
+/* Per-worker state of the policy layer (tsl_worker.policy_state). */
+typedef struct policy_wstate {
+    sandbox *sb;                 /* the worker's Lua state, for rules */
+    tsl_policy *loaded;          /* whose rules it holds (a reference) */
+    int rules_ref, req_ref, list_ref, entries_ref;
+    pl_entry *list, *saved;
+    uint32_t n, nsaved, cap;
+    uint32_t *mark;              /* approved-set marks (generation stamps) */
+    uint32_t mark_cap, mark_gen;
+    uint64_t serial;             /* evaluation counter (stale entries) */
+    struct pol_eval *cur;        /* the evaluation rules act on, NULL outside */
+} policy_wstate;
+
+/* The evaluation a rule call acts on. */
+typedef struct pol_eval {
+    tsl_worker *w;
+    policy_wstate *ws;
+    const policy_bound *pb;
+    struct decide_ctx *ctx;
+    const bound_block *site_blk, *group_blk;
+    pol_fb_kind fb;              /* fallback in force */
+    int after;
+    bool fb_blocked;             /* a block (policy or rule) forbids fallback */
+    const char *blocked_reason;
+    bool strict;
+    uint32_t rule;               /* index of the running rule */
+    /* state before the running rule (restored when it fails) */
+    bool saved_fb_blocked, saved_strict;
+    const char *saved_blocked_reason;
+    int max;
+    tsl_trace *tr;
+} pol_eval;
+
+TSL_INTERNAL int policy_wstate_get(policy_wstate **out, tsl_worker *w, uint32_t nservers);
+/* Is the server in the request's tier-0 approved set (marked while building)? */
+TSL_INTERNAL bool policy_in_approved(const policy_wstate *ws, uint32_t server);
+/* Runs the policy's rules over ws->list.  Returns 0, or the index+1 of
+ * the rule that failed (its message in msg); never a Lua error. */
+TSL_INTERNAL int policy_run_rules(pol_eval *ev, char *msg, size_t msglen);
+
 TSL_INTERNAL void policy_sha256(uint8_t out[32], const void *data, size_t len);
 TSL_INTERNAL void policy_sha256_hex(char out[65], const void *data, size_t len);
 

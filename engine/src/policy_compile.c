@@ -156,11 +156,16 @@ typedef struct compile_ctx {
     const tsl_policy *rules_of; /* MODE_RULES: names to match */
     uint32_t rules_seen;
     bool c_oom;               /* a C allocation failed (-> TSL_ENOMEM) */
+    bool sealed;              /* the load is over: the functions refuse */
 } compile_ctx;
 
 static compile_ctx *ctx_of(lua_State *L)
 {
-    return lua_touserdata(L, lua_upvalueindex(1));
+    compile_ctx *c = lua_touserdata(L, lua_upvalueindex(1));
+    if (c->sealed)
+        luaL_error(L, "defaults, site, group and rule can only be called while the policy "
+                      "loads, not from a rule");
+    return c;
 }
 
 static int current_line(lua_State *L)
@@ -832,6 +837,7 @@ static int rules_p(lua_State *L)
         st = LUA_ERRRUN;
     }
     a->status = st;
+    ctx->sealed = true;
     if (st != LUA_OK)
         return 1;            /* the message */
     lua_getiuservalue(L, ud, 1);

@@ -12,6 +12,7 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,10 +193,35 @@ void sandbox_errmsg(sandbox *sb, int status, char *dst, size_t dstlen, bool full
  * table, refuses writes, hides itself and iterates the real table.
  * ---------------------------------------------------------------------- */
 
+/* luaL_error, but positioned at the nearest Lua function: when a C
+ * library function (table.insert, ipairs) triggers a metamethod, level 1
+ * is that C function and luaL_error would give no file:line. */
+int sandbox_error(lua_State *L, const char *fmt, ...)
+{
+    lua_Debug ar;
+    va_list ap;
+    bool found = false;
+
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+            lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+            found = true;
+            break;
+        }
+    }
+    if (!found)
+        lua_pushliteral(L, "");
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
 static int frozen_newindex(lua_State *L)
 {
-    return luaL_error(L, "attempt to modify read-only table '%s'",
-                      lua_tostring(L, lua_upvalueindex(1)));
+    return sandbox_error(L, "attempt to modify read-only table '%s'",
+                         lua_tostring(L, lua_upvalueindex(1)));
 }
 
 static int frozen_next(lua_State *L)
@@ -252,16 +278,43 @@ static void push_frozen(lua_State *L, int idx, const char *name)
 /* setmetatable without finalizers: __gc would run with hooks disabled. */
 static int safe_setmetatable(lua_State *L)
 {
-    if (lua_type(L, 2) == LUA_TTABLE) {
+    int t = lua_type(L, 2);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+    if (t == LUA_TTABLE) {
         lua_pushliteral(L, "__gc");
         if (lua_rawget(L, 2) != LUA_TNIL)
-            return luaL_error(L, "__gc metamethods are not allowed in policies");
+            return sandbox_error(L, "__gc metamethods are not allowed in policies");
         lua_pop(L, 1);
     }
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-    return lua_gettop(L);
+    if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
+        return sandbox_error(L, "cannot change a protected metatable");
+    lua_settop(L, 2);
+    lua_setmetatable(L, 1);
+    return 1;
+}
+
+/* xpcall whose handler runs after the stack unwinds, as an ordinary call.
+ * Lua runs a real message handler with hooks disabled when the error came
+ * from a hook, so a handler that loops would escape the budget. */
+static int safe_xpcall(lua_State *L)
+{
+    int n = lua_gettop(L);
+    int st;
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushboolean(L, 1);        /* first result if all goes well */
+    lua_pushvalue(L, 1);
+    for (int i = 3; i <= n; i++)
+        lua_pushvalue(L, i);
+    st = lua_pcall(L, n - 2, LUA_MULTRET, 0);
+    if (st == LUA_OK)
+        return lua_gettop(L) - n;
+    lua_pushvalue(L, 2);
+    lua_insert(L, -2);
+    lua_call(L, 1, 1);            /* handler(err), under the hook like any call */
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
 }
 
 /* Repetition items (* + - ?) outside sets and escapes. */
@@ -307,7 +360,7 @@ static int bounded_pattern(lua_State *L)
                 cost *= (double)(slen ? slen : 1);
             if (reps > SANDBOX_PATTERN_REPEAT_MAX || slen > SANDBOX_PATTERN_SUBJECT_MAX ||
                 cost > (double)(1 << 26))
-                return luaL_error(L,
+                return sandbox_error(L,
                                   "pattern too costly for the policy sandbox (%d repetition "
                                   "items on a %d-byte subject; see docs/policy-language.md)",
                                   reps, (int)slen);
@@ -333,7 +386,7 @@ static void wrap_pattern_fn(lua_State *L, int strtab, const char *name, int is_f
 
 static const char *const base_allowed[] = {
     "assert", "error", "getmetatable", "ipairs", "next", "pairs", "pcall", "rawequal",
-    "rawlen", "rawget", "select", "tonumber", "tostring", "type", "xpcall", "_VERSION",
+    "rawlen", "rawget", "select", "tonumber", "tostring", "type", "_VERSION",
     NULL,
 };
 
@@ -375,6 +428,8 @@ static int setup_p(lua_State *L)
     lua_getfield(L, g, "setmetatable");
     lua_pushcclosure(L, safe_setmetatable, 1);
     lua_setfield(L, base, "setmetatable");
+    lua_pushcfunction(L, safe_xpcall);
+    lua_setfield(L, base, "xpcall");
 
     /* string: no dump, bounded patterns; the string metatable hides itself
      * (its __index is the real string table). */
@@ -470,7 +525,7 @@ void sandbox_free(sandbox *sb)
 static int env_undeclared(lua_State *L)
 {
     const char *k = lua_tostring(L, 2);
-    return luaL_error(L, "undeclared global '%s' (policies can only read their own locals, "
+    return sandbox_error(L, "undeclared global '%s' (policies can only read their own locals, "
                          "the policy functions and the standard library)",
                       k ? k : "?");
 }
@@ -478,7 +533,7 @@ static int env_undeclared(lua_State *L)
 static int env_assign(lua_State *L)
 {
     const char *k = lua_tostring(L, 2);
-    return luaL_error(L, "assignment to undeclared global '%s' (use local)", k ? k : "?");
+    return sandbox_error(L, "assignment to undeclared global '%s' (use local)", k ? k : "?");
 }
 
 void sandbox_push_env(sandbox *sb, int extras_idx)
@@ -526,16 +581,21 @@ struct load_args {
     const char *src;
     size_t len;
     const char *name;
-    int env_idx;
 };
 
+/* (args, env) -> the chunk with _ENV = env */
 static int load_p(lua_State *L)
 {
     struct load_args *a = lua_touserdata(L, 1);
     const char *chunkname = lua_pushfstring(L, "@%s", a->name);
-    if (luaL_loadbufferx(L, a->src, a->len, chunkname, "t") != LUA_OK)
+    if (luaL_loadbufferx(L, a->src, a->len, chunkname, "t") != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        size_t n = strlen(a->name);
+        if (msg && (strncmp(msg, a->name, n) != 0 || msg[n] != ':'))
+            lua_pushfstring(L, "%s: %s", a->name, msg); /* "attempt to load a binary chunk" */
         return lua_error(L);
-    lua_pushvalue(L, a->env_idx);
+    }
+    lua_pushvalue(L, 2);
     if (!lua_setupvalue(L, -2, 1))
         lua_pop(L, 1);
     return 1;
@@ -543,10 +603,12 @@ static int load_p(lua_State *L)
 
 int sandbox_load(sandbox *sb, const char *src, size_t len, const char *name, int env_idx)
 {
-    struct load_args a = {src, len, name, lua_absindex(sb->L, env_idx)};
+    struct load_args a = {src, len, name};
+    env_idx = lua_absindex(sb->L, env_idx);
     lua_pushcfunction(sb->L, load_p);
     lua_pushlightuserdata(sb->L, &a);
-    return lua_pcall(sb->L, 1, 1, 0);
+    lua_pushvalue(sb->L, env_idx);
+    return lua_pcall(sb->L, 2, 1, 0);
 }
 
 int sandbox_call(sandbox *sb, int nargs, int nresults, int64_t budget)

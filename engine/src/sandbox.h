@@ -15,7 +15,9 @@
  *   - time: a count hook charges an instruction budget per call; once a call
  *     is being killed the hook fires on every instruction, so a pcall inside
  *     the script cannot swallow the kill;
- *   - setmetatable refuses __gc (finalizers run with hooks off).
+ *   - setmetatable refuses __gc (finalizers run with hooks off), and
+ *     xpcall runs its handler after unwinding, as a plain call (Lua runs
+ *     real message handlers with hooks off after a hook error).
  *
  * Every Lua API use in here happens inside a protected call, so an
  * allocation failure can never reach the panic handler.
@@ -71,6 +73,7 @@ typedef struct sandbox {
     int64_t left;
     bool killing;
     int base_ref;         /* registry: table of the frozen base entries */
+    void *user;           /* the owner's pointer (policy_rules.c: its worker state) */
 } sandbox;
 
 /* Creates a state with the allow-listed libraries and the frozen base.
@@ -115,6 +118,9 @@ TSL_INTERNAL void sandbox_reset_flags(sandbox *sb);
 /* The message handler used by sandbox_call (exposed for nested pcalls made
  * by C helpers). */
 TSL_INTERNAL int sandbox_msgh(lua_State *L);
+
+/* luaL_error positioned at the nearest Lua function ("file:line: ..."). */
+TSL_INTERNAL int sandbox_error(lua_State *L, const char *fmt, ...);
 
 /* The sandbox of a state (stored in its extra space). */
 TSL_INTERNAL sandbox *sandbox_of(lua_State *L);
