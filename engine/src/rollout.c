@@ -907,7 +907,7 @@ int tsl_rollout_status(tsl_buf *out, tsl_store *st, tsl_format fmt)
                 err = tsl_buf_printf(out, ",\"undone\":%s}",
                                      sqlite3_column_type(q, 8) == SQLITE_NULL ? "false" : "true");
         } else {
-            err = tsl_buf_printf(out, "  #%-3lld %s  %-8s v%lld (%s)%s%s%s%s%s%s\n",
+            err = tsl_buf_printf(out, "  #%-3lld %s  %-8s v%lld (%s)%s%s%s%s%s%s%s%s\n",
                                  (long long)sqlite3_column_int64(q, 0), at, col_text(q, 2),
                                  (long long)sqlite3_column_int64(q, 3),
                                  col_text(q, 4) ? col_text(q, 4) : "-",
@@ -915,7 +915,8 @@ int tsl_rollout_status(tsl_buf *out, tsl_store *st, tsl_format fmt)
                                  col_text(q, 5) ? col_text(q, 5) : "",
                                  col_text(q, 6) ? " by " : "", col_text(q, 6) ? col_text(q, 6) : "",
                                  sqlite3_column_type(q, 8) == SQLITE_NULL ? "" : " [rolled back]",
-                                 col_text(q, 7) && *col_text(q, 7) ? "" : "");
+                                 col_text(q, 7) ? ": \"" : "", col_text(q, 7) ? col_text(q, 7) : "",
+                                 col_text(q, 7) ? "\"" : "");
         }
         n++;
     }
