@@ -156,7 +156,8 @@ static int tour_list(struct demo *d, const struct tour_client *tc)
     return run_step(d, tc->title, tc->note, tc->explain ? cmd_explain : cmd_list, args);
 }
 
-/* Decides `tc` under `plan`; the names (with tiers) into col[], one per row. */
+/* Decides `tc` under `plan`; one cell per row into col[] ("ts-lon-01",
+ * "ts-dub-02 (fallback)", "BLOCKED: ..."). */
 static int decide_column(tsl_result *res, tsl_worker *w, const tsl_plan *plan,
                          const struct tour_client *tc, char col[][40], int rows, int *nrows)
 {
@@ -176,14 +177,25 @@ static int decide_column(tsl_result *res, tsl_worker *w, const tsl_plan *plan,
         const char *why = tsl_result_blocked_reason(res);
         snprintf(col[n++], 40, "BLOCKED: %.30s", why ? why : "");
     } else if (tsl_result_count(res) == 0) {
-        snprintf(col[n++], 40, "(empty)");
+        snprintf(col[n++], 40, "(empty list)");
     }
     for (size_t i = 0; i < tsl_result_count(res) && n < rows; i++) {
         const tsl_entry *en = tsl_result_entry(res, i);
-        snprintf(col[n++], 40, "%-12s %s", en->name, en->tier ? "fallback" : "");
+        snprintf(col[n++], 40, "%.24s%s", en->name, en->tier ? " (fallback)" : "");
     }
     *nrows = n;
     return 0;
+}
+
+/* Prints one row of the side-by-side table without trailing blanks. */
+static void print_row(const char *label, const char *rank, const char *left, const char *right)
+{
+    char line[200];
+    snprintf(line, sizeof line, "  %-24s %3s  %-26s %s", label, rank, left, right);
+    size_t n = strlen(line);
+    while (n > 0 && line[n - 1] == ' ')
+        line[--n] = '\0';
+    printf("%s\n", line);
 }
 
 /* The tour's clients under the default logic and the example policy. */
@@ -194,9 +206,10 @@ static int tour_policy(struct demo *d)
     int rc;
 
     printf("\n== %d. The same clients under a policy\n", ++d->step);
-    printf("policies/examples/demo.lua orders and restricts each site's list; the\n"
-           "default logic on the left, the policy on the right (try `tsl --db %s\n"
-           "explain --client GUID --policy %s`).\n", d->db, d->policy);
+    printf("%s orders and restricts each site's list and can block the\n"
+           "cross-country fallback.  Any of these, step by step:\n"
+           "\n$ tsl --db %s explain --client GUID --policy %s\n",
+           DEMO_POLICY, d->db, d->policy);
     if ((rc = cli_engine_open(&d->g, &def, NULL)) != CLI_OK)
         return rc;
     if ((rc = cli_engine_open(&d->g, &pol, d->policy)) != CLI_OK) {
@@ -207,17 +220,22 @@ static int tour_policy(struct demo *d)
         rc = cli_engine_error(&d->g, rc, "cannot allocate a result");
         goto done;
     }
+    printf("\n");
+    print_row("client", "#", "default logic", "policy");
     for (size_t t = 0; t < NTOUR; t++) {
-        char left[10][40], right[10][40];
+        char left[10][40], right[10][40], rank[16];
         int nl = 0, nr = 0;
         if ((rc = decide_column(res, def.worker, def.plan, &tour_clients[t], left, 10, &nl)) < 0 ||
             (rc = decide_column(res, pol.worker, pol.plan, &tour_clients[t], right, 10, &nr)) < 0) {
             rc = cli_engine_error(&d->g, rc, "cannot decide for %s", tour_clients[t].label);
             goto done;
         }
-        printf("\n  %-34s %-34s %s\n", tour_clients[t].label, "default logic", "policy");
-        for (int i = 0; i < nl || i < nr; i++)
-            printf("  %-34s %-34s %s\n", "", i < nl ? left[i] : "", i < nr ? right[i] : "");
+        printf("\n");
+        for (int i = 0; i < nl || i < nr; i++) {
+            snprintf(rank, sizeof rank, "%d", i + 1);
+            print_row(i == 0 ? tour_clients[t].label : "", rank, i < nl ? left[i] : "",
+                      i < nr ? right[i] : "");
+        }
     }
     rc = CLI_OK;
 done:
