@@ -21,19 +21,21 @@
 #include <unistd.h>
 
 static const char usage[] =
-    "usage: tsl demo [--keep DIR]\n"
+    "usage: tsl demo [--keep DIR] [--policy FILE]\n"
     "\n"
     "Imports the bundled demo estate (policies/demo/estate.json in the source tree)\n"
     "into a fresh SQLite store and tours it: the Task Server lists of a few\n"
     "representative clients, why one of them falls back to servers in other\n"
     "countries, the three reports, a doctor checklist, and the same clients under\n"
-    "the example policy (policies/examples/demo.lua) when it is present.\n"
-    "Every step prints the command that reproduces it.\n"
+    "a policy side by side with the default logic.  Every step prints the command\n"
+    "that reproduces it.\n"
     "\n"
-    "  --keep DIR   create the store as DIR/demo.db and keep it (DIR is created;\n"
-    "               an existing DIR/demo.db is replaced); default: a temporary\n"
-    "               directory, removed afterwards\n"
-    "  -h, --help   this help\n";
+    "  --keep DIR      create the store as DIR/demo.db and keep it (DIR is created;\n"
+    "                  an existing DIR/demo.db is replaced); default: a temporary\n"
+    "                  directory, removed afterwards\n"
+    "  --policy FILE   the policy for the side-by-side view (default: the example\n"
+    "                  policies/examples/demo.lua, when the source tree has it)\n"
+    "  -h, --help      this help\n";
 
 /* The demo runs at a fixed time so its output is the same every day: the
  * estate's heartbeats and connection errors are stamped around it. */
@@ -206,10 +208,10 @@ static int tour_policy(struct demo *d)
     int rc;
 
     printf("\n== %d. The same clients under a policy\n", ++d->step);
-    printf("%s orders and restricts each site's list and can block the\n"
+    printf("A policy orders and restricts each site's list and can block the\n"
            "cross-country fallback.  Any of these, step by step:\n"
            "\n$ tsl --db %s explain --client GUID --policy %s\n",
-           DEMO_POLICY, d->db, d->policy);
+           d->db, d->policy);
     if ((rc = cli_engine_open(&d->g, &def, NULL)) != CLI_OK)
         return rc;
     if ((rc = cli_engine_open(&d->g, &pol, d->policy)) != CLI_OK) {
@@ -305,11 +307,12 @@ int cmd_demo(const struct cli_global *g, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"keep", required_argument, NULL, 'k'},
+        {"policy", required_argument, NULL, 'p'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct demo d;
-    const char *keep = NULL;
+    const char *keep = NULL, *policy = NULL;
     char tmpdir[4096] = "";
     int c, rc;
 
@@ -321,6 +324,9 @@ int cmd_demo(const struct cli_global *g, int argc, char **argv)
             if (!optarg[0])
                 return cli_usage_error(g, "--keep needs a directory");
             keep = optarg;
+            break;
+        case 'p':
+            policy = optarg;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -345,8 +351,14 @@ int cmd_demo(const struct cli_global *g, int argc, char **argv)
     if (!file_exists(d.estate))
         return cli_error(g, CLI_USAGE, "the demo estate %s is missing: tsl demo needs the "
                                        "source tree it was built from", d.estate);
-    if (!file_exists(d.policy))
+    if (policy) {
+        if (!file_exists(policy))
+            return cli_error(g, CLI_USAGE, "--policy %s: no such file", policy);
+        if (!path_join(d.policy, sizeof d.policy, policy, ""))
+            return cli_error(g, CLI_USAGE, "--policy %s: the name is too long", policy);
+    } else if (!file_exists(d.policy)) {
         d.policy[0] = '\0';
+    }
 
     if (keep) {
         if (mkdir(keep, 0777) != 0 && errno != EEXIST)
