@@ -16,6 +16,7 @@
  */
 #include "broker_internal.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/thread.h>
 #include <fcntl.h>
@@ -140,6 +141,7 @@ int broker_reload(tsl_broker *b)
     writer_flush(b); /* what stays unwritten is re-applied below */
     if ((err = tsl_snapshot_load(&root, b->store, &b->cfg.settings)) < 0)
         goto done;
+    root->built_at = broker_now(b); /* the broker's clock (not yet shared) */
     for (wrec *r = b->unwritten; r; r = r->next) {
         if (r->kind == WREC_HEARTBEAT || (r->kind == WREC_REGISTRATION && !r->u.reg.ok)) {
             if ((err = overlay_add(b, r)) < 0)
@@ -279,12 +281,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         writer_derive(b);
         b->last_derive_ms = now_ms;
     }
-    /* the decision log's budget refills once a second (ticks are shorter) */
-    if (now_ms - b->last_refill_ms >= 1000) {
-        atomic_store(&b->dlog_budget, b->cfg.decision_log_rate);
-        b->last_refill_ms = now_ms;
-    }
+    /* the decision log's budget refills each second of the broker's clock */
     int64_t now = broker_now(b);
+    if (now != b->last_refill) {
+        atomic_store(&b->dlog_budget, b->cfg.decision_log_rate);
+        b->last_refill = now;
+    }
     if (now - b->last_retention >= hour) {
         b->last_retention = now;
         writer_retention(b, now);
@@ -407,17 +409,61 @@ static void worker_free(bworker *w)
  * The listening socket
  * ---------------------------------------------------------------------- */
 
+/* "10.0.0.1:8080", "[::1]:8080" or ":8080" (every IPv4 address); port 0
+ * lets the kernel pick.  Numeric addresses only. */
+static int parse_listen(const char *text, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char host[64];
+    const char *colon = strrchr(text, ':');
+    char *end;
+    memset(ss, 0, sizeof *ss);
+    if (!colon || !colon[1])
+        return -1;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535)
+        return -1;
+    size_t hl = (size_t)(colon - text);
+    if (hl >= 2 && text[0] == '[' && text[hl - 1] == ']') {
+        text++;
+        hl -= 2;
+    } else if (memchr(text, ':', hl)) {
+        return -1; /* an IPv6 address needs its brackets */
+    }
+    if (hl >= sizeof host)
+        return -1;
+    memcpy(host, text, hl);
+    host[hl] = '\0';
+    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+    if (hl == 0 || inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        if (hl == 0)
+            v4->sin_addr.s_addr = htonl(INADDR_ANY);
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        *len = sizeof *v4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *v6;
+        return 0;
+    }
+    return -1;
+}
+
 static int open_listener(tsl_broker *b)
 {
     struct sockaddr_storage ss;
-    int sslen = sizeof ss, one = 1;
+    socklen_t sslen;
+    int one = 1;
     evutil_socket_t fd = -1;
     int err = 0;
 
-    memset(&ss, 0, sizeof ss);
-    if (evutil_parse_sockaddr_port(b->listen, (struct sockaddr *)&ss, &sslen) < 0) {
+    if (parse_listen(b->listen, &ss, &sslen) < 0) {
         err = tsl_seterr(TSL_EINVALID,
-                         "--listen \"%s\": expected ADDRESS:PORT (127.0.0.1:8080, [::1]:8080)",
+                         "--listen \"%s\": expected ADDRESS:PORT (127.0.0.1:8080, [::1]:8080, "
+                         ":8080 for every IPv4 address; port 0 picks a free one)",
                          b->listen);
         goto done;
     }
@@ -427,7 +473,7 @@ static int open_listener(tsl_broker *b)
         goto done;
     }
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        bind(fd, (struct sockaddr *)&ss, (socklen_t)sslen) < 0 || listen(fd, 1024) < 0) {
+        bind(fd, (struct sockaddr *)&ss, sslen) < 0 || listen(fd, 1024) < 0) {
         err = tsl_seterr(TSL_ERROR, "cannot listen on %s: %s", b->listen, strerror(errno));
         goto done;
     }
@@ -560,7 +606,7 @@ int tsl_broker_new(tsl_broker **out, const tsl_broker_config *cfg)
     if (b->cfg.max_headers < 1)
         b->cfg.max_headers = 1;
     atomic_store(&b->dlog_budget, b->cfg.decision_log_rate);
-    b->started_at = broker_now(b);
+    b->started_at = b->last_refill = broker_now(b);
 
     if ((err = token_load_or_create(b)) < 0)
         goto done;
@@ -568,6 +614,7 @@ int tsl_broker_new(tsl_broker **out, const tsl_broker_config *cfg)
         goto done;
     if ((err = tsl_snapshot_load(&b->snap, b->store, &b->cfg.settings)) < 0)
         goto done;
+    b->snap->built_at = b->started_at; /* the broker's clock (not yet shared) */
     if ((err = tsl_worker_new(&b->ctl_worker)) < 0)
         goto done;
     if ((err = bpolicy_start(b)) < 0)

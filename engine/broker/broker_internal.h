@@ -228,7 +228,7 @@ struct tsl_broker {
     wrec **overlay;            /* heartbeats and failed registrations not yet derived */
     size_t noverlay, overlay_cap;
     uint64_t last_derive_ms;
-    uint64_t last_refill_ms;   /* decision-log budget */
+    int64_t last_refill;       /* the second the decision-log budget was refilled */
     bool stopping;
     int64_t dlog_seq;          /* next decision_log sequence number */
     int64_t last_retention;    /* last registrations clean-up */
