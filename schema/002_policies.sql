@@ -1,17 +1,28 @@
--- 002_policies.sql - PROVISIONAL stand-in for the policy branch's migration,
--- so the rollout work (004) builds and is tested before that branch lands.
--- When the policy branch is merged its 002_policies.sql replaces this file
--- and rollout.c's statements (store.h, "rollout" block) follow its columns.
---
--- Every stored policy version: its text, content hash, who stored it, when
--- and why.  Versions are never changed or deleted: activation refers to them.
+-- 002_policies.sql - policy versions: the text of every policy ever loaded
+-- (`tsl policy load`), keyed by its content hash, and which one is active.
+-- A version is immutable; loading the same text again finds the same row.
+-- Later migrations (the decision log, issue 5) refer to policies(id) and
+-- may add columns here; nothing below depends on column order.
 
-CREATE TABLE policy_versions (
+CREATE TABLE policies (
     id         INTEGER PRIMARY KEY,
-    hash       TEXT NOT NULL UNIQUE,   -- tsl_policy_version(): "sha256:" + 12 hex digits
-    name       TEXT,                   -- file name it was loaded from
-    content    TEXT NOT NULL,
+    version    TEXT NOT NULL UNIQUE,   -- "sha256:" + 12 hex digits (tsl_policy_version)
+    sha256     TEXT NOT NULL UNIQUE,   -- the full content hash, 64 hex digits
+    name       TEXT NOT NULL,          -- the file it was loaded from ("london.lua")
+    content    TEXT NOT NULL,          -- the policy text, exactly as loaded
     author     TEXT,
     comment    TEXT,
-    created_at INTEGER NOT NULL        -- Unix seconds
+    created_at INTEGER NOT NULL,       -- Unix seconds
+    sites      INTEGER NOT NULL DEFAULT 0, -- summary of the compiled policy
+    groups     INTEGER NOT NULL DEFAULT 0,
+    rules      INTEGER NOT NULL DEFAULT 0
+);
+
+-- The active policy: at most one row (id = 1).  No row, or a NULL
+-- policy_id, means the default logic.
+CREATE TABLE policy_active (
+    id           INTEGER PRIMARY KEY CHECK (id = 1),
+    policy_id    INTEGER REFERENCES policies(id) ON DELETE SET NULL,
+    activated_at INTEGER NOT NULL,     -- Unix seconds
+    activated_by TEXT
 );

@@ -3,14 +3,18 @@
 -- versions), the activation history rollback walks back, and shadow mode's
 -- version, counters and samples.
 --
--- Versions themselves are policy_versions (002, the policy layer's).
+-- Versions are the policy layer's `policies` (002): text, hash, author,
+-- comment, time.  The base of the rollout (what every site not staged
+-- runs) is 002's `policy_active`; this file adds only the staged sites,
+-- so the two never disagree: policy_active + rollout_sites is the rollout
+-- in force, and rollout.c is the one writer of both.
 -- Written by rollout.c (and the broker's writer through tsl_shadow_flush).
 
 -- Each dry-run of a stored version: against what, what it found.  A clean
 -- one (no condition occurred) is what `activate --require-dry-run` needs.
 CREATE TABLE rollout_dryruns (
     id         INTEGER PRIMARY KEY,
-    version_id INTEGER NOT NULL REFERENCES policy_versions(id) ON DELETE CASCADE,
+    version_id INTEGER NOT NULL REFERENCES policies(id) ON DELETE CASCADE,
     against    TEXT NOT NULL,      -- the other side: a rollout state key, or "file:<hash>"
     population TEXT NOT NULL,      -- 'inventory' or 'recorded'
     fail_on    TEXT NOT NULL,      -- the conditions the run gated on ('none')
@@ -22,20 +26,22 @@ CREATE TABLE rollout_dryruns (
 );
 CREATE INDEX rollout_dryruns_by_version ON rollout_dryruns(version_id, against);
 
--- The rollout state: site '*' is the base (every site not listed), the
--- others run a staged version.  No '*' row: the default logic.
-CREATE TABLE rollout_state (
+-- Sites staged on another version than the base (policy_active, 002):
+-- `tsl policy activate V --sites London,Paris`.  Empty: every site runs
+-- the base (or the default logic when policy_active names none).
+CREATE TABLE rollout_sites (
     site       TEXT NOT NULL PRIMARY KEY COLLATE NOCASE,
-    version_id INTEGER NOT NULL REFERENCES policy_versions(id)
+    version_id INTEGER NOT NULL REFERENCES policies(id)
 ) WITHOUT ROWID;
 
 -- Every change of the state, newest last.  `prior` is the state it replaced
--- (JSON object site -> version id), so a rollback restores it exactly.
+-- (JSON object site -> version id, "*" the base), so a rollback restores it
+-- exactly.
 CREATE TABLE rollout_history (
     id         INTEGER PRIMARY KEY,
     at         INTEGER NOT NULL,
     action     TEXT NOT NULL CHECK (action IN ('activate', 'rollback', 'shadow', 'unshadow')),
-    version_id INTEGER REFERENCES policy_versions(id),
+    version_id INTEGER REFERENCES policies(id),
     sites      TEXT,               -- comma-separated; NULL: every site
     author     TEXT,
     comment    TEXT,
@@ -46,7 +52,7 @@ CREATE TABLE rollout_history (
 -- Shadow mode: at most one version evaluated beside the active one.
 CREATE TABLE rollout_shadow (
     id         INTEGER PRIMARY KEY CHECK (id = 1),
-    version_id INTEGER NOT NULL REFERENCES policy_versions(id),
+    version_id INTEGER NOT NULL REFERENCES policies(id),
     since      INTEGER NOT NULL,
     author     TEXT
 );

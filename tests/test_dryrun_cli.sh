@@ -70,6 +70,9 @@ LUA
 cat >"$tmp/tokyo.lua" <<'LUA'
 site "Tokyo"  { allow = { "ts-sin-01" } }
 LUA
+cat >"$tmp/madrid_only.lua" <<'LUA'
+site "Madrid" { allow = { "ts-mad-01" } }
+LUA
 rc=$(status "$tsl" --db "$db" dry-run --policy "$tmp/new.lua" --now $NOW --json)
 if grep -q "not available in this build" "$tmp/err"; then
   echo "SKIP: policy changes, versions and activation: this build has no policy layer"
@@ -91,8 +94,10 @@ check "--fail-on cross-site exits 3" test "$(status "$tsl" --db "$db" dry-run --
 check "--fail-on over-capacity exits 0" test "$(status "$tsl" --db "$db" dry-run --policy "$tmp/new.lua" --now $NOW --fail-on over-capacity)" = 0
 
 # ---- versions: load, list, show, diff ----
-"$tsl" --db "$db" policy load "$tmp/tokyo.lua" --author alice --comment "Tokyo to Singapore" >/dev/null
-"$tsl" --db "$db" policy load "$tmp/new.lua" --author alice --comment "and block Madrid" >/dev/null
+# --no-activate: stored, not in force (load alone activates everywhere)
+"$tsl" --db "$db" policy load "$tmp/tokyo.lua" --author alice --comment "Tokyo to Singapore" --no-activate >/dev/null
+"$tsl" --db "$db" policy load "$tmp/new.lua" --author alice --comment "and block Madrid" --no-activate >/dev/null
+check "nothing active after load --no-activate" bash -c "'$tsl' --db '$db' policy active | grep -q 'none (the default logic)'"
 check "list shows both versions" bash -c "'$tsl' --db '$db' policy list | grep -c alice | grep -qx 2"
 check "show prints the text" bash -c "'$tsl' --db '$db' policy show 1 | grep -q 'site \"Tokyo\"'"
 check "diff shows the added Madrid line" bash -c "'$tsl' --db '$db' policy diff 1 2 | grep -q '^+site \"Madrid\"'"
@@ -110,6 +115,8 @@ check "a dry-run with a condition does not unlock activation" \
 check "activate 1 --sites Tokyo" test "$(status "$tsl" --db "$db" policy activate 1 --sites Tokyo --comment canary)" = 0
 check "a Tokyo client now gets ts-sin-01" bash -c "'$tsl' --db '$db' list --client $TYO1 --now $NOW --json | grep -q '\"servers\":\\[{\"name\":\"ts-sin-01\"'"
 check "a Madrid client keeps ts-mad-01" bash -c "'$tsl' --db '$db' list --client $MAD1 --now $NOW --json | grep -q '\"servers\":\\[{\"name\":\"ts-mad-01\"'"
+check "policy active shows the staged site" bash -c "'$tsl' --db '$db' policy active | grep -q 'staged: Tokyo runs sha256:'"
+check "policy list marks version 1 staged for Tokyo" bash -c "'$tsl' --db '$db' policy list | grep '^1 ' | grep -q ' Tokyo '"
 check "an unknown site is refused" test "$(status "$tsl" --db "$db" policy activate 2 --sites Atlantis)" = 2
 
 # ---- shadow ----
@@ -122,6 +129,13 @@ check "rollback" test "$(status "$tsl" --db "$db" policy rollback)" = 0
 check "rollback says what it undid" grep -q "undid the activation of version 1 for Tokyo" "$tmp/out"
 check "Tokyo is back on ts-tyo-01" bash -c "'$tsl' --db '$db' list --client $TYO1 --now $NOW --json | grep -q '\"servers\":\\[{\"name\":\"ts-tyo-01\"'"
 check "nothing more to roll back exits 2" test "$(status "$tsl" --db "$db" policy rollback)" = 2
+
+# ---- load activates through the rollout: rollback undoes it ----
+check "load (activating) a third version" test "$(status "$tsl" --db "$db" policy load "$tmp/madrid_only.lua" --author bob)" = 0
+check "it is the active policy" bash -c "'$tsl' --db '$db' policy active | grep -q madrid_only.lua"
+check "the load's activation is in the history" bash -c "'$tsl' --db '$db' policy status | grep -q 'activate v3'"
+check "rollback undoes the load's activation" test "$(status "$tsl" --db "$db" policy rollback)" = 0
+check "the default logic again" bash -c "'$tsl' --db '$db' policy active | grep -q 'none (the default logic)'"
 
 echo "$pass passed, $fail failed"
 test "$fail" = 0

@@ -321,12 +321,18 @@ TEST(rollout__shadow_tally_counts_samples_and_flushes)
  * Versions, activation, rollback, shadow mode (need the policy layer)
  * ---------------------------------------------------------------------- */
 
+/* Stores a version as `tsl policy load --no-activate` does; -1 on error,
+ * -2 when that text was already stored. */
 static int64_t load(tsl_store *st, const char *src, const char *name, const char *comment)
 {
+    tsl_policy *pol = NULL;
     int64_t id = 0;
-    if (rollout_version_add(&id, st, src, strlen(src), name, "alice", comment, NOW) < 0)
-        return -1;
-    return id;
+    bool existed = false;
+    int err = tsl_policy_compile(&pol, src, strlen(src), name);
+    if (err == 0)
+        err = tsl_store_policy_add(&id, &existed, st, pol, "alice", comment, 0, NOW);
+    tsl_policy_free(pol);
+    return err < 0 ? -1 : existed ? -2 : id;
 }
 
 /* Dry-runs version `id` against the rollout in force and records it. */
@@ -374,9 +380,7 @@ TEST(rollout__versions_list_show_diff)
     CHECK_OK(store_demo(&st, "versions.db"));
     CHECK_INT(load(st, P1, "madrid.lua", "block Madrid"), 1);
     CHECK_INT(load(st, P2, "tokyo.lua", "Tokyo to Singapore"), 2);
-    CHECK_INT(rollout_version_add(&id, st, P1, strlen(P1), "again.lua", NULL, NULL, NOW),
-              TSL_EEXISTS);
-    CHECK_INT(id, 1);
+    CHECK_INT(load(st, P1, "again.lua", NULL), -2); /* the same text: the same version */
     CHECK_OK(tsl_rollout_resolve(&id, hash, sizeof hash, st, "v2"));
     CHECK_INT(id, 2);
     CHECK_OK(tsl_rollout_resolve(&id, NULL, 0, st, hash)); /* by its hash */
@@ -385,14 +389,15 @@ TEST(rollout__versions_list_show_diff)
     CHECK_INT(tsl_rollout_resolve(&id, NULL, 0, st, "9"), TSL_ENOTFOUND);
     CHECK_INT(tsl_rollout_resolve(&id, NULL, 0, st, "xyz"), TSL_EINVALID);
 
-    CHECK_OK(tsl_rollout_list(&out, st, TSL_FORMAT_TEXT));
+    CHECK_OK(tsl_store_policy_list(&out, st, TSL_FORMAT_TEXT));
     CHECK_CONTAINS(out.ptr, "alice");
     CHECK_CONTAINS(out.ptr, "block Madrid");
     CHECK_CONTAINS(out.ptr, "never");
     tsl_buf_clear(&out);
-    CHECK_OK(tsl_rollout_list(&out, st, TSL_FORMAT_JSON));
-    CHECK_CONTAINS(out.ptr, "\"version\":2,\"hash\":\"sha256:");
+    CHECK_OK(tsl_store_policy_list(&out, st, TSL_FORMAT_JSON));
+    CHECK_CONTAINS(out.ptr, "{\"id\":2,\"version\":\"sha256:");
     CHECK_CONTAINS(out.ptr, "\"comment\":\"Tokyo to Singapore\"");
+    CHECK_CONTAINS(out.ptr, "\"staged_sites\":null,\"last_dry_run\":null,\"shadow\":false");
     tsl_buf_clear(&out);
     CHECK_OK(tsl_rollout_show(&out, st, "1", TSL_FORMAT_TEXT));
     CHECK_CONTAINS(out.ptr, "file     madrid.lua");
@@ -419,6 +424,7 @@ TEST(rollout__activate_staged_and_rollback)
     tsl_result *res = NULL;
     tsl_buf key = TSL_BUF_INIT;
     char hash[64], what[256];
+    int64_t id1 = 0;
     const char *tokyo[] = {"Tokyo"};
 
     CHECK_OK(store_demo(&st, "activate.db"));
@@ -440,8 +446,14 @@ TEST(rollout__activate_staged_and_rollback)
     tsl_activate_options ao = {0};
     ao.author = "bob";
     CHECK_OK(tsl_rollout_activate(st, "1", &ao));
-    CHECK_OK(tsl_rollout_active(hash, sizeof hash, st));
-    CHECK(strncmp(hash, "sha256:", 7) == 0);
+    {   /* the policy layer's active policy is the rollout's base */
+        tsl_policy *act = NULL;
+        CHECK_OK(tsl_store_policy_active(&act, st));
+        CHECK(act != NULL);
+        CHECK_OK(tsl_rollout_resolve(&id1, hash, sizeof hash, st, "1"));
+        CHECK_STR(tsl_policy_version(act), hash);
+        tsl_policy_free(act);
+    }
     CHECK_OK(tsl_rollout_plan(&plan, st, snap));
     CHECK(!tsl_plan_staged(plan));
     CHECK_OK(decide_guid(res, w, plan, MAD1, NULL));

@@ -51,10 +51,12 @@ int cmd_report(const struct cli_global *g, int argc, char **argv);
 int cmd_doctor(const struct cli_global *g, int argc, char **argv);
 int cmd_gen_estate(const struct cli_global *g, int argc, char **argv);
 int cmd_demo(const struct cli_global *g, int argc, char **argv);
+int cmd_check(const struct cli_global *g, int argc, char **argv);
+int cmd_test(const struct cli_global *g, int argc, char **argv);
 int cmd_dryrun(const struct cli_global *g, int argc, char **argv);
-/* `tsl policy` subcommands of the lifecycle (list, show, diff, status,
- * activate, rollback, shadow, shadow-report); cmd_policy_admin.c. */
-int cmd_policy_admin(const struct cli_global *g, int argc, char **argv);
+/* `tsl policy`: versions (load, list, show, diff), the rollout (active,
+ * status, activate, rollback) and shadow mode; cmd_policy.c. */
+int cmd_policy(const struct cli_global *g, int argc, char **argv);
 int cmd_serve(const struct cli_global *g, int argc, char **argv);
 
 /* ------------------------------------------------------------------------

@@ -34,9 +34,12 @@ static const struct command {
     {"explain", cmd_explain, "every step of a decision with its reason, then the list"},
     {"report", cmd_report, "active-servers | server-clients | client-assignments"},
     {"doctor", cmd_doctor, "the ITMS validation checklist for one client"},
-    /* policy lifecycle */
+    /* policies: edit, check, test, dry-run, then roll out */
+    {"check", cmd_check, "what is wrong with a policy file (syntax, names, stranded sites)"},
+    {"test", cmd_test, "run admin-written policy tests (TAP)"},
     {"dry-run", cmd_dryrun, "what a policy change would do to every client, before rollout"},
-    {"policy", cmd_policy_admin, "versions: list | show | diff | activate | rollback | shadow"},
+    {"policy", cmd_policy,
+     "versions and rollout: load | list | show | diff | activate | rollback | shadow"},
     /* the broker */
     {"serve", cmd_serve, "run the broker: the HTTP service CTAs ask for their lists"},
 };

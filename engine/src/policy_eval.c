@@ -185,6 +185,7 @@ static int add_tier(build *b, uint32_t nc, const uint32_t *order1, uint32_t nord
                     continue;
                 decide_seen_add(w, s);
                 push(b, s, tier, after, rr[i], full);
+                b->ev->strict = true; /* an order is in the list: try it in order */
                 trace_addf(tr, "  tier %d #%u %s: order #%u%s", tier, ws->n,
                            b->snap->servers[s].name, i + 1,
                            full ? " (at its registration cap, spilled)" : "");
@@ -498,7 +499,6 @@ int policy_decide(tsl_result *res, tsl_worker *w, const tsl_plan *plan, struct d
             return tsl_oom();
 
         const bound_block *B = ev.site_blk, *G = ev.group_blk;
-        ev.strict = (B && B->pb->has_order) || (G && G->pb->has_order);
         /* the stricter fallback wins: block > list > default; the group's on a tie */
         const bound_block *winner = B;
         ev.fb = B ? B->fb : POL_FB_DEFAULT;

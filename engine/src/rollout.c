@@ -1,10 +1,13 @@
 /*
- * rollout.c - the policy lifecycle in the store: versions (list, show,
- * diff), dry-run records, activation (everywhere or staged per site),
- * rollback, the plan in force, and shadow mode's version and tallies.
+ * rollout.c - the policy lifecycle in the store, after `tsl policy load`
+ * (policy_store.c) stored a version: show, diff, dry-run records,
+ * activation (everywhere or staged per site), rollback, the plan in force,
+ * and shadow mode's version and tallies.
  *
- * The rollout state is a base version (site '*', none: the default logic)
- * plus per-site versions (rollout_state).  Every change is a row of
+ * The rollout state is a base version (002's policy_active, the policy
+ * layer's active pointer; none: the default logic) plus per-site versions
+ * (004's rollout_sites).  This file is their one writer (policy load's
+ * activation goes through rollout_activate_txn).  Every change is a row of
  * rollout_history holding the state it replaced, so rollback restores it
  * exactly, and repeated rollbacks walk further back.  Every write is one
  * transaction with bound values.
@@ -188,108 +191,6 @@ static int compile_version(tsl_policy **out, tsl_store *st, int64_t id)
         err = tsl_seterr(err, "stored policy version %lld: %s", (long long)id, tsl_error_last());
     free(src);
     free(name);
-    return err;
-}
-
-int rollout_version_add(int64_t *out_id, tsl_store *st, const char *src, size_t len,
-                        const char *name, const char *author, const char *comment, int64_t now)
-{
-    tsl_policy *pol = NULL;
-    sqlite3_stmt *q;
-    char hash[HASHLEN];
-    int err;
-
-    *out_id = 0;
-    if ((err = tsl_policy_compile(&pol, src, len, name)) < 0)
-        return err;
-    snprintf(hash, sizeof hash, "%s", tsl_policy_version(pol));
-    tsl_policy_free(pol);
-    if (tsl_rollout_resolve(out_id, NULL, 0, st, hash) == 0)
-        return tsl_seterr(TSL_EEXISTS, "this policy is already stored as version %lld (%s)",
-                          (long long)*out_id, hash);
-    if ((err = tsl_store_begin(st)) < 0)
-        return err;
-    if (!(q = stmt(st, TSL_STMT_RO_VERSION_INSERT))) {
-        err = TSL_ESTORE;
-        goto done;
-    }
-    tsl_store_bind_text(q, 1, hash);
-    tsl_store_bind_text(q, 2, name);
-    sqlite3_bind_text(q, 3, src, (int)len, SQLITE_TRANSIENT);
-    tsl_store_bind_text(q, 4, author);
-    tsl_store_bind_text(q, 5, comment);
-    sqlite3_bind_int64(q, 6, now_or(now));
-    if ((err = exec_done(st, q, "storing the policy version")) < 0)
-        goto done;
-    *out_id = sqlite3_last_insert_rowid(tsl_store_db(st));
-    err = tsl_store_commit(st);
-done:
-    if (err < 0) {
-        tsl_store_rollback(st);
-        *out_id = 0;
-    }
-    return err;
-}
-
-int tsl_rollout_list(tsl_buf *out, tsl_store *st, tsl_format fmt)
-{
-    sqlite3_stmt *q;
-    int err = 0, rc;
-    size_t rows = 0;
-
-    TSL_ARG(out && st);
-    if (!(q = stmt(st, TSL_STMT_RO_VERSIONS)))
-        return TSL_ESTORE;
-    if (fmt == TSL_FORMAT_JSON)
-        err = tsl_buf_puts(out, "[");
-    else
-        err = tsl_buf_printf(out, "%-4s  %-19s  %-20s  %-12s  %-16s  %-14s  %s\n", "ver", "hash",
-                             "stored", "author", "active", "last dry-run", "comment");
-    while (err == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-        char at[32];
-        int64_t id = sqlite3_column_int64(q, 0);
-        const char *active = col_text(q, 6), *dry = col_text(q, 7);
-        bool shadow = sqlite3_column_int(q, 8) > 0;
-        fmt_time(at, sizeof at, sqlite3_column_int64(q, 5));
-        if (fmt == TSL_FORMAT_JSON) {
-            if ((err = tsl_buf_printf(out, "%s\n {\"version\":%lld,\"hash\":", rows ? "," : "",
-                                      (long long)id)) < 0 ||
-                (err = tsl_buf_json_str(out, col_text(q, 1))) < 0 ||
-                (err = tsl_buf_puts(out, ",\"name\":")) < 0 ||
-                (err = tsl_buf_json_str(out, col_text(q, 2))) < 0 ||
-                (err = tsl_buf_puts(out, ",\"author\":")) < 0 ||
-                (err = tsl_buf_json_str(out, col_text(q, 3))) < 0 ||
-                (err = tsl_buf_puts(out, ",\"comment\":")) < 0 ||
-                (err = tsl_buf_json_str(out, col_text(q, 4))) < 0 ||
-                (err = tsl_buf_printf(out, ",\"stored\":\"%s\",\"active_sites\":", at)) < 0 ||
-                (err = tsl_buf_json_str(out, active)) < 0 ||
-                (err = tsl_buf_puts(out, ",\"last_dry_run\":")) < 0 ||
-                (err = tsl_buf_json_str(out, dry)) < 0 ||
-                (err = tsl_buf_printf(out, ",\"shadow\":%s}", shadow ? "true" : "false")) < 0)
-                break;
-        } else {
-            char act[64];
-            if (!active)
-                snprintf(act, sizeof act, "%s", shadow ? "shadow" : "-");
-            else if (strcmp(active, "*") == 0)
-                snprintf(act, sizeof act, "%s", shadow ? "all sites,shadow" : "all sites");
-            else
-                snprintf(act, sizeof act, "%.40s%s", active, shadow ? ",shadow" : "");
-            err = tsl_buf_printf(out, "%-4lld  %-19s  %-20s  %-12.12s  %-16.16s  %-14s  %s\n",
-                                 (long long)id, col_text(q, 1), at,
-                                 col_text(q, 3) ? col_text(q, 3) : "-", act,
-                                 !dry ? "never" : strcmp(dry, "none") == 0 ? "clean" : dry,
-                                 col_text(q, 4) ? col_text(q, 4) : "");
-        }
-        rows++;
-    }
-    if (err == 0 && rc != SQLITE_DONE)
-        err = tsl_store_err(st, "listing policy versions");
-    sqlite3_reset(q);
-    if (err == 0 && fmt == TSL_FORMAT_JSON)
-        err = tsl_buf_puts(out, rows ? "\n]\n" : "]\n");
-    if (err == 0 && fmt != TSL_FORMAT_JSON && rows == 0)
-        err = tsl_buf_puts(out, "(no policy version stored: `tsl policy load FILE`)\n");
     return err;
 }
 
@@ -566,23 +467,37 @@ static int state_read(json_t **out, tsl_store *st)
     return err;
 }
 
-static int state_write(tsl_store *st, json_t *state)
+/* Writes the state: the base into 002's policy_active (a NULL policy: the
+ * default logic), the staged sites into rollout_sites. */
+static int state_write(tsl_store *st, json_t *state, int64_t now, const char *author)
 {
     sqlite3_stmt *q;
     const char *site;
-    json_t *v;
+    json_t *v, *base = json_object_get(state, "*");
     int err;
 
+    if (!(q = stmt(st, TSL_STMT_POLICY_ACTIVATE)))
+        return TSL_ESTORE;
+    if (base)
+        sqlite3_bind_int64(q, 1, json_integer_value(base));
+    else
+        sqlite3_bind_null(q, 1);
+    sqlite3_bind_int64(q, 2, now);
+    tsl_store_bind_text(q, 3, author);
+    if ((err = exec_done(st, q, "writing the active policy")) < 0)
+        return err;
     if (!(q = stmt(st, TSL_STMT_RO_STATE_CLEAR)))
         return TSL_ESTORE;
-    if ((err = exec_done(st, q, "clearing the rollout state")) < 0)
+    if ((err = exec_done(st, q, "clearing the staged sites")) < 0)
         return err;
     json_object_foreach(state, site, v) {
+        if (strcmp(site, "*") == 0)
+            continue;
         if (!(q = stmt(st, TSL_STMT_RO_STATE_SET)))
             return TSL_ESTORE;
         tsl_store_bind_text(q, 1, site);
         sqlite3_bind_int64(q, 2, json_integer_value(v));
-        if ((err = exec_done(st, q, "writing the rollout state")) < 0)
+        if ((err = exec_done(st, q, "writing the staged sites")) < 0)
             return err;
     }
     return 0;
@@ -615,25 +530,6 @@ int tsl_rollout_state_key(tsl_buf *out, tsl_store *st)
     sqlite3_reset(q);
     if (err == 0 && !any)
         err = tsl_buf_puts(out, "default");
-    return err;
-}
-
-int tsl_rollout_active(char *hash, size_t len, tsl_store *st)
-{
-    sqlite3_stmt *q;
-    int err = 0, rc;
-
-    TSL_ARG(hash && len && st);
-    hash[0] = '\0';
-    if (!(q = stmt(st, TSL_STMT_RO_STATE)))
-        return TSL_ESTORE;
-    if ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        if (strcmp(col_text(q, 0), "*") == 0)
-            snprintf(hash, len, "%s", col_text(q, 2));
-    } else if (rc != SQLITE_DONE) {
-        err = tsl_store_err(st, "reading the rollout state");
-    }
-    sqlite3_reset(q);
     return err;
 }
 
@@ -684,12 +580,72 @@ static int site_exists(tsl_store *st, const char *site)
     return err;
 }
 
+/* The state change of an activation, inside the caller's transaction:
+ * version `id` everywhere (nsites 0) or for the named sites, recorded in
+ * the history with the state it replaces. */
+int rollout_activate_txn(tsl_store *st, int64_t id, const tsl_activate_options *opt)
+{
+    json_t *state = NULL, *prior = NULL;
+    tsl_buf sites = TSL_BUF_INIT;
+    int64_t now = now_or(opt->now);
+    int err;
+
+    if ((err = state_read(&state, st)) < 0)
+        goto done;
+    if (!(prior = json_deep_copy(state))) {
+        err = tsl_oom();
+        goto done;
+    }
+    if (opt->nsites == 0) {
+        json_object_clear(state);
+        if (json_object_set_new(state, "*", json_integer(id)) < 0) {
+            err = tsl_oom();
+            goto done;
+        }
+    } else {
+        json_t *base = json_object_get(state, "*");
+        bool is_base = base && json_integer_value(base) == id;
+        for (size_t i = 0; i < opt->nsites; i++) {
+            const char *site = opt->sites[i], *k;
+            json_t *v;
+            void *tmp;
+            if (!site || !*site || strcmp(site, "*") == 0) {
+                err = tsl_seterr(TSL_EINVALID, "an empty or \"*\" site name in --sites");
+                goto done;
+            }
+            if ((err = site_exists(st, site)) < 0)
+                goto done;
+            /* any spelling of the site is the same row; the base version
+             * needs no per-site row */
+            json_object_foreach_safe(state, tmp, k, v) {
+                (void)v;
+                if (strcmp(k, "*") != 0 && strcasecmp(k, site) == 0)
+                    json_object_del(state, k);
+            }
+            if (!is_base && json_object_set_new(state, site, json_integer(id)) < 0) {
+                err = tsl_oom();
+                goto done;
+            }
+            if ((err = tsl_buf_printf(&sites, "%s%s", i ? "," : "", site)) < 0)
+                goto done;
+        }
+    }
+    if ((err = state_write(st, state, now, opt->author)) < 0 ||
+        (err = history_add(NULL, st, now, "activate", id, opt->nsites ? sites.ptr : NULL,
+                           opt->author, opt->comment, prior)) < 0)
+        goto done;
+done:
+    json_decref(state);
+    json_decref(prior);
+    tsl_buf_free(&sites);
+    return err;
+}
+
 int tsl_rollout_activate(tsl_store *st, const char *version, const tsl_activate_options *opt)
 {
     tsl_activate_options none = {0};
     tsl_policy *pol = NULL;
-    json_t *state = NULL, *prior = NULL;
-    tsl_buf key = TSL_BUF_INIT, sites = TSL_BUF_INIT;
+    tsl_buf key = TSL_BUF_INIT;
     char hash[HASHLEN];
     int64_t id;
     int err;
@@ -732,70 +688,13 @@ int tsl_rollout_activate(tsl_store *st, const char *version, const tsl_activate_
             goto done;
         }
     }
-    if ((err = state_read(&state, st)) < 0)
-        goto done;
-    if (!(prior = json_deep_copy(state))) {
-        err = tsl_oom();
-        goto done;
-    }
-    if (opt->nsites == 0) {
-        json_object_clear(state);
-        if (json_object_set_new(state, "*", json_integer(id)) < 0) {
-            err = tsl_oom();
-            goto done;
-        }
-    } else {
-        json_t *base = json_object_get(state, "*");
-        for (size_t i = 0; i < opt->nsites; i++) {
-            const char *site = opt->sites[i];
-            if (!site || !*site || strcmp(site, "*") == 0) {
-                err = tsl_seterr(TSL_EINVALID, "an empty or \"*\" site name in --sites");
-                goto done;
-            }
-            if ((err = site_exists(st, site)) < 0)
-                goto done;
-            /* the base version needs no per-site row */
-            if (base && json_integer_value(base) == id) {
-                json_object_del(state, site);
-                /* a different spelling of the same site is the same row */
-                const char *k;
-                json_t *v;
-                void *tmp;
-                json_object_foreach_safe(state, tmp, k, v) {
-                    (void)v;
-                    if (strcasecmp(k, site) == 0)
-                        json_object_del(state, k);
-                }
-            } else {
-                const char *k;
-                json_t *v;
-                void *tmp;
-                json_object_foreach_safe(state, tmp, k, v) {
-                    (void)v;
-                    if (strcmp(k, "*") != 0 && strcasecmp(k, site) == 0)
-                        json_object_del(state, k);
-                }
-                if (json_object_set_new(state, site, json_integer(id)) < 0) {
-                    err = tsl_oom();
-                    goto done;
-                }
-            }
-            if ((err = tsl_buf_printf(&sites, "%s%s", i ? "," : "", site)) < 0)
-                goto done;
-        }
-    }
-    if ((err = state_write(st, state)) < 0 ||
-        (err = history_add(NULL, st, now_or(opt->now), "activate", id,
-                           opt->nsites ? sites.ptr : NULL, opt->author, opt->comment, prior)) < 0)
+    if ((err = rollout_activate_txn(st, id, opt)) < 0)
         goto done;
     err = tsl_store_commit(st);
 done:
     if (err < 0)
         tsl_store_rollback(st);
-    json_decref(state);
-    json_decref(prior);
     tsl_buf_free(&key);
-    tsl_buf_free(&sites);
     return err;
 }
 
@@ -834,7 +733,8 @@ int tsl_rollout_rollback(tsl_store *st, const char *author, char *what, size_t l
     sqlite3_reset(q);
     if (err < 0)
         goto done;
-    if ((err = state_read(&now_state, st)) < 0 || (err = state_write(st, prior)) < 0 ||
+    if ((err = state_read(&now_state, st)) < 0 ||
+        (err = state_write(st, prior, (int64_t)time(NULL), author)) < 0 ||
         (err = history_add(&newid, st, (int64_t)time(NULL), "rollback", vid, sites, author,
                            NULL, now_state)) < 0)
         goto done;

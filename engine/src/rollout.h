@@ -36,11 +36,11 @@ TSL_INTERNAL int rollout_shadow_store(tsl_store *st, const char *version, const 
                                       const shadow_sample *samples, uint32_t nsamples,
                                       int64_t now);
 
-/* Stores a policy text as a new version (compiled first to get its hash);
- * TSL_EEXISTS with *out_id set when that content is already stored.
- * PROVISIONAL: the policy branch's `tsl policy load` replaces it. */
-TSL_INTERNAL int rollout_version_add(int64_t *out_id, tsl_store *st, const char *src,
-                                     size_t len, const char *name, const char *author,
-                                     const char *comment, int64_t now);
+/* The state change of an activation (version `id`, everywhere or for
+ * opt->sites), recorded in the history, inside a transaction the caller
+ * opened: tsl_rollout_activate, and tsl_store_policy_add for `policy load`
+ * (policy_store.c), so every change of the active policy can be rolled
+ * back.  Site names are checked against the inventory. */
+TSL_INTERNAL int rollout_activate_txn(tsl_store *st, int64_t id, const tsl_activate_options *opt);
 
 #endif

@@ -2,8 +2,9 @@
  * rollout_sql.h - the statements of the policy lifecycle (rollout.c,
  * dryrun.c), as X(name, sql) lines that store.h adds to its statement
  * cache (TSL_STORE_STATEMENTS), so they are prepared once, persistent, and
- * finalized with the store.  Tables: schema/004_rollout.sql, versions in
- * policy_versions (002).  The replay of the broker's decision_log
+ * finalized with the store.  Tables: schema/004_rollout.sql; versions and
+ * the base of the rollout in the policy layer's policies and policy_active
+ * (002, whose own statements are in store.h).  The replay of the broker's decision_log
  * (003) runs once per dry-run and is prepared there (dryrun.c).
  *
  * Used by: store.h only.  Needs: nothing.
@@ -12,25 +13,14 @@
 #define TSL_ROLLOUT_SQL_H
 
 #define TSL_ROLLOUT_STATEMENTS(X)                                              \
-    /* ---- versions ---- */                                                  \
-    X(TSL_STMT_RO_VERSION_BY_ID, "SELECT id, hash FROM policy_versions WHERE id = ?1")\
+    /* ---- versions (the policy layer's `policies`, 002) ---- */            \
+    X(TSL_STMT_RO_VERSION_BY_ID, "SELECT id, version FROM policies WHERE id = ?1")\
     X(TSL_STMT_RO_VERSION_BY_HASH,                                             \
-      "SELECT id, hash FROM policy_versions"                                   \
-      " WHERE substr(hash, 8, length(?1)) = ?1 COLLATE NOCASE ORDER BY id LIMIT 2")\
+      "SELECT id, version FROM policies"                                       \
+      " WHERE substr(sha256, 1, length(?1)) = lower(?1) ORDER BY id LIMIT 2")  \
     X(TSL_STMT_RO_VERSION_META,                                                \
-      "SELECT id, hash, name, author, comment, created_at, content"            \
-      " FROM policy_versions WHERE id = ?1")                                   \
-    X(TSL_STMT_RO_VERSION_INSERT,                                              \
-      "INSERT INTO policy_versions(hash, name, content, author, comment, created_at)"\
-      " VALUES (?1, ?2, ?3, ?4, ?5, ?6)")                                      \
-    X(TSL_STMT_RO_VERSIONS,                                                    \
-      "SELECT v.id, v.hash, v.name, v.author, v.comment, v.created_at,"       \
-      " (SELECT group_concat(s.site, ',') FROM rollout_state s"               \
-      "   WHERE s.version_id = v.id),"                                         \
-      " (SELECT d.conditions FROM rollout_dryruns d WHERE d.version_id = v.id" \
-      "   ORDER BY d.id DESC LIMIT 1),"                                        \
-      " (SELECT count(*) FROM rollout_shadow w WHERE w.version_id = v.id)"     \
-      " FROM policy_versions v ORDER BY v.id")                                 \
+      "SELECT id, version, name, author, comment, created_at, content"         \
+      " FROM policies WHERE id = ?1")                                          \
     /* ---- dry-run records ---- */                                           \
     X(TSL_STMT_RO_DRYRUNS_OF,                                                  \
       "SELECT against, population, fail_on, conditions, clean, summary, author, at"\
@@ -43,14 +33,16 @@
       " conditions, clean, summary, author, at)"                               \
       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")                          \
     /* ---- the rollout state and its history ---- */                         \
+    /* the base ("*", 002's policy_active) first, then the staged sites */   \
     X(TSL_STMT_RO_STATE,                                                       \
-      "SELECT s.site, s.version_id, v.hash FROM rollout_state s"               \
-      " JOIN policy_versions v ON v.id = s.version_id"                         \
-      " ORDER BY s.site <> '*', s.site COLLATE NOCASE")                        \
-    X(TSL_STMT_RO_STATE_CLEAR, "DELETE FROM rollout_state")                    \
-    X(TSL_STMT_RO_STATE_DELETE, "DELETE FROM rollout_state WHERE site = ?1")   \
+      "SELECT '*', a.policy_id, p.version, 0 FROM policy_active a"             \
+      " JOIN policies p ON p.id = a.policy_id WHERE a.id = 1"                  \
+      " UNION ALL SELECT s.site, s.version_id, p.version, 1"                   \
+      " FROM rollout_sites s JOIN policies p ON p.id = s.version_id"           \
+      " ORDER BY 4, 1 COLLATE NOCASE")                                         \
+    X(TSL_STMT_RO_STATE_CLEAR, "DELETE FROM rollout_sites")                    \
     X(TSL_STMT_RO_STATE_SET,                                                   \
-      "INSERT INTO rollout_state(site, version_id) VALUES (?1, ?2)"            \
+      "INSERT INTO rollout_sites(site, version_id) VALUES (?1, ?2)"            \
       " ON CONFLICT(site) DO UPDATE SET version_id = excluded.version_id")     \
     X(TSL_STMT_RO_HISTORY_INSERT,                                              \
       "INSERT INTO rollout_history(at, action, version_id, sites, author,"     \
@@ -61,14 +53,14 @@
     X(TSL_STMT_RO_HISTORY_UNDO,                                                \
       "UPDATE rollout_history SET undone_by = ?2 WHERE id = ?1")               \
     X(TSL_STMT_RO_HISTORY,                                                     \
-      "SELECT h.id, h.at, h.action, v.id, v.hash, h.sites, h.author, h.comment,"\
+      "SELECT h.id, h.at, h.action, v.id, v.version, h.sites, h.author, h.comment,"\
       " h.undone_by FROM rollout_history h"                                    \
-      " LEFT JOIN policy_versions v ON v.id = h.version_id"                    \
+      " LEFT JOIN policies v ON v.id = h.version_id"                    \
       " ORDER BY h.id DESC LIMIT ?1")                                          \
     /* ---- shadow mode ---- */                                               \
     X(TSL_STMT_RO_SHADOW_GET,                                                  \
-      "SELECT s.version_id, v.hash, s.since, s.author FROM rollout_shadow s"   \
-      " JOIN policy_versions v ON v.id = s.version_id")                        \
+      "SELECT s.version_id, v.version, s.since, s.author FROM rollout_shadow s"   \
+      " JOIN policies v ON v.id = s.version_id")                        \
     X(TSL_STMT_RO_SHADOW_SET,                                                  \
       "INSERT INTO rollout_shadow(id, version_id, since, author)"              \
       " VALUES (1, ?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET"                  \
