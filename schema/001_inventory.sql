@@ -2,10 +2,13 @@
 -- their subnets, Task Servers and their manual site assignments, clients
 -- (Client Task Agents) and the connection errors they reported.
 -- Later migrations (002+) add policy versions, logs and heartbeats.
+--
+-- Names and GUIDs are compared without regard to (ASCII) case, as ITMS does
+-- and as the snapshot's indexes do: 'London' and 'LONDON' are one site.
 
 CREATE TABLE sites (
     id        INTEGER PRIMARY KEY,
-    name      TEXT NOT NULL UNIQUE,
+    name      TEXT NOT NULL UNIQUE COLLATE NOCASE,
     country   TEXT,                 -- ISO 3166 code, e.g. 'GB'
     latitude  REAL CHECK (latitude IS NULL OR latitude BETWEEN -90 AND 90),
     longitude REAL CHECK (longitude IS NULL OR longitude BETWEEN -180 AND 180)
@@ -21,7 +24,7 @@ CREATE INDEX site_subnets_by_site ON site_subnets(site_id);
 
 CREATE TABLE task_servers (
     id             INTEGER PRIMARY KEY,
-    name           TEXT NOT NULL UNIQUE,
+    name           TEXT NOT NULL UNIQUE COLLATE NOCASE,
     host           TEXT,
     ip             TEXT,
     registered     INTEGER NOT NULL DEFAULT 1 CHECK (registered IN (0, 1)),
@@ -44,7 +47,7 @@ CREATE INDEX server_sites_by_site ON server_sites(site_id);
 
 CREATE TABLE clients (
     id              INTEGER PRIMARY KEY,
-    guid            TEXT NOT NULL UNIQUE,
+    guid            TEXT NOT NULL UNIQUE COLLATE NOCASE,
     name            TEXT,
     ip              TEXT,
     department      TEXT,

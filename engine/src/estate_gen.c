@@ -68,6 +68,7 @@ typedef struct city {
     char name[64];
     char country[3];
     double lat, lon;
+    int tier;           /* 0 a well-known city, 1 Area/City, 2 Area/Region/Town */
 } city;
 
 static const struct {
@@ -100,7 +101,7 @@ typedef struct city_list {
 } city_list;
 
 static int cities_push(city_list *l, const char *name, size_t namelen, const char *country,
-                       double lat, double lon)
+                       double lat, double lon, int tier)
 {
     city *c;
 
@@ -120,6 +121,7 @@ static int cities_push(city_list *l, const char *name, size_t namelen, const cha
     snprintf(c->country, sizeof c->country, "%.2s", country);
     c->lat = lat;
     c->lon = lon;
+    c->tier = tier;
     return 0;
 }
 
@@ -153,6 +155,8 @@ static int zone_line(city_list *l, char *line)
     char *codes = line, *coords, *tz, *end, *slash, *p;
     const char *cp;
     double lat, lon;
+    size_t i;
+    int tier;
 
     if (*line == '#' || !(coords = strchr(line, '\t')))
         return 0;
@@ -172,7 +176,13 @@ static int zone_line(city_list *l, char *line)
             *p = ' ';
     /* The first of several country codes is the one the zone is named for. */
     codes[strcspn(codes, ",")] = '\0';
-    return cities_push(l, slash + 1, strlen(slash + 1), codes, lat, lon);
+    /* Estates should read like a real company's: the well-known cities
+     * first, and county seats like America/Indiana/Marengo last. */
+    tier = strchr(tz, '/') == slash ? 1 : 2;
+    for (i = 0; i < sizeof fallback_cities / sizeof fallback_cities[0]; i++)
+        if (!strcmp(fallback_cities[i].name, slash + 1))
+            tier = 0;
+    return cities_push(l, slash + 1, strlen(slash + 1), codes, lat, lon, tier);
 }
 
 static int load_cities(city_list *l)
@@ -194,7 +204,7 @@ static int load_cities(city_list *l)
         for (i = 0; i < sizeof fallback_cities / sizeof fallback_cities[0]; i++)
             if ((err = cities_push(l, fallback_cities[i].name, strlen(fallback_cities[i].name),
                                    fallback_cities[i].country, fallback_cities[i].lat,
-                                   fallback_cities[i].lon)) < 0)
+                                   fallback_cities[i].lon, 0)) < 0)
                 goto done;
     }
 
@@ -308,21 +318,52 @@ static void make_code(gen *g, site *s, unsigned round)
 {
     char base[8];
     size_t n = 0;
-    const char *p;
-    unsigned k;
+    const char *p, *name, *last;
+    unsigned k, words = 0;
 
-    for (p = s->c->name; *p && n < 3; p++)
+    /* One word: its first letters ("London" -> "lon"); several: their
+     * initials, then letters of the last word ("New York" -> "nyo"). */
+    name = s->c->name;
+    last = name;
+    for (p = name; *p; p++)
+        if ((p == name || p[-1] == ' ' || p[-1] == '-') && *p != ' ' && *p != '-') {
+            if (isalpha((unsigned char)*p) && (unsigned char)*p < 0x80 && n < 3)
+                base[n++] = (char)tolower((unsigned char)*p);
+            last = p;
+            words++;
+        }
+    if (words < 2) {
+        n = 0;
+        last = name;
+    } else {
+        last++;
+    }
+    for (p = last; *p && n < 3; p++)
         if (isalpha((unsigned char)*p) && (unsigned char)*p < 0x80)
             base[n++] = (char)tolower((unsigned char)*p);
     while (n < 3)
         base[n++] = 'x';
     base[n] = '\0';
-    if (round)
-        snprintf(s->code, sizeof s->code, "%s%u", base, round + 1);
-    else
-        snprintf(s->code, sizeof s->code, "%s", base);
+    if (round) {
+        snprintf(s->code, sizeof s->code, "%.3s%u", base, round + 1);
+        if (code_add(g, s->code))
+            return;
+    } else {
+        /* A clash ("Dubai" after "Dublin"): try the later letters of the
+         * name as the third one ("dua") before falling back to numbers. */
+        for (; ; p++) {
+            snprintf(s->code, sizeof s->code, "%s", base);
+            if (code_add(g, s->code))
+                return;
+            while (*p && !(isalpha((unsigned char)*p) && (unsigned char)*p < 0x80))
+                p++;
+            if (!*p)
+                break;
+            base[2] = (char)tolower((unsigned char)*p);
+        }
+    }
     for (k = round + 2; !code_add(g, s->code); k++)
-        snprintf(s->code, sizeof s->code, "%s%u", base, k);
+        snprintf(s->code, sizeof s->code, "%.3s%u", base, k);
 }
 
 static int step_done(gen *g, sqlite3_stmt *stmt, int bind_rc, const char *what)
@@ -362,6 +403,7 @@ static int add_subnet(gen *g, int64_t site_id, const char *cidr)
 static int gen_sites(gen *g, const city_list *cities)
 {
     uint32_t *order = NULL, i, nbig = 0;
+    int tier;
     uint32_t *big = NULL;       /* sites with a /16, for carving */
     int err = 0;
 
@@ -370,13 +412,18 @@ static int gen_sites(gen *g, const city_list *cities)
         err = tsl_oom();
         goto done;
     }
-    /* A seeded shuffle of the cities, so estates differ by seed. */
-    for (i = 0; i < cities->n; i++)
-        order[i] = i;
-    for (i = (uint32_t)cities->n; i > 1; i--) {
-        uint32_t j = rng_below(&g->r, i), t = order[i - 1];
-        order[i - 1] = order[j];
-        order[j] = t;
+    /* Tier by tier, a seeded shuffle of the cities, so estates differ by
+     * seed but a small one still has London or Tokyo rather than Vevay. */
+    for (tier = 0, i = 0; tier <= 2; tier++) {
+        uint32_t first = i, k;
+        for (k = 0; k < cities->n; k++)
+            if (cities->v[k].tier == tier)
+                order[i++] = k;
+        for (k = i - first; k > 1; k--) {
+            uint32_t j = first + rng_below(&g->r, k), t = order[first + k - 1];
+            order[first + k - 1] = order[j];
+            order[j] = t;
+        }
     }
     for (i = 0; i < g->nsites; i++) {
         site *s = &g->sites[i];
@@ -638,6 +685,7 @@ int tsl_estate_generate(tsl_store *st, unsigned sites, unsigned servers, unsigne
     city_list cities = {NULL, 0, 0};
     gen g;
     uint32_t ncodes;
+    bool in_txn = false;
     int err;
 
     TSL_ARG(st);
@@ -676,13 +724,15 @@ int tsl_estate_generate(tsl_store *st, unsigned sites, unsigned servers, unsigne
         goto done;
     if ((err = tsl_store_begin(st)) < 0)
         goto done;
+    in_txn = true;
     if ((err = check_empty(st)) < 0 || (err = gen_sites(&g, &cities)) < 0 ||
         (err = gen_servers(&g)) < 0 || (err = gen_clients(&g, clients)) < 0)
         goto done;
+    in_txn = false;
     err = tsl_store_commit(st);
 
 done:
-    if (err < 0)
+    if (in_txn)
         tsl_store_rollback(st);
     free(cities.v);
     free(g.sites);

@@ -232,9 +232,10 @@ static int next_record(csv_reader *r, unsigned *out_line)
     }
 }
 
+/* A line holding nothing but white space. */
 static bool blank_record(const csv_reader *r)
 {
-    return r->nfields == 1 && r->fields[0][0] == '\0';
+    return r->nfields == 1 && r->fields[0][strspn(r->fields[0], " \t")] == '\0';
 }
 
 /* ------------------------------------------------------------------------
@@ -522,6 +523,7 @@ int tsl_store_import_csv(tsl_store *st, const char *const *paths, const char *co
                          size_t n)
 {
     json_t *doc = NULL, *where = NULL;
+    bool in_txn = false;
     size_t i;
     int err = 0;
 
@@ -565,12 +567,14 @@ int tsl_store_import_csv(tsl_store *st, const char *const *paths, const char *co
      * first ones out too. */
     if ((err = tsl_store_begin(st)) < 0)
         goto done;
+    in_txn = true;
     if ((err = tsl_import_apply(st, doc, "CSV import", where)) < 0)
         goto done;
+    in_txn = false;
     err = tsl_store_commit(st);
 
 done:
-    if (err < 0)
+    if (in_txn)
         tsl_store_rollback(st);
     json_decref(where);
     json_decref(doc);

@@ -21,10 +21,12 @@
 
 #include <jansson.h>
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Longest name, GUID, host or other short text we accept. */
 #define TEXT_MAX 255
@@ -341,12 +343,13 @@ done:
     return err;
 }
 
-/* Steps an upsert ... RETURNING id. */
-static int step_returning_id(import_ctx *c, sqlite3_stmt *stmt, int64_t *out)
+/* Steps an upsert ... RETURNING id.  `bind_rc` is the OR of the bind
+ * results (SQLITE_OK is 0), so one check covers them all. */
+static int step_returning_id(import_ctx *c, sqlite3_stmt *stmt, int bind_rc, int64_t *out)
 {
     int err = 0;
 
-    if (sqlite3_step(stmt) != SQLITE_ROW) {
+    if (bind_rc != SQLITE_OK || sqlite3_step(stmt) != SQLITE_ROW) {
         char what[480];
         snprintf(what, sizeof what, "%s: writing", c->rec);
         err = tsl_store_err(c->st, what);
@@ -359,11 +362,11 @@ done:
     return err;
 }
 
-static int step_done(import_ctx *c, sqlite3_stmt *stmt)
+static int step_done(import_ctx *c, sqlite3_stmt *stmt, int bind_rc)
 {
     int err = 0;
 
-    if (sqlite3_step(stmt) != SQLITE_DONE) {
+    if (bind_rc != SQLITE_OK || sqlite3_step(stmt) != SQLITE_DONE) {
         char what[480];
         snprintf(what, sizeof what, "%s: writing", c->rec);
         err = tsl_store_err(c->st, what);
@@ -399,7 +402,8 @@ static int begin_record(import_ctx *c, json_t *rec, size_t i, const char *keyfie
                         const char *what, json_t *seen, const char **key)
 {
     const json_t *first;
-    char g[80], loc[300];
+    char g[80], loc[300], folded[TEXT_MAX + 1];
+    size_t n;
     int state;
 
     if (!json_is_object(rec)) {
@@ -412,12 +416,16 @@ static int begin_record(import_ctx *c, json_t *rec, size_t i, const char *keyfie
         return 0;
     if ((state = get_text(c, rec, keyfield, true, TEXT_MAX, false, key)) < 0)
         return state;
-    if ((first = json_object_get(seen, *key)) != NULL) {
+    /* Keys are case-insensitive (the store collates NOCASE). */
+    for (n = 0; (*key)[n]; n++)
+        folded[n] = (char)tolower((unsigned char)(*key)[n]);
+    folded[n] = '\0';
+    if ((first = json_object_get(seen, folded)) != NULL) {
         locate(c, (size_t)json_integer_value(first), loc, sizeof loc);
         return tsl_seterr(TSL_EINVALID, "%s: %s \"%s\" appears twice (first at %s)", c->rec,
                           what, *key, loc);
     }
-    if (json_object_set_new(seen, *key, json_integer((json_int_t)i)) < 0)
+    if (json_object_set_new(seen, folded, json_integer((json_int_t)i)) < 0)
         return tsl_oom();
     return 0;
 }
@@ -442,61 +450,82 @@ static bool canon_cidr(const char *text, char *dst, size_t n)
     return true;
 }
 
+/* Refuses subnet j when some site (this one included) already owns it. */
+static int check_subnet_free(import_ctx *c, size_t j, const char *text, const char *canon,
+                             int64_t site_id)
+{
+    sqlite3_stmt *stmt = tsl_store_stmt(c->st, TSL_STMT_SUBNET_OWNER);
+    const char *owner_name;
+    int err = 0;
+
+    if (!stmt)
+        return TSL_ESTORE;
+    if (tsl_store_bind_text(stmt, 1, canon) != SQLITE_OK) {
+        err = tsl_store_err(c->st, "binding a subnet");
+        goto done;
+    }
+    switch (sqlite3_step(stmt)) {
+    case SQLITE_ROW:
+        owner_name = (const char *)sqlite3_column_text(stmt, 1);
+        if (sqlite3_column_int64(stmt, 0) == site_id)
+            err = tsl_seterr(TSL_EINVALID, "%s: subnets[%zu] \"%s\" is listed twice", c->rec, j,
+                             text);
+        else
+            err = tsl_seterr(TSL_EINVALID, "%s: subnets[%zu] \"%s\" already belongs to site \"%s\"",
+                             c->rec, j, text, owner_name ? owner_name : "?");
+        break;
+    case SQLITE_DONE:
+        break;
+    default:
+        err = tsl_store_err(c->st, "looking up a subnet");
+    }
+
+done:
+    sqlite3_reset(stmt);
+    return err;
+}
+
 /* The subnets of one site record: validated and written (the site's old
  * subnets were cleared in the first pass). */
 static int site_subnets(import_ctx *c, const json_t *subnets, int64_t site_id)
 {
     sqlite3_stmt *stmt;
     size_t j;
-    int err = 0;
+    int err = 0, rc;
 
     for (j = 0; j < json_array_size(subnets); j++) {
         const json_t *v = json_array_get(subnets, j);
         const char *text = json_string_value(v);
         char canon[80], g[80];
-        int64_t owner = 0;
-        const char *owner_name = NULL;
 
-        if (!text)
-            return tsl_seterr(TSL_EINVALID, "%s: subnets[%zu] must be a string (got %s)",
-                              c->rec, j, show(v, g, sizeof g));
-        if (!canon_cidr(text, canon, sizeof canon))
-            return tsl_seterr(TSL_EINVALID, "%s: subnets[%zu] \"%.80s\" is not a valid CIDR",
-                              c->rec, j, text);
-        if (!(stmt = tsl_store_stmt(c->st, TSL_STMT_SUBNET_OWNER)))
-            return TSL_ESTORE;
-        if (tsl_store_bind_text(stmt, 1, canon) != SQLITE_OK) {
-            sqlite3_reset(stmt);
-            return tsl_store_err(c->st, "binding a subnet");
+        if (!text) {
+            err = tsl_seterr(TSL_EINVALID, "%s: subnets[%zu] must be a string (got %s)", c->rec,
+                             j, show(v, g, sizeof g));
+            goto done;
         }
-        switch (sqlite3_step(stmt)) {
-        case SQLITE_ROW:
-            owner = sqlite3_column_int64(stmt, 0);
-            owner_name = (const char *)sqlite3_column_text(stmt, 1);
-            if (owner == site_id)
-                err = tsl_seterr(TSL_EINVALID, "%s: subnets[%zu] \"%s\" is listed twice",
-                                 c->rec, j, text);
-            else
-                err = tsl_seterr(TSL_EINVALID,
-                                 "%s: subnets[%zu] \"%s\" already belongs to site \"%s\"",
-                                 c->rec, j, text, owner_name ? owner_name : "?");
-            break;
-        case SQLITE_DONE:
-            break;
-        default:
-            err = tsl_store_err(c->st, "looking up a subnet");
+        if (!canon_cidr(text, canon, sizeof canon)) {
+            /* ip.c says why ("...: host bits are set past /16"). */
+            const char *why = strstr(tsl_error_last(), "CIDR");
+            char reason[160];
+            snprintf(reason, sizeof reason, "%s", why ? why + 4 : "");
+            err = tsl_seterr(TSL_EINVALID, "%s: subnets[%zu] \"%.80s\" is not a valid CIDR%s",
+                             c->rec, j, text, reason);
+            goto done;
         }
-        sqlite3_reset(stmt);
-        if (err < 0)
-            return err;
-        if (!(stmt = tsl_store_stmt(c->st, TSL_STMT_SUBNET_INSERT)))
-            return TSL_ESTORE;
-        sqlite3_bind_int64(stmt, 1, site_id);
-        tsl_store_bind_text(stmt, 2, canon);
-        if ((err = step_done(c, stmt)) < 0)
-            return err;
+        if ((err = check_subnet_free(c, j, text, canon, site_id)) < 0)
+            goto done;
+        if (!(stmt = tsl_store_stmt(c->st, TSL_STMT_SUBNET_INSERT))) {
+            err = TSL_ESTORE;
+            goto done;
+        }
+        rc = sqlite3_bind_int64(stmt, 1, site_id);
+        rc |= tsl_store_bind_text(stmt, 2, canon);
+        if ((err = step_done(c, stmt, rc)) < 0)
+            goto done;
     }
-    return 0;
+
+done:
+    return err;
 }
 
 /* A list field ("subnets", "sites"): absent, or an array (null: empty). */
@@ -520,7 +549,7 @@ static int import_sites(import_ctx *c, json_t *doc)
     json_t *arr, *seen = NULL;
     int64_t *ids = NULL;
     size_t i, n;
-    int err;
+    int err, rc;
 
     if ((err = section(c, doc, "sites", &arr)) < 0 || !arr)
         goto done;
@@ -552,22 +581,22 @@ static int import_sites(import_ctx *c, json_t *doc)
             err = TSL_ESTORE;
             goto done;
         }
-        tsl_store_bind_text(stmt, 1, name);
-        tsl_store_bind_text(stmt, 2, country);
+        rc = tsl_store_bind_text(stmt, 1, name);
+        rc |= tsl_store_bind_text(stmt, 2, country);
         if (s_lat == FIELD_SET)
-            sqlite3_bind_double(stmt, 3, lat);
+            rc |= sqlite3_bind_double(stmt, 3, lat);
         if (s_lon == FIELD_SET)
-            sqlite3_bind_double(stmt, 4, lon);
-        sqlite3_bind_int(stmt, 5, mask);
-        if ((err = step_returning_id(c, stmt, &ids[i])) < 0)
+            rc |= sqlite3_bind_double(stmt, 4, lon);
+        rc |= sqlite3_bind_int(stmt, 5, mask);
+        if ((err = step_returning_id(c, stmt, rc, &ids[i])) < 0)
             goto done;
         if (s_subnets != FIELD_ABSENT) {
             if (!(stmt = tsl_store_stmt(c->st, TSL_STMT_SUBNETS_CLEAR))) {
                 err = TSL_ESTORE;
                 goto done;
             }
-            sqlite3_bind_int64(stmt, 1, ids[i]);
-            if ((err = step_done(c, stmt)) < 0)
+            rc = sqlite3_bind_int64(stmt, 1, ids[i]);
+            if ((err = step_done(c, stmt, rc)) < 0)
                 goto done;
         }
     }
@@ -595,47 +624,61 @@ static int server_sites(import_ctx *c, const json_t *sites, int64_t server_id)
 {
     sqlite3_stmt *stmt;
     size_t j, k;
-    int err;
+    int err, rc;
 
-    if (!(stmt = tsl_store_stmt(c->st, TSL_STMT_SERVER_SITES_CLEAR)))
-        return TSL_ESTORE;
-    sqlite3_bind_int64(stmt, 1, server_id);
-    if ((err = step_done(c, stmt)) < 0)
-        return err;
+    if (!(stmt = tsl_store_stmt(c->st, TSL_STMT_SERVER_SITES_CLEAR))) {
+        err = TSL_ESTORE;
+        goto done;
+    }
+    rc = sqlite3_bind_int64(stmt, 1, server_id);
+    if ((err = step_done(c, stmt, rc)) < 0)
+        goto done;
     for (j = 0; j < json_array_size(sites); j++) {
         const json_t *v = json_array_get(sites, j);
         const char *name = json_string_value(v);
         int64_t site_id;
         char g[80];
 
-        if (!name || !*name)
-            return tsl_seterr(TSL_EINVALID, "%s: sites[%zu] must be a site name (got %s)",
-                              c->rec, j, show(v, g, sizeof g));
-        for (k = 0; k < j; k++)
-            if (json_equal(json_array_get(sites, k), v))
-                return tsl_seterr(TSL_EINVALID, "%s: sites[%zu] \"%.80s\" is listed twice",
-                                  c->rec, j, name);
+        if (!name || !*name) {
+            err = tsl_seterr(TSL_EINVALID, "%s: sites[%zu] must be a site name (got %s)", c->rec,
+                             j, show(v, g, sizeof g));
+            goto done;
+        }
+        for (k = 0; k < j; k++) {
+            const char *prev = json_string_value(json_array_get(sites, k));
+            if (prev && !strcasecmp(prev, name)) {
+                err = tsl_seterr(TSL_EINVALID, "%s: sites[%zu] \"%.80s\" is listed twice",
+                                 c->rec, j, name);
+                goto done;
+            }
+        }
         if ((err = lookup_id(c, TSL_STMT_SITE_ID, name, &site_id)) < 0)
-            return err;
-        if (!site_id)
-            return tsl_seterr(TSL_EINVALID, "%s: sites[%zu] \"%.80s\" is not a known site",
-                              c->rec, j, name);
-        if (!(stmt = tsl_store_stmt(c->st, TSL_STMT_SERVER_SITE_INSERT)))
-            return TSL_ESTORE;
-        sqlite3_bind_int64(stmt, 1, server_id);
-        sqlite3_bind_int64(stmt, 2, site_id);
-        sqlite3_bind_int64(stmt, 3, (sqlite3_int64)j);
-        if ((err = step_done(c, stmt)) < 0)
-            return err;
+            goto done;
+        if (!site_id) {
+            err = tsl_seterr(TSL_EINVALID, "%s: sites[%zu] \"%.80s\" is not a known site", c->rec,
+                             j, name);
+            goto done;
+        }
+        if (!(stmt = tsl_store_stmt(c->st, TSL_STMT_SERVER_SITE_INSERT))) {
+            err = TSL_ESTORE;
+            goto done;
+        }
+        rc = sqlite3_bind_int64(stmt, 1, server_id);
+        rc |= sqlite3_bind_int64(stmt, 2, site_id);
+        rc |= sqlite3_bind_int64(stmt, 3, (sqlite3_int64)j);
+        if ((err = step_done(c, stmt, rc)) < 0)
+            goto done;
     }
-    return 0;
+
+done:
+    return err;
 }
 
 static int import_servers(import_ctx *c, json_t *doc)
 {
     json_t *arr, *seen = NULL;
     size_t i;
-    int err;
+    int err, rc;
 
     if ((err = section(c, doc, "task_servers", &arr)) < 0 || !arr)
         goto done;
@@ -680,18 +723,18 @@ static int import_servers(import_ctx *c, json_t *doc)
             err = TSL_ESTORE;
             goto done;
         }
-        tsl_store_bind_text(stmt, 1, name);
-        tsl_store_bind_text(stmt, 2, host);
-        tsl_store_bind_text(stmt, 3, s_ip == FIELD_SET ? ip : NULL);
-        sqlite3_bind_int(stmt, 4, registered ? 1 : 0);
-        tsl_store_bind_text(stmt, 5, service);
-        sqlite3_bind_int64(stmt, 6, capacity);
-        sqlite3_bind_int64(stmt, 7, connections);
-        sqlite3_bind_int64(stmt, 8, response_ms);
+        rc = tsl_store_bind_text(stmt, 1, name);
+        rc |= tsl_store_bind_text(stmt, 2, host);
+        rc |= tsl_store_bind_text(stmt, 3, s_ip == FIELD_SET ? ip : NULL);
+        rc |= sqlite3_bind_int(stmt, 4, registered ? 1 : 0);
+        rc |= tsl_store_bind_text(stmt, 5, service);
+        rc |= sqlite3_bind_int64(stmt, 6, capacity);
+        rc |= sqlite3_bind_int64(stmt, 7, connections);
+        rc |= sqlite3_bind_int64(stmt, 8, response_ms);
         if (s_hb == FIELD_SET)
-            sqlite3_bind_int64(stmt, 9, hb);
-        sqlite3_bind_int(stmt, 10, mask);
-        if ((err = step_returning_id(c, stmt, &id)) < 0)
+            rc |= sqlite3_bind_int64(stmt, 9, hb);
+        rc |= sqlite3_bind_int(stmt, 10, mask);
+        if ((err = step_returning_id(c, stmt, rc, &id)) < 0)
             goto done;
         if (s_sites != FIELD_ABSENT && (err = server_sites(c, sites, id)) < 0)
             goto done;
@@ -707,7 +750,7 @@ static int import_clients(import_ctx *c, json_t *doc)
 {
     json_t *arr, *seen = NULL;
     size_t i;
-    int err;
+    int err, rc;
 
     if ((err = section(c, doc, "clients", &arr)) < 0 || !arr)
         goto done;
@@ -744,14 +787,14 @@ static int import_clients(import_ctx *c, json_t *doc)
             err = TSL_ESTORE;
             goto done;
         }
-        tsl_store_bind_text(stmt, 1, guid);
-        tsl_store_bind_text(stmt, 2, name);
-        tsl_store_bind_text(stmt, 3, s_ip == FIELD_SET ? ip : NULL);
-        tsl_store_bind_text(stmt, 4, dept);
+        rc = tsl_store_bind_text(stmt, 1, guid);
+        rc |= tsl_store_bind_text(stmt, 2, name);
+        rc |= tsl_store_bind_text(stmt, 3, s_ip == FIELD_SET ? ip : NULL);
+        rc |= tsl_store_bind_text(stmt, 4, dept);
         if (site_id)
-            sqlite3_bind_int64(stmt, 5, site_id);
-        sqlite3_bind_int(stmt, 6, mask);
-        if ((err = step_returning_id(c, stmt, &id)) < 0)
+            rc |= sqlite3_bind_int64(stmt, 5, site_id);
+        rc |= sqlite3_bind_int(stmt, 6, mask);
+        if ((err = step_returning_id(c, stmt, rc, &id)) < 0)
             goto done;
     }
     err = 0;
@@ -765,44 +808,52 @@ static int import_errors(import_ctx *c, json_t *doc)
 {
     json_t *arr;
     size_t i;
-    int err;
+    int err, rc;
 
     if ((err = section(c, doc, "connection_errors", &arr)) < 0 || !arr)
-        return err;
+        goto done;
     for (i = 0; i < json_array_size(arr); i++) {
         json_t *rec = json_array_get(arr, i);
         const char *client, *server, *text;
         int64_t client_id, server_id, at = 0;
         sqlite3_stmt *stmt;
 
-        if ((err = begin_record(c, rec, i, NULL, NULL, NULL, NULL)) < 0)
-            return err;
-        if ((err = get_text(c, rec, "client", true, TEXT_MAX, false, &client)) < 0 ||
+        if ((err = begin_record(c, rec, i, NULL, NULL, NULL, NULL)) < 0 ||
+            (err = get_text(c, rec, "client", true, TEXT_MAX, false, &client)) < 0 ||
             (err = get_text(c, rec, "server", true, TEXT_MAX, false, &server)) < 0 ||
             (err = get_time(c, rec, "at", true, false, &at)) < 0 ||
             (err = get_text(c, rec, "error", false, ERROR_TEXT_MAX, true, &text)) < 0)
-            return err;
+            goto done;
         if ((err = lookup_id(c, TSL_STMT_CLIENT_ID, client, &client_id)) < 0)
-            return err;
-        if (!client_id)
-            return tsl_seterr(TSL_EINVALID, "%s: field \"client\": \"%s\" is not a known client",
-                              c->rec, client);
+            goto done;
+        if (!client_id) {
+            err = tsl_seterr(TSL_EINVALID, "%s: field \"client\": \"%s\" is not a known client",
+                             c->rec, client);
+            goto done;
+        }
         if ((err = lookup_id(c, TSL_STMT_SERVER_ID, server, &server_id)) < 0)
-            return err;
-        if (!server_id)
-            return tsl_seterr(TSL_EINVALID,
-                              "%s: field \"server\": \"%s\" is not a known task server",
-                              c->rec, server);
-        if (!(stmt = tsl_store_stmt(c->st, TSL_STMT_ERROR_INSERT)))
-            return TSL_ESTORE;
-        sqlite3_bind_int64(stmt, 1, client_id);
-        sqlite3_bind_int64(stmt, 2, server_id);
-        sqlite3_bind_int64(stmt, 3, at);
-        tsl_store_bind_text(stmt, 4, text);
-        if ((err = step_done(c, stmt)) < 0)
-            return err;
+            goto done;
+        if (!server_id) {
+            err = tsl_seterr(TSL_EINVALID,
+                             "%s: field \"server\": \"%s\" is not a known task server", c->rec,
+                             server);
+            goto done;
+        }
+        if (!(stmt = tsl_store_stmt(c->st, TSL_STMT_ERROR_INSERT))) {
+            err = TSL_ESTORE;
+            goto done;
+        }
+        rc = sqlite3_bind_int64(stmt, 1, client_id);
+        rc |= sqlite3_bind_int64(stmt, 2, server_id);
+        rc |= sqlite3_bind_int64(stmt, 3, at);
+        rc |= tsl_store_bind_text(stmt, 4, text);
+        if ((err = step_done(c, stmt, rc)) < 0)
+            goto done;
     }
-    return 0;
+    err = 0;
+
+done:
+    return err;
 }
 
 /* ------------------------------------------------------------------------
@@ -819,22 +870,27 @@ int tsl_import_apply(tsl_store *st, json_t *doc, const char *origin, json_t *whe
     c.st = st;
     c.origin = origin ? origin : "inventory";
     c.where = where;
-    if (!json_is_object(doc))
-        return tsl_seterr(TSL_EINVALID, "%s: the document must be a JSON object (got %s)",
-                          c.origin, show(doc, g, sizeof g));
+    if (!json_is_object(doc)) {
+        err = tsl_seterr(TSL_EINVALID, "%s: the document must be a JSON object (got %s)",
+                         c.origin, show(doc, g, sizeof g));
+        goto done;
+    }
     /* Sites first, then servers and clients that name them, then errors
      * that name clients and servers: a reference may point at a record of
      * the same document or one already in the store. */
     if ((err = import_sites(&c, doc)) < 0 || (err = import_servers(&c, doc)) < 0 ||
         (err = import_clients(&c, doc)) < 0 || (err = import_errors(&c, doc)) < 0)
-        return err;
-    return 0;
+        goto done;
+
+done:
+    return err;
 }
 
 int tsl_store_import_json(tsl_store *st, const char *text, size_t len, const char *origin)
 {
     json_t *doc = NULL;
     json_error_t jerr;
+    bool in_txn = false;
     int err;
 
     TSL_ARG(st);
@@ -853,12 +909,14 @@ int tsl_store_import_json(tsl_store *st, const char *text, size_t len, const cha
     }
     if ((err = tsl_store_begin(st)) < 0)
         goto done;
+    in_txn = true;
     if ((err = tsl_import_apply(st, doc, origin, NULL)) < 0)
         goto done;
+    in_txn = false;
     err = tsl_store_commit(st);
 
 done:
-    if (err < 0)
+    if (in_txn)
         tsl_store_rollback(st);
     json_decref(doc);
     return err;

@@ -37,36 +37,35 @@ static int step(tsl_store *st, sqlite3_stmt *stmt, const char *what)
 
 static int load_sites(tsl_snapshot *snap, tsl_store *st)
 {
-    sqlite3_stmt *stmt = tsl_store_stmt(st, TSL_STMT_LOAD_SITES);
-    int err, rc;
+    sqlite3_stmt *sites = NULL, *subnets = NULL;
+    int err;
 
-    if (!stmt)
-        return TSL_ESTORE;
-    while ((rc = step(st, stmt, "reading sites")) == 1) {
-        double lat = sqlite3_column_double(stmt, 2), lon = sqlite3_column_double(stmt, 3);
-        bool has_lat = sqlite3_column_type(stmt, 2) != SQLITE_NULL;
-        bool has_lon = sqlite3_column_type(stmt, 3) != SQLITE_NULL;
-
-        if ((err = snap_add_site(snap, col_text(stmt, 0), col_text(stmt, 1),
-                                 has_lat ? &lat : NULL, has_lon ? &lon : NULL)) < 0) {
-            rc = err;
-            break;
-        }
+    if (!(sites = tsl_store_stmt(st, TSL_STMT_LOAD_SITES)) ||
+        !(subnets = tsl_store_stmt(st, TSL_STMT_LOAD_SUBNETS))) {
+        err = TSL_ESTORE;
+        goto done;
     }
-    sqlite3_reset(stmt);
-    if (rc < 0)
-        return rc;
+    while ((err = step(st, sites, "reading sites")) == 1) {
+        double lat = sqlite3_column_double(sites, 2), lon = sqlite3_column_double(sites, 3);
+        bool has_lat = sqlite3_column_type(sites, 2) != SQLITE_NULL;
+        bool has_lon = sqlite3_column_type(sites, 3) != SQLITE_NULL;
 
-    if (!(stmt = tsl_store_stmt(st, TSL_STMT_LOAD_SUBNETS)))
-        return TSL_ESTORE;
-    while ((rc = step(st, stmt, "reading subnets")) == 1) {
-        if ((err = snap_add_subnet(snap, col_text(stmt, 0), col_text(stmt, 1))) < 0) {
-            rc = err;
-            break;
-        }
+        if ((err = snap_add_site(snap, col_text(sites, 0), col_text(sites, 1),
+                                 has_lat ? &lat : NULL, has_lon ? &lon : NULL)) < 0)
+            goto done;
     }
-    sqlite3_reset(stmt);
-    return rc;
+    if (err < 0)
+        goto done;
+    while ((err = step(st, subnets, "reading subnets")) == 1)
+        if ((err = snap_add_subnet(snap, col_text(subnets, 0), col_text(subnets, 1))) < 0)
+            goto done;
+
+done:
+    if (sites)
+        sqlite3_reset(sites);
+    if (subnets)
+        sqlite3_reset(subnets);
+    return err;
 }
 
 /* The manual sites of one server, in order, into a reusable array of names.
@@ -157,34 +156,33 @@ done:
 
 static int load_clients(tsl_snapshot *snap, tsl_store *st)
 {
-    sqlite3_stmt *stmt = tsl_store_stmt(st, TSL_STMT_LOAD_CLIENTS);
-    int err, rc;
+    sqlite3_stmt *clients = NULL, *errors = NULL;
+    int err;
 
-    if (!stmt)
-        return TSL_ESTORE;
-    while ((rc = step(st, stmt, "reading clients")) == 1) {
-        if ((err = snap_add_client(snap, col_text(stmt, 0), col_text(stmt, 1),
-                                   col_text(stmt, 2), col_text(stmt, 3), col_text(stmt, 4),
-                                   col_text(stmt, 5))) < 0) {
-            rc = err;
-            break;
-        }
+    if (!(clients = tsl_store_stmt(st, TSL_STMT_LOAD_CLIENTS)) ||
+        !(errors = tsl_store_stmt(st, TSL_STMT_LOAD_ERRORS))) {
+        err = TSL_ESTORE;
+        goto done;
     }
-    sqlite3_reset(stmt);
-    if (rc < 0)
-        return rc;
+    while ((err = step(st, clients, "reading clients")) == 1)
+        if ((err = snap_add_client(snap, col_text(clients, 0), col_text(clients, 1),
+                                   col_text(clients, 2), col_text(clients, 3),
+                                   col_text(clients, 4), col_text(clients, 5))) < 0)
+            goto done;
+    if (err < 0)
+        goto done;
+    /* Errors after clients: the builder resolves them by GUID and name. */
+    while ((err = step(st, errors, "reading connection errors")) == 1)
+        if ((err = snap_add_error(snap, col_text(errors, 0), col_text(errors, 1),
+                                  sqlite3_column_int64(errors, 2))) < 0)
+            goto done;
 
-    if (!(stmt = tsl_store_stmt(st, TSL_STMT_LOAD_ERRORS)))
-        return TSL_ESTORE;
-    while ((rc = step(st, stmt, "reading connection errors")) == 1) {
-        if ((err = snap_add_error(snap, col_text(stmt, 0), col_text(stmt, 1),
-                                  sqlite3_column_int64(stmt, 2))) < 0) {
-            rc = err;
-            break;
-        }
-    }
-    sqlite3_reset(stmt);
-    return rc;
+done:
+    if (clients)
+        sqlite3_reset(clients);
+    if (errors)
+        sqlite3_reset(errors);
+    return err;
 }
 
 int tsl_snapshot_load(tsl_snapshot **out, tsl_store *st, const tsl_settings *settings)

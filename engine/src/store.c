@@ -122,11 +122,15 @@ int tsl_store_begin(tsl_store *st)
 {
     if (tsl_store_readonly(st))
         return tsl_seterr(TSL_ESTORE, "the store was opened read-only");
+    if (!sqlite3_get_autocommit(st->db))
+        return tsl_seterr(TSL_ESTORE, "a transaction is already open on this store");
     return exec(st, "BEGIN IMMEDIATE", "starting a transaction");
 }
 
 int tsl_store_begin_read(tsl_store *st)
 {
+    if (!sqlite3_get_autocommit(st->db))
+        return tsl_seterr(TSL_ESTORE, "a transaction is already open on this store");
     return exec(st, "BEGIN DEFERRED", "starting a read transaction");
 }
 
@@ -188,10 +192,12 @@ static int check_not_newer(int version, const char *path)
 static int migrate(tsl_store *st, const char *path)
 {
     int err, version = 0, prev = 0;
+    bool in_txn = false;
     size_t i;
 
     if ((err = tsl_store_begin(st)) < 0)
         goto done;
+    in_txn = true;
     /* Re-read under the write lock: another process may have migrated
      * between our first look and now. */
     if ((err = read_user_version(st, &version)) < 0 ||
@@ -222,13 +228,14 @@ static int migrate(tsl_store *st, const char *path)
             goto done;
         version = m->version;
     }
-    err = tsl_store_commit(st);
+    in_txn = false;
+    if ((err = tsl_store_commit(st)) < 0)
+        goto done;
+    st->version = version;
 
 done:
-    if (err < 0)
+    if (in_txn)
         tsl_store_rollback(st);
-    else
-        st->version = version;
     return err;
 }
 

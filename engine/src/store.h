@@ -133,12 +133,14 @@ TSL_INTERNAL sqlite3_stmt *tsl_store_stmt(tsl_store *st, tsl_stmt_id id);
 /* true when the store was opened with TSL_STORE_READONLY. */
 TSL_INTERNAL bool tsl_store_readonly(const tsl_store *st);
 
-/* Transactions.  begin takes the write lock up front (BEGIN IMMEDIATE), so
- * a writer never fails half way on a lock upgrade; it refuses a read-only
- * store with a message.  begin_read starts a read transaction for a
- * consistent view across several SELECTs.  rollback is safe to call when
- * no transaction is open (error paths call it unconditionally) and keeps
- * the error message already set. */
+/* Transactions (not nestable: begin refuses when one is already open, so
+ * a caller's transaction is never swallowed).  begin takes the write lock
+ * up front (BEGIN IMMEDIATE), so a writer never fails half way on a lock
+ * upgrade; it refuses a read-only store with a message.  begin_read starts
+ * a read transaction for a consistent view across several SELECTs.
+ * commit rolls back when it fails.  rollback does nothing when no
+ * transaction is open and keeps the error message already set; roll back
+ * only a transaction you began. */
 TSL_INTERNAL int tsl_store_begin(tsl_store *st);
 TSL_INTERNAL int tsl_store_begin_read(tsl_store *st);
 TSL_INTERNAL int tsl_store_commit(tsl_store *st);
