@@ -402,6 +402,7 @@ static void worker_free(bworker *w)
     tsl_trace_free(w->trace);
     tsl_buf_free(&w->out);
     tsl_buf_free(&w->line);
+    tsl_buf_free(&w->body);
     memset(w, 0, sizeof *w);
 }
 
