@@ -316,8 +316,8 @@ int cli_engine_open(const struct cli_global *g, struct cli_engine *e, const char
             goto fail;
         }
     }
-    /* The policy stored as active in the store (`tsl policy load`) is bound
-     * here when no --policy is given: see cmd_policy.c. */
+    /* Without --policy, this is the place to bind the store's active
+     * policy (the one `tsl policy load` stored), once the store keeps one. */
     if ((rc = tsl_plan_new(&e->plan, e->snap, e->policy)) < 0) {
         rc = cli_engine_error(g, rc, "cannot bind the policy to the inventory");
         goto fail;

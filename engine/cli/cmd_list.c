@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct decide_opts {
     tsl_request req;
@@ -131,7 +132,7 @@ static int fill_client_ip(const struct cli_global *g, const struct cli_engine *e
         tsl_request r;
         if (tsl_snapshot_client_request(&r, e->snap, i) < 0)
             return cli_engine_error(g, TSL_ERROR, "cannot read client %zu", i);
-        if (r.client && strcmp(r.client, req->client) == 0) {
+        if (r.client && strcasecmp(r.client, req->client) == 0) {
             for (size_t k = 0; k < r.nips && k < TSL_MAX_IPS; k++)
                 req->ips[k] = r.ips[k];
             req->nips = r.nips;
@@ -153,7 +154,7 @@ static int width(const char *s, int w)
 }
 
 /* Prints the list as a table, with a short header naming the request. */
-static void print_result(const struct cli_engine *e, const tsl_request *req,
+static void print_result(const char *policy_path, const tsl_request *req,
                          const tsl_result *res)
 {
     const char *site = tsl_result_site(res);
@@ -166,10 +167,15 @@ static void print_result(const struct cli_engine *e, const tsl_request *req,
     for (size_t i = 0; i < req->nips; i++)
         printf(" %s", req->ips[i]);
     printf("\n");
-    printf("site     %s (%s)\n", site ? site : "none", tsl_result_site_source(res));
-    printf("policy   %s", policy ? policy : "default logic");
-    if (e->policy)
-        printf(" (%s)", tsl_policy_version(e->policy));
+    const char *source = tsl_result_site_source(res);
+    if (site)
+        printf("site     %s (%s)\n", site, source ? source : "?");
+    else
+        printf("site     none: no explicit site, no adapter address in a site subnet\n");
+    if (policy_path)
+        printf("policy   %s (%s)", policy_path, policy ? policy : "?");
+    else
+        printf("policy   %s", policy ? policy : "default logic");
     printf("   ttl %d s%s\n", tsl_result_ttl(res), tsl_result_strict(res) ? "   strict" : "");
     if (tsl_result_blocked(res)) {
         const char *why = tsl_result_blocked_reason(res);
@@ -284,7 +290,7 @@ static int run(const struct cli_global *g, int argc, char **argv, bool explain)
                 printf("%3zu. %s\n", i + 1, tsl_trace_line(trace, i));
             printf("\n");
         }
-        print_result(&e, &o.req, res);
+        print_result(o.policy, &o.req, res);
     }
     rc = fflush(stdout) == 0 ? CLI_OK : cli_error(g, CLI_FAIL, "cannot write output");
 done:
