@@ -34,6 +34,10 @@ static const struct command {
     {"explain", cmd_explain, "every step of a decision with its reason, then the list"},
     {"report", cmd_report, "active-servers | server-clients | client-assignments"},
     {"doctor", cmd_doctor, "the ITMS validation checklist for one client"},
+    /* policies */
+    {"check", cmd_check, "what is wrong with a policy file (syntax, names, stranded sites)"},
+    {"test", cmd_test, "run admin-written policy tests (TAP)"},
+    {"policy", cmd_policy, "load | list | active: policy versions in the store"},
     /* the broker */
     {"serve", cmd_serve, "run the broker: the HTTP service CTAs ask for their lists"},
 };
