@@ -741,6 +741,7 @@ TEST(broker__inventory_import_reloads_and_bad_input_changes_nothing)
     const char *lon = names_of(http_get_body(f.port, "/v1/task-servers?ip=10.10.1.1", NULL, &s));
     int s2 = http_do(f.port, "POST", "/v1/inventory", f.auth,
                      "{\"task_servers\":[{\"name\":\"ts-x\",\"sites\":[\"Nowhere\"]}]}", &r);
+    http_resp_free(&r);
     int s3 = http_do(f.port, "POST", "/v1/inventory", f.auth, "{\"sites\": [", &r);
     http_resp r4;
     int s4 = http_do(f.port, "POST", "/v1/inventory", f.auth, "{\"sites\":[{\"name\":\"Bad\",\"subnets\":[\"10.0.0.0/33\"]}]}", &r4);

@@ -402,6 +402,7 @@ static void worker_free(bworker *w)
     tsl_trace_free(w->trace);
     tsl_buf_free(&w->out);
     tsl_buf_free(&w->line);
+    tsl_buf_free(&w->body);
     memset(w, 0, sizeof *w);
 }
 
@@ -525,7 +526,15 @@ static int setup_worker(tsl_broker *b, bworker *w, int index)
     if ((err = tsl_worker_new(&w->tw)) < 0 || (err = tsl_result_new(&w->res)) < 0 ||
         (err = tsl_trace_new(&w->trace)) < 0)
         return err;
-    if (!(w->base = event_base_new()))
+    /* The changelist folds the read-off/read-on that evhttp does around
+     * every request into at most one epoll_ctl per loop iteration. */
+    struct event_config *ec = event_config_new();
+    if (!ec)
+        return tsl_oom();
+    event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    w->base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    if (!w->base)
         return tsl_seterr(TSL_ERROR, "cannot create an event base");
     if ((err = http_worker_setup(w)) < 0)
         return err;
