@@ -1,11 +1,22 @@
 /*
- * bpolicy.c - the broker's policies: the one in force at start (--policy
- * FILE, else the store's active version), SIGHUP reloads, and the policy
- * admin jobs (upload, list, activate, rollback).  Every swap binds the new
- * policy to the latest snapshot first and publishes only on success, so a
- * policy that does not compile or bind never replaces the one in force.
+ * bpolicy.c - the broker's policies, all through the rollout (rollout.c):
+ * what runs is the store's rollout in force, compiled once (tsl_rollout:
+ * the base, staged sites, the shadow version) and bound to every new
+ * snapshot (broker_bind).  Here: start and SIGHUP (--policy FILE is stored
+ * and made active everywhere unless it already is), adopting a changed
+ * rollout (the admin jobs, and a poll that picks up `tsl policy
+ * activate|rollback|shadow` run beside the broker), shadow mode's tally,
+ * and the policy admin jobs:
  *
- * Runs on the control thread.  Used by: broker.c, admin.c.
+ *   POST /v1/policy                   store a version (not active)
+ *   GET  /v1/policy                   in force, versions, history
+ *   POST /v1/policy/VERSION/activate  tsl_rollout_activate (sites=, staged)
+ *   POST /v1/policy/rollback          tsl_rollout_rollback
+ *
+ * A rollout is adopted only once compiled and bound: one that does not
+ * compile or bind never replaces the one in force.
+ *
+ * Runs on the control thread.  Used by: broker.c, admin.c, writer.c.
  * Needs: broker_internal.h.
  */
 #include "broker_internal.h"
@@ -57,63 +68,297 @@ done:
     return err;
 }
 
-/* The policy to run: --policy FILE, else none.  *out NULL: the default logic. */
-static int load_policy(tsl_broker *b, tsl_policy **out)
+/* ------------------------------------------------------------------------
+ * Adopting a rollout
+ * ---------------------------------------------------------------------- */
+
+/* Makes `ro` the rollout in force: binds it to the latest snapshot and
+ * publishes the plans.  Takes `ro` on success; on failure nothing changes.
+ * The shadow tally is kept while the shadow version stays the same; a
+ * former one is retired (workers may still report to it until they take
+ * the new plan) and flushed with the others. */
+static int adopt(tsl_broker *b, tsl_rollout *ro)
 {
+    tsl_rollout *old = b->rollout;
+    tsl_plan *plan = NULL, *shadow = NULL;
+    tsl_shadow *tally = NULL;
+    const char *sv = tsl_rollout_shadow_version(ro);
+    int err;
+
+    b->rollout = ro;
+    err = broker_bind(b, b->snap, &plan, &shadow);
+    b->rollout = old;
+    if (err < 0)
+        return err;
+    if (sv && (!b->shadow || strcmp(tsl_shadow_version(b->shadow), sv) != 0) &&
+        (err = tsl_shadow_new(&tally, sv)) < 0)
+        goto fail;
+    if ((sv && tally) || (!sv && b->shadow)) {
+        tsl_shadow **r = b->shadow ? realloc(b->retired, (b->nretired + 1) * sizeof *r) : NULL;
+        if (b->shadow && !r) {
+            err = tsl_oom();
+            goto fail;
+        }
+        pthread_mutex_lock(&b->plan_mu);
+        if (b->shadow) {
+            b->retired = r;
+            b->retired[b->nretired++] = b->shadow;
+        }
+        b->shadow = tally;
+        pthread_mutex_unlock(&b->plan_mu);
+        tally = NULL;
+    }
+    broker_publish(b, plan, shadow);
+    b->rollout = ro;
+    tsl_rollout_free(old);
+    return 0;
+fail:
+    tsl_shadow_free(tally);
+    tsl_plan_free(plan);
+    tsl_plan_free(shadow);
+    return err;
+}
+
+/* Compiles the store's rollout and adopts it. */
+static int adopt_stored(tsl_broker *b)
+{
+    tsl_rollout *ro = NULL;
+    int err;
+    if ((err = tsl_rollout_load(&ro, b->store)) < 0 || (err = adopt(b, ro)) < 0)
+        tsl_rollout_free(ro);
+    else
+        broker_log(b, TSL_LOG_INFO, "Policy in force: %s%s%s", tsl_rollout_key(ro),
+                   tsl_rollout_shadow_version(ro) ? "; shadow " : "",
+                   tsl_rollout_shadow_version(ro) ? tsl_rollout_shadow_version(ro) : "");
+    return err;
+}
+
+/* --policy FILE: compiled, stored, and active everywhere unless it is the
+ * active policy already (a restart keeps the staged sites). */
+static int store_policy_file(tsl_broker *b)
+{
+    tsl_policy *pol = NULL, *active = NULL;
     char *src = NULL;
     size_t len;
-    int err = 0;
+    int64_t id;
+    bool existed;
+    int err;
 
-    *out = NULL;
     if (!b->policy_path)
         return 0;
-    if ((err = read_file(b->policy_path, &src, &len)) < 0)
+    if ((err = read_file(b->policy_path, &src, &len)) < 0 ||
+        (err = tsl_policy_compile(&pol, src, len, b->policy_path)) < 0 ||
+        (err = tsl_store_policy_active(&active, b->store)) < 0)
         goto done;
-    err = tsl_policy_compile(out, src, len, b->policy_path);
-
+    bool same = active && strcmp(tsl_policy_version(active), tsl_policy_version(pol)) == 0;
+    err = tsl_store_policy_add(&id, &existed, b->store, pol, "tsl serve --policy",
+                               b->policy_path, same ? 0 : TSL_POLICY_ACTIVATE, broker_now(b));
 done:
+    tsl_policy_free(pol);
+    tsl_policy_free(active);
     free(src);
     return err;
 }
 
 int bpolicy_start(tsl_broker *b)
 {
-    tsl_policy *pol = NULL;
-    int err = load_policy(b, &pol);
-    if (err < 0)
+    int err;
+    if ((err = store_policy_file(b)) < 0 || (err = adopt_stored(b)) < 0)
         return err;
-    tsl_policy_free(b->policy);
-    b->policy = pol;
     return 0;
 }
 
 int bpolicy_sighup(tsl_broker *b)
 {
-    tsl_policy *pol = NULL, *old = b->policy;
-    int err = load_policy(b, &pol);
-    if (err < 0) {
+    int err;
+    if ((err = store_policy_file(b)) < 0 || (err = adopt_stored(b)) < 0) {
         atomic_fetch_add(&b->policy_load_failures, 1);
         broker_log(b, TSL_LOG_ERROR, "SIGHUP: the policy is refused, the one in force stays: %s",
                    tsl_error_last());
-        pol = tsl_policy_ref(old);
     }
-    b->policy = pol;
     if ((err = broker_reload(b)) < 0) {
-        b->policy = old;
-        tsl_policy_free(pol);
         atomic_fetch_add(&b->policy_load_failures, 1);
         broker_log(b, TSL_LOG_ERROR, "SIGHUP: reload failed, the plan in force stays: %s",
                    tsl_error_last());
         return err;
     }
-    tsl_policy_free(old);
+    const char *key = tsl_rollout_key(b->rollout);
     broker_log(b, TSL_LOG_INFO, "SIGHUP: reloaded; policy %s",
-               pol ? tsl_policy_version(pol) : "none (default logic)");
+               strcmp(key, "default") == 0 ? "none (default logic)" : key);
     return 0;
+}
+
+void bpolicy_poll(tsl_broker *b)
+{
+    bool changed = false;
+    int64_t now = broker_now(b);
+
+    if (!b->rollout || tsl_rollout_changed(&changed, b->rollout, b->store) < 0 || !changed)
+        return;
+    if (adopt_stored(b) < 0 && now - b->rollout_refused_at >= 60) {
+        b->rollout_refused_at = now;
+        atomic_fetch_add(&b->policy_load_failures, 1);
+        broker_log(b, TSL_LOG_ERROR, "The stored rollout changed but is refused, the one in "
+                                     "force stays: %s", tsl_error_last());
+    }
+}
+
+void bpolicy_shadow_flush(tsl_broker *b)
+{
+    int64_t now = broker_now(b);
+    if (b->shadow && tsl_shadow_flush(b->shadow, b->store, now) < 0)
+        broker_log(b, TSL_LOG_WARNING, "Cannot save shadow counts (will retry): %s",
+                   tsl_error_last());
+    for (size_t i = 0; i < b->nretired; i++)
+        tsl_shadow_flush(b->retired[i], b->store, now);
+}
+
+/* ------------------------------------------------------------------------
+ * The admin jobs
+ * ---------------------------------------------------------------------- */
+
+static void reply_json(job *j, int status)
+{
+    j->status = status;
+    j->content_type = "application/json";
+}
+
+/* POST /v1/policy: the body is the policy's Lua source, stored as a
+ * version, not active (201; 200 when that text was stored before). */
+static void policy_upload(tsl_broker *b, job *j)
+{
+    tsl_policy *pol = NULL;
+    int64_t id = 0;
+    bool existed = false;
+    int err;
+    const char *name = "upload.lua";
+
+    tsl_buf_clear(&j->out);
+    if ((err = tsl_policy_compile(&pol, j->body, j->body_len, name)) < 0) {
+        atomic_fetch_add(&b->policy_load_failures, 1);
+        job_error(j, 422, "the policy does not compile, nothing is stored: %s", tsl_error_last());
+        goto done;
+    }
+    if ((err = tsl_store_policy_add(&id, &existed, b->store, pol, j->author,
+                                    j->comment[0] ? j->comment : NULL, 0, broker_now(b))) < 0 ||
+        (err = tsl_buf_printf(&j->out, "{\"id\":%lld,\"version\":\"%s\",\"existed\":%s,"
+                                       "\"active\":false}\n",
+                              (long long)id, tsl_policy_version(pol),
+                              existed ? "true" : "false")) < 0) {
+        job_error(j, status_for_error(err), "%s", tsl_error_last());
+        goto done;
+    }
+    reply_json(j, existed ? 200 : 201);
+done:
+    tsl_policy_free(pol);
+}
+
+/* {"ACTION":true,"what":...,"in_force":"base;Site=version..."} */
+static void reply_in_force(tsl_broker *b, job *j, const char *action, const char *what)
+{
+    tsl_buf_clear(&j->out);
+    if (tsl_buf_printf(&j->out, "{\"%s\":true,\"what\":", action) < 0 ||
+        tsl_buf_json_str(&j->out, what) < 0 || tsl_buf_puts(&j->out, ",\"in_force\":") < 0 ||
+        tsl_buf_json_str(&j->out, tsl_rollout_key(b->rollout)) < 0 ||
+        tsl_buf_puts(&j->out, "}\n") < 0) {
+        job_error(j, 500, "%s", tsl_error_last());
+        return;
+    }
+    reply_json(j, 200);
+}
+
+/* After the store changed: adopt it now, so the reply tells the truth. */
+static void adopt_after(tsl_broker *b, job *j, const char *action, const char *what)
+{
+    if (adopt_stored(b) < 0) {
+        atomic_fetch_add(&b->policy_load_failures, 1);
+        job_error(j, 500, "%s is recorded but the broker cannot run it: %s", action,
+                  tsl_error_last());
+        return;
+    }
+    reply_in_force(b, j, action, what);
+}
+
+/* POST /v1/policy/VERSION/activate[?sites=London,Paris][&require_dry_run=1] */
+static void policy_activate(tsl_broker *b, job *j)
+{
+    const char *names[64];
+    char list[sizeof j->sites], what[sizeof j->arg + sizeof j->sites + 32], *save = NULL;
+    tsl_activate_options ao = {0};
+    int err;
+
+    snprintf(list, sizeof list, "%s", j->sites);
+    for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (ao.nsites == sizeof names / sizeof *names) {
+            job_error(j, 400, "at most %zu sites at once", sizeof names / sizeof *names);
+            return;
+        }
+        if (*t)
+            names[ao.nsites++] = t;
+    }
+    ao.sites = names;
+    ao.require_dry_run = j->require_dry_run;
+    ao.author = j->author;
+    ao.comment = j->comment[0] ? j->comment : NULL;
+    ao.now = broker_now(b);
+    if ((err = tsl_rollout_activate(b->store, j->arg, &ao)) < 0) {
+        job_error(j, status_for_error(err), "policy \"%s\" is not activated, the one in force "
+                                            "stays: %s", j->arg, tsl_error_last());
+        return;
+    }
+    snprintf(what, sizeof what, "activated %s %s%s", j->arg, ao.nsites ? "for " : "everywhere",
+             ao.nsites ? j->sites : "");
+    adopt_after(b, j, "activated", what);
+}
+
+/* POST /v1/policy/rollback: undoes the newest activation still in force. */
+static void policy_rollback(tsl_broker *b, job *j)
+{
+    char what[512];
+    int err = tsl_rollout_rollback(b->store, j->author, what, sizeof what);
+    if (err < 0) {
+        job_error(j, err == TSL_ENOTFOUND ? 409 : status_for_error(err), "%s", tsl_error_last());
+        return;
+    }
+    adopt_after(b, j, "rolled_back", what);
+}
+
+/* GET /v1/policy: {"in_force":..., "shadow":..., "versions":[...], "status":{...}} */
+static void policy_list(tsl_broker *b, job *j)
+{
+    tsl_buf *o = &j->out;
+    const char *sv = tsl_rollout_shadow_version(b->rollout);
+    int err;
+
+    tsl_buf_clear(o);
+    if ((err = tsl_buf_puts(o, "{\"in_force\":")) < 0 ||
+        (err = tsl_buf_json_str(o, tsl_rollout_key(b->rollout))) < 0 ||
+        (err = tsl_buf_puts(o, ",\"shadow\":")) < 0 || (err = tsl_buf_json_str(o, sv)) < 0 ||
+        (err = tsl_buf_puts(o, ",\n\"versions\":")) < 0 ||
+        (err = tsl_store_policy_list(o, b->store, TSL_FORMAT_JSON)) < 0)
+        goto done;
+    if (o->len && o->ptr[o->len - 1] == '\n')
+        o->len--;
+    if ((err = tsl_buf_puts(o, ",\n\"status\":")) < 0 ||
+        (err = tsl_rollout_status(o, b->store, TSL_FORMAT_JSON)) < 0)
+        goto done;
+    if (o->len && o->ptr[o->len - 1] == '\n')
+        o->len--;
+    err = tsl_buf_puts(o, "}\n");
+done:
+    if (err < 0)
+        job_error(j, 500, "%s", tsl_error_last());
+    else
+        reply_json(j, 200);
 }
 
 void bpolicy_job(tsl_broker *b, job *j)
 {
-    (void)b;
-    job_error(j, 503, "policy versions are not available in this build (no policy layer)");
+    switch (j->kind) {
+    case JOB_POLICY_UPLOAD: policy_upload(b, j); break;
+    case JOB_POLICY_ACTIVATE: policy_activate(b, j); break;
+    case JOB_POLICY_ROLLBACK: policy_rollback(b, j); break;
+    case JOB_POLICY_LIST: policy_list(b, j); break;
+    default: job_error(j, 500, "not a policy job"); break;
+    }
 }

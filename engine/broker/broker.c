@@ -71,19 +71,21 @@ uint64_t broker_mono_ns(void)
  * Plans
  * ---------------------------------------------------------------------- */
 
-void broker_publish(tsl_broker *b, tsl_plan *plan)
+void broker_publish(tsl_broker *b, tsl_plan *plan, tsl_plan *shadow_plan)
 {
     tsl_policy *pol = tsl_plan_policy(plan);
     const char *version = pol ? tsl_policy_version(pol) : NULL;
 
     pthread_mutex_lock(&b->plan_mu);
-    tsl_plan *old = b->plan;
+    tsl_plan *old = b->plan, *old_shadow = b->shadow_plan;
     b->plan = plan;
+    b->shadow_plan = shadow_plan;
     snprintf(b->policy_version, sizeof b->policy_version, "%s", version ? version : "");
     atomic_store(&b->plan_built_at, tsl_snapshot_built_at(tsl_plan_snapshot(plan)));
     atomic_fetch_add_explicit(&b->plan_gen, 1, memory_order_release);
     pthread_mutex_unlock(&b->plan_mu);
     tsl_plan_free(old);
+    tsl_plan_free(old_shadow);
 
     /* the control thread keeps the latest snapshot to derive from */
     tsl_snapshot *snap = tsl_snapshot_ref(tsl_plan_snapshot(plan));
@@ -102,23 +104,31 @@ void worker_refresh_plan(bworker *w)
         return;
     pthread_mutex_lock(&b->plan_mu);
     tsl_plan *p = tsl_plan_ref(b->plan);
+    tsl_plan *sp = b->shadow_plan ? tsl_plan_ref(b->shadow_plan) : NULL;
+    /* the tally lives as long as the broker (retired, never freed early);
+     * taken only with the plan of its own version */
+    w->shadow = sp && b->shadow && strcmp(tsl_shadow_version(b->shadow),
+                                          tsl_policy_version(tsl_plan_policy(sp))) == 0
+                    ? b->shadow
+                    : NULL;
     w->plan_gen = atomic_load_explicit(&b->plan_gen, memory_order_relaxed);
     pthread_mutex_unlock(&b->plan_mu);
     tsl_plan_free(w->plan);
+    tsl_plan_free(w->shadow_plan);
     w->plan = p;
+    w->shadow_plan = sp;
 }
 
-int broker_swap_policy(tsl_broker *b, tsl_policy *pol)
+int broker_bind(tsl_broker *b, tsl_snapshot *snap, tsl_plan **plan, tsl_plan **shadow)
 {
-    tsl_plan *plan = NULL;
-    int err = tsl_plan_new(&plan, b->snap, pol);
-    if (err < 0)
-        return err;
-    tsl_policy *old = b->policy;
-    b->policy = tsl_policy_ref(pol);
-    tsl_policy_free(old);
-    broker_publish(b, plan);
-    return 0;
+    int err;
+    *plan = *shadow = NULL;
+    if ((err = tsl_rollout_bind(plan, b->rollout, snap)) < 0 ||
+        (err = tsl_rollout_bind_shadow(shadow, b->rollout, snap)) < 0) {
+        tsl_plan_free(*plan);
+        *plan = NULL;
+    }
+    return err;
 }
 
 const char *tsl_broker_policy_version(tsl_broker *b, char *dst, size_t len)
@@ -134,7 +144,7 @@ const char *tsl_broker_policy_version(tsl_broker *b, char *dst, size_t len)
 int broker_reload(tsl_broker *b)
 {
     tsl_snapshot *root = NULL, *snap = NULL;
-    tsl_plan *plan = NULL;
+    tsl_plan *plan = NULL, *shadow = NULL;
     int err;
     uint64_t t0 = broker_mono_ns();
 
@@ -148,10 +158,11 @@ int broker_reload(tsl_broker *b)
                 goto done;
         }
     }
-    if ((err = overlay_apply(b, root, &snap)) < 0 || (err = tsl_plan_new(&plan, snap, b->policy)) < 0)
+    if ((err = overlay_apply(b, root, &snap)) < 0 ||
+        (err = broker_bind(b, snap, &plan, &shadow)) < 0)
         goto done;
-    broker_publish(b, plan);
-    plan = NULL;
+    broker_publish(b, plan, shadow);
+    plan = shadow = NULL;
     atomic_fetch_add(&b->reloads, 1);
     broker_log(b, TSL_LOG_INFO,
                "Inventory loaded: %zu sites, %zu task servers, %zu clients in %.0f ms",
@@ -160,6 +171,7 @@ int broker_reload(tsl_broker *b)
 
 done:
     tsl_plan_free(plan);
+    tsl_plan_free(shadow);
     tsl_snapshot_free(snap);
     tsl_snapshot_free(root);
     return err;
@@ -287,6 +299,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         atomic_store(&b->dlog_budget, b->cfg.decision_log_rate);
         b->last_refill = now;
     }
+    /* `tsl policy activate|rollback|shadow` beside the broker: adopted
+     * within a second */
+    if (now != b->last_rollout_poll) {
+        b->last_rollout_poll = now;
+        bpolicy_poll(b);
+    }
     if (now - b->last_retention >= hour) {
         b->last_retention = now;
         writer_retention(b, now);
@@ -397,8 +415,11 @@ static void worker_free(bworker *w)
     if (w->base)
         event_base_free(w->base);
     tsl_plan_free(w->plan);
+    tsl_plan_free(w->shadow_plan);
     tsl_worker_free(w->tw);
+    tsl_worker_free(w->shadow_tw);
     tsl_result_free(w->res);
+    tsl_result_free(w->shadow_res);
     tsl_trace_free(w->trace);
     tsl_buf_free(&w->out);
     tsl_buf_free(&w->line);
@@ -524,6 +545,7 @@ static int setup_worker(tsl_broker *b, bworker *w, int index)
     w->b = b;
     w->index = index;
     if ((err = tsl_worker_new(&w->tw)) < 0 || (err = tsl_result_new(&w->res)) < 0 ||
+        (err = tsl_worker_new(&w->shadow_tw)) < 0 || (err = tsl_result_new(&w->shadow_res)) < 0 ||
         (err = tsl_trace_new(&w->trace)) < 0)
         return err;
     /* The changelist folds the read-off/read-on that evhttp does around
@@ -626,12 +648,8 @@ int tsl_broker_new(tsl_broker **out, const tsl_broker_config *cfg)
     b->snap->built_at = b->started_at; /* the broker's clock (not yet shared) */
     if ((err = tsl_worker_new(&b->ctl_worker)) < 0)
         goto done;
-    if ((err = bpolicy_start(b)) < 0)
+    if ((err = bpolicy_start(b)) < 0) /* binds and publishes the rollout */
         goto done;
-    if ((err = tsl_plan_new(&plan, b->snap, b->policy)) < 0)
-        goto done;
-    broker_publish(b, plan);
-    plan = NULL;
 
     if ((err = open_listener(b)) < 0)
         goto done;
@@ -723,8 +741,13 @@ void tsl_broker_free(tsl_broker *b)
     writer_close(b);
     tsl_store_free(b->store);
     tsl_plan_free(b->plan);
+    tsl_plan_free(b->shadow_plan);
+    tsl_shadow_free(b->shadow);
+    for (size_t i = 0; i < b->nretired; i++)
+        tsl_shadow_free(b->retired[i]);
+    free(b->retired);
     tsl_snapshot_free(b->snap);
-    tsl_policy_free(b->policy);
+    tsl_rollout_free(b->rollout);
     tsl_worker_free(b->ctl_worker);
     pthread_mutex_destroy(&b->plan_mu);
     pthread_mutex_destroy(&b->q_mu);

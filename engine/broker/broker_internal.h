@@ -168,6 +168,8 @@ typedef struct job {
     size_t body_len;
     char arg[256];               /* path argument: a policy version, a report name */
     char author[128], comment[512], format[8];
+    char sites[512];             /* activate: "London,Paris" (staged), "" everywhere */
+    bool require_dry_run;        /* activate: refuse without a clean dry-run */
     int days;                    /* the fallback report's window */
     /* the answer */
     int status;
@@ -201,6 +203,12 @@ struct bworker {
     uint64_t plan_gen;
     tsl_worker *tw;
     tsl_result *res;
+    /* shadow mode, taken with the plan (same generation): the shadow
+     * version's plan and the tally it reports to; NULL when none */
+    tsl_plan *shadow_plan;
+    tsl_shadow *shadow;
+    tsl_worker *shadow_tw;     /* the shadow's rule errors stay out of w->tw's */
+    tsl_result *shadow_res;
     tsl_trace *trace;
     tsl_buf out, line;         /* response body, log lines */
     tsl_buf body;              /* the request body, NUL-terminated */
@@ -222,7 +230,14 @@ struct tsl_broker {
     struct event *tick_ev, *job_ev, *stop_ev, *flush_ev;
     struct event *sig_term, *sig_int, *sig_hup;
     tsl_snapshot *snap;        /* the latest snapshot (a root or derived) */
-    tsl_policy *policy;        /* the active policy, NULL: default logic */
+    tsl_rollout *rollout;      /* the rollout in force, compiled (base, staged
+                                  sites, shadow): bound to every new snapshot */
+    tsl_shadow **retired;      /* tallies of former shadow versions: workers
+                                  may still report to them; flushed, freed
+                                  with the broker */
+    size_t nretired;
+    int64_t last_rollout_poll; /* the second the store's rollout was last compared */
+    int64_t rollout_refused_at; /* the last time a changed rollout was refused (logged) */
     tsl_worker *ctl_worker;    /* reports */
     wrec *unwritten, **unwritten_tail; /* taken off the queue, not yet committed */
     wrec **overlay;            /* heartbeats and failed registrations not yet derived */
@@ -237,6 +252,8 @@ struct tsl_broker {
     /* ---- the published plan: plan_mu guards plan; plan_gen bumps on swap ---- */
     pthread_mutex_t plan_mu;
     tsl_plan *plan;
+    tsl_plan *shadow_plan;     /* NULL: no shadow version */
+    tsl_shadow *shadow;        /* its tally (owned here; see retired) */
     _Atomic uint64_t plan_gen;
     char policy_version[96];   /* under plan_mu: the version in force, "" none */
     _Atomic int64_t plan_built_at;
@@ -272,15 +289,16 @@ struct tsl_broker {
 /* ---- broker.c ---- */
 int64_t broker_now(const tsl_broker *b);
 uint64_t broker_mono_ns(void);
-/* Publishes a new plan (takes the reference) and pokes the workers. */
-void broker_publish(tsl_broker *b, tsl_plan *plan);
+/* Publishes a new plan and the shadow plan beside it (NULL: none), taking
+ * both references, and pokes the workers. */
+void broker_publish(tsl_broker *b, tsl_plan *plan, tsl_plan *shadow_plan);
+/* Binds b->rollout to `snap`: the plan in force (staged sites included)
+ * and the shadow version's plan (*shadow NULL when none). */
+int broker_bind(tsl_broker *b, tsl_snapshot *snap, tsl_plan **plan, tsl_plan **shadow);
 /* Takes the worker's reference on the current plan if it changed. */
 void worker_refresh_plan(bworker *w);
-/* Loads the whole inventory again (after flushing) and rebinds the policy. */
+/* Loads the whole inventory again (after flushing) and rebinds the rollout. */
 int broker_reload(tsl_broker *b);
-/* Binds `pol` (NULL: default logic) to the latest snapshot and publishes
- * it; on failure nothing changes.  Takes no reference from the caller. */
-int broker_swap_policy(tsl_broker *b, tsl_policy *pol);
 /* Hands a job to the control thread (worker side). */
 void broker_post_job(tsl_broker *b, job *j);
 /* Runs a job (control side). */
@@ -376,9 +394,14 @@ int token_load_or_create(tsl_broker *b);
 bool token_matches(const tsl_broker *b, const char *given);
 
 /* ---- bpolicy.c (control thread) ---- */
-int bpolicy_start(tsl_broker *b);   /* loads --policy or the active version */
-int bpolicy_sighup(tsl_broker *b);  /* reloads --policy or the active version */
+int bpolicy_start(tsl_broker *b);   /* --policy stored and active, then the rollout */
+int bpolicy_sighup(tsl_broker *b);  /* the same again, then the inventory */
 void bpolicy_job(tsl_broker *b, job *j);
+/* Compares the store's rollout (state and shadow) with the one in force
+ * and adopts it when `tsl policy activate|rollback|shadow` changed it. */
+void bpolicy_poll(tsl_broker *b);
+/* Adds what shadow mode observed to the store (writer's flush). */
+void bpolicy_shadow_flush(tsl_broker *b);
 
 /* ---- admin.c (control thread) ---- */
 void admin_report_job(tsl_broker *b, job *j);

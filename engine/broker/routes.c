@@ -235,6 +235,18 @@ static void count_decision(bworker *w, const tsl_result *res, uint64_t ns)
     }
 }
 
+/* Shadow mode: the same request decided with the shadow version, after
+ * the answer is sent (it never changes it, nor delays it), compared with
+ * the answer and counted in the tally the writer flushes. */
+static void shadow_observe(bworker *w, const tsl_request *r)
+{
+    if (!w->shadow_plan || !w->shadow)
+        return;
+    bool ok = tsl_decide(w->shadow_res, w->shadow_tw, w->shadow_plan, r, NULL) == 0;
+    tsl_shadow_observe(w->shadow, tsl_plan_snapshot(w->plan), r, w->res,
+                       ok ? w->shadow_res : NULL);
+}
+
 void route_task_servers(bworker *w, struct evhttp_request *req, route_ctx *c)
 {
     tsl_request r;
@@ -262,6 +274,7 @@ void route_task_servers(bworker *w, struct evhttp_request *req, route_ctx *c)
     if (broker_log_enabled(w->b, TSL_LOG_INFO))
         log_list(w, &r, w->res);
     log_decision(w, &r, w->res);
+    shadow_observe(w, &r);
 }
 
 /* ------------------------------------------------------------------------

@@ -382,6 +382,7 @@ int writer_flush(tsl_broker *b)
                                              "shows in lists only after the next reload");
         }
     }
+    bpolicy_shadow_flush(b); /* its own transaction: shadow mode's tally */
     if (!b->unwritten)
         return 0;
 
@@ -464,7 +465,7 @@ done:
 int writer_derive(tsl_broker *b)
 {
     tsl_snapshot *snap = NULL;
-    tsl_plan *plan = NULL;
+    tsl_plan *plan = NULL, *shadow = NULL;
     int err;
     uint64_t t0 = broker_mono_ns();
     size_t n = b->noverlay;
@@ -472,19 +473,20 @@ int writer_derive(tsl_broker *b)
     if (!n)
         return 0;
     if ((err = overlay_apply(b, b->snap, &snap)) < 0 ||
-        (err = tsl_plan_new(&plan, snap, b->policy)) < 0) {
+        (err = broker_bind(b, snap, &plan, &shadow)) < 0) {
         broker_log(b, TSL_LOG_ERROR, "Cannot apply %zu heartbeats and reports: %s", n,
                    tsl_error_last());
         goto done;
     }
-    broker_publish(b, plan);
-    plan = NULL;
+    broker_publish(b, plan, shadow);
+    plan = shadow = NULL;
     atomic_fetch_add(&b->derives, 1);
     broker_log(b, TSL_LOG_DEBUG, "New plan from %zu heartbeats and reports in %.2f ms", n,
                (double)(broker_mono_ns() - t0) / 1e6);
 
 done:
     tsl_plan_free(plan);
+    tsl_plan_free(shadow);
     tsl_snapshot_free(snap);
     return err;
 }

@@ -586,6 +586,11 @@ TSL_API const char *tsl_rollout_shadow_version(const tsl_rollout *ro);
 /* The state key it was loaded from (see tsl_rollout_state_key); borrowed. */
 TSL_API const char *tsl_rollout_key(const tsl_rollout *ro);
 
+/* *out true when the store's rollout (state or shadow version) is no longer
+ * the one `ro` was loaded from: what a broker polls to adopt `tsl policy
+ * activate|rollback|shadow` run beside it.  Two small reads, no compiling. */
+TSL_API int tsl_rollout_changed(bool *out, const tsl_rollout *ro, tsl_store *st);
+
 /* The plan in force: the stored rollout state compiled and bound to `snap`
  * (staged when some sites run another version); the default logic when no
  * version is active.  TSL_EPOLICY when a stored version no longer compiles. */

@@ -986,6 +986,25 @@ const char *tsl_rollout_key(const tsl_rollout *ro)
     return ro->state_key;
 }
 
+int tsl_rollout_changed(bool *out, const tsl_rollout *ro, tsl_store *st)
+{
+    tsl_buf key = TSL_BUF_INIT;
+    char hash[HASHLEN];
+    int64_t id;
+    int err;
+
+    TSL_ARG(out && ro && st);
+    *out = false;
+    if ((err = tsl_rollout_state_key(&key, st)) < 0 ||
+        (err = shadow_get(&id, hash, sizeof hash, NULL, st)) < 0)
+        goto done;
+    *out = strcmp(key.ptr, ro->state_key) != 0 ||
+           strcmp(hash, ro->shadow ? tsl_policy_version(ro->shadow) : "") != 0;
+done:
+    tsl_buf_free(&key);
+    return err;
+}
+
 int tsl_rollout_plan(tsl_plan **out, tsl_store *st, tsl_snapshot *snap)
 {
     tsl_rollout *ro = NULL;
