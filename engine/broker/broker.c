@@ -301,8 +301,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     }
     /* `tsl policy activate|rollback|shadow` beside the broker: adopted
      * within a second */
-    if (now != b->last_rollout_poll) {
-        b->last_rollout_poll = now;
+    if (now_ms / 1000 != (uint64_t)b->last_rollout_poll) { /* real seconds, not the clock */
+        b->last_rollout_poll = (int64_t)(now_ms / 1000);
         bpolicy_poll(b);
     }
     if (now - b->last_retention >= hour) {

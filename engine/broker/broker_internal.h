@@ -236,7 +236,7 @@ struct tsl_broker {
                                   may still report to them; flushed, freed
                                   with the broker */
     size_t nretired;
-    int64_t last_rollout_poll; /* the second the store's rollout was last compared */
+    int64_t last_rollout_poll; /* the monotonic second the store's rollout was compared */
     int64_t rollout_refused_at; /* the last time a changed rollout was refused (logged) */
     tsl_worker *ctl_worker;    /* reports */
     wrec *unwritten, **unwritten_tail; /* taken off the queue, not yet committed */
