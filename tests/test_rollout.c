@@ -321,6 +321,18 @@ TEST(rollout__shadow_tally_counts_samples_and_flushes)
  * Versions, activation, rollback, shadow mode (need the policy layer)
  * ---------------------------------------------------------------------- */
 
+/* The shadow version's plan over `snap` (NULL: none), as a broker binds it. */
+static int shadow_plan(tsl_plan **out, tsl_store *st, tsl_snapshot *snap)
+{
+    tsl_rollout *ro = NULL;
+    int err = tsl_rollout_load(&ro, st);
+    *out = NULL;
+    if (err == 0)
+        err = tsl_rollout_bind_shadow(out, ro, snap);
+    tsl_rollout_free(ro);
+    return err;
+}
+
 /* Stores a version as `tsl policy load --no-activate` does; -1 on error,
  * -2 when that text was already stored. */
 static int64_t load(tsl_store *st, const char *src, const char *name, const char *comment)
@@ -584,10 +596,10 @@ TEST(rollout__shadow_mode_set_report_off)
     CHECK_OK(store_demo(&st, "shadowmode.db"));
     CHECK_OK(tsl_snapshot_load(&snap, st, NULL));
     CHECK_INT(load(st, P1, "madrid.lua", NULL), 1);
-    CHECK_OK(tsl_rollout_shadow_plan(&shadow, st, snap));
+    CHECK_OK(shadow_plan(&shadow, st, snap));
     CHECK_NULL(shadow);
     CHECK_OK(tsl_rollout_shadow_set(st, "1", "carol", NOW));
-    CHECK_OK(tsl_rollout_shadow_plan(&shadow, st, snap));
+    CHECK_OK(shadow_plan(&shadow, st, snap));
     CHECK(shadow != NULL);
     CHECK_OK(tsl_rollout_plan(&active, st, snap));
     CHECK_OK(tsl_rollout_resolve(&id, hash, sizeof hash, st, "1"));

@@ -20,53 +20,12 @@
  * Needs: broker_internal.h.
  */
 #include "broker_internal.h"
+#include "policy.h" /* POL_MAX_SOURCE */
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Reads a whole file into a malloc'd, NUL-terminated buffer. */
-static int read_file(const char *path, char **out, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    int err = 0;
-
-    *out = NULL;
-    *len = 0;
-    if (!f)
-        return tsl_seterr(TSL_ENOTFOUND, "cannot open policy %s: %s", path, strerror(errno));
-    for (;;) {
-        if (cap - n < 4096) {
-            cap = cap ? cap * 2 : 8192;
-            char *p = realloc(buf, cap + 1);
-            if (!p) {
-                err = tsl_oom();
-                goto done;
-            }
-            buf = p;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(f)) {
-        err = tsl_seterr(TSL_ERROR, "cannot read policy %s: %s", path, strerror(errno));
-        goto done;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    buf = NULL;
-
-done:
-    free(buf);
-    fclose(f);
-    return err;
-}
 
 /* ------------------------------------------------------------------------
  * Adopting a rollout
@@ -146,7 +105,7 @@ static int store_policy_file(tsl_broker *b)
 
     if (!b->policy_path)
         return 0;
-    if ((err = read_file(b->policy_path, &src, &len)) < 0 ||
+    if ((err = tsl_read_file(&src, &len, b->policy_path, POL_MAX_SOURCE)) < 0 ||
         (err = tsl_policy_compile(&pol, src, len, b->policy_path)) < 0 ||
         (err = tsl_store_policy_active(&active, b->store)) < 0)
         goto done;

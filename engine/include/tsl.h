@@ -611,8 +611,6 @@ TSL_API int tsl_rollout_state_key(tsl_buf *out, tsl_store *st);
 /* Makes `version` the shadow (NULL: stop shadowing); counters restart. */
 TSL_API int tsl_rollout_shadow_set(tsl_store *st, const char *version, const char *author,
                                    int64_t now);
-/* The shadow version's plan bound to `snap`, or *out NULL when none. */
-TSL_API int tsl_rollout_shadow_plan(tsl_plan **out, tsl_store *st, tsl_snapshot *snap);
 /* Counters and the newest samples. */
 TSL_API int tsl_rollout_shadow_report(tsl_buf *out, tsl_store *st, tsl_format fmt);
 

@@ -52,6 +52,11 @@ TSL_INTERNAL int tsl_buf_json_str(tsl_buf *b, const char *s);
 /* Appends s as one CSV field (quoted when it holds , " or a line break). */
 TSL_INTERNAL int tsl_buf_csv_field(tsl_buf *b, const char *s);
 
+/* Reads the file at `path` into a malloc'd, NUL-terminated buffer (free()
+ * it); TSL_ENOTFOUND when it does not exist, TSL_ELIMIT past `max` bytes
+ * (file.c). */
+TSL_INTERNAL int tsl_read_file(char **out, size_t *len, const char *path, size_t max);
+
 /* ---- hashing (hash.c) ---- */
 TSL_INTERNAL uint64_t tsl_hash_str(const char *s);
 TSL_INTERNAL uint64_t tsl_hash_mix(uint64_t a, uint64_t b);

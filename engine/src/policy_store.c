@@ -131,44 +131,36 @@ done:
     return err;
 }
 
+int policy_store_compile(tsl_policy **out, tsl_store *st, int64_t id)
+{
+    char *src = NULL, *name = NULL;
+    size_t len = 0;
+    int err;
+
+    *out = NULL;
+    if ((err = tsl_rollout_source(&src, &len, &name, st, id)) < 0)
+        return err;
+    if ((err = tsl_policy_compile(out, src, len, name)) < 0)
+        err = tsl_seterr(err, "stored policy version %lld: %s", (long long)id, tsl_error_last());
+    free(src);
+    free(name);
+    return err;
+}
+
 int tsl_store_policy_active(tsl_policy **out, tsl_store *st)
 {
     sqlite3_stmt *q = NULL;
-    char *name = NULL, *src = NULL;
-    size_t len = 0;
-    int err = 0, rc;
+    int64_t id = 0;
+    int err;
 
     TSL_ARG(out && st);
     *out = NULL;
     if (!(q = tsl_store_stmt(st, TSL_STMT_POLICY_ACTIVE)))
         return TSL_ESTORE;
-    rc = sqlite3_step(q);
-    if (rc == SQLITE_DONE)
-        goto done;
-    if (rc != SQLITE_ROW) {
-        err = tsl_store_err(st, "reading the active policy");
-        goto done;
-    }
-    const char *n = (const char *)sqlite3_column_text(q, 0);
-    const char *c = (const char *)sqlite3_column_blob(q, 1);
-    len = (size_t)sqlite3_column_bytes(q, 1);
-    name = n ? strdup(n) : strdup("policy");
-    src = malloc(len + 1);
-    if (!name || !src) {
-        err = tsl_oom();
-        goto done;
-    }
-    if (len)
-        memcpy(src, c, len);
-    src[len] = '\0';
+    err = step_id(st, q, &id, "reading the active policy");
     sqlite3_reset(q);
-    q = NULL;
-    err = tsl_policy_compile(out, src, len, name);
-done:
-    if (q)
-        sqlite3_reset(q);
-    free(name);
-    free(src);
+    if (err == 0 && id)
+        err = policy_store_compile(out, st, id);
     return err;
 }
 

@@ -12,8 +12,8 @@
  * exactly, and repeated rollbacks walk further back.  Every write is one
  * transaction with bound values.
  *
- * Used by: `tsl policy ...`, `tsl dry-run`, the broker (tsl_rollout_plan,
- * tsl_rollout_shadow_plan, tsl_shadow_flush).  Needs: store.h, dryrun.h,
+ * Used by: `tsl policy ...`, `tsl dry-run`, the broker (tsl_rollout_load,
+ * tsl_rollout_bind, tsl_rollout_bind_shadow, tsl_shadow_flush).  Needs: store.h, dryrun.h,
  * jansson (the prior-state documents).
  */
 #include "dryrun.h"
@@ -174,23 +174,6 @@ int tsl_rollout_source(char **out, size_t *len, char **name, tsl_store *st, int6
             *name = NULL;
         }
     }
-    return err;
-}
-
-/* Compiles a stored version. */
-static int compile_version(tsl_policy **out, tsl_store *st, int64_t id)
-{
-    char *src = NULL, *name = NULL;
-    size_t len = 0;
-    int err;
-
-    *out = NULL;
-    if ((err = tsl_rollout_source(&src, &len, &name, st, id)) < 0)
-        return err;
-    if ((err = tsl_policy_compile(out, src, len, name)) < 0)
-        err = tsl_seterr(err, "stored policy version %lld: %s", (long long)id, tsl_error_last());
-    free(src);
-    free(name);
     return err;
 }
 
@@ -656,7 +639,7 @@ int tsl_rollout_activate(tsl_store *st, const char *version, const tsl_activate_
     if ((err = tsl_rollout_resolve(&id, hash, sizeof hash, st, version)) < 0)
         return err;
     /* a stored version that no longer compiles is never activated */
-    if ((err = compile_version(&pol, st, id)) < 0)
+    if ((err = policy_store_compile(&pol, st, id)) < 0)
         return err;
     tsl_policy_free(pol);
 
@@ -882,7 +865,7 @@ int tsl_rollout_load(tsl_rollout **out, tsl_store *st)
         goto done;
     snprintf(ro->state_key, sizeof ro->state_key, "%s", key.ptr);
     json_t *base = json_object_get(state, "*");
-    if (base && (err = compile_version(&ro->base, st, json_integer_value(base))) < 0)
+    if (base && (err = policy_store_compile(&ro->base, st, json_integer_value(base))) < 0)
         goto done;
     const char *site;
     json_t *v;
@@ -902,7 +885,7 @@ int tsl_rollout_load(tsl_rollout **out, tsl_store *st)
             }
             ids[k] = id;
             ro->nstaged++;
-            if ((err = compile_version(&ro->staged[k], st, id)) < 0)
+            if ((err = policy_store_compile(&ro->staged[k], st, id)) < 0)
                 goto done;
             if (!(ro->sites[k] = calloc(json_object_size(state), sizeof *ro->sites[k]))) {
                 err = tsl_oom();
@@ -917,7 +900,7 @@ int tsl_rollout_load(tsl_rollout **out, tsl_store *st)
     }
     if ((err = shadow_get(&shadow_id, hash, sizeof hash, NULL, st)) < 0)
         goto done;
-    if (shadow_id && (err = compile_version(&ro->shadow, st, shadow_id)) < 0)
+    if (shadow_id && (err = policy_store_compile(&ro->shadow, st, shadow_id)) < 0)
         goto done;
     *out = ro;
     ro = NULL;
@@ -1103,7 +1086,7 @@ int tsl_rollout_shadow_set(tsl_store *st, const char *version, const char *autho
     if (version) {
         if ((err = tsl_rollout_resolve(&id, hash, sizeof hash, st, version)) < 0)
             return err;
-        if ((err = compile_version(&pol, st, id)) < 0)
+        if ((err = policy_store_compile(&pol, st, id)) < 0)
             return err;
         tsl_policy_free(pol);
     }
@@ -1152,24 +1135,6 @@ done:
     if (err < 0)
         tsl_store_rollback(st);
     json_decref(prior);
-    return err;
-}
-
-int tsl_rollout_shadow_plan(tsl_plan **out, tsl_store *st, tsl_snapshot *snap)
-{
-    tsl_policy *pol = NULL;
-    char hash[HASHLEN];
-    int64_t id;
-    int err;
-
-    *out = NULL;
-    TSL_ARG(st && snap);
-    if ((err = shadow_get(&id, hash, sizeof hash, NULL, st)) < 0 || !id)
-        return err;
-    if ((err = compile_version(&pol, st, id)) < 0)
-        return err;
-    err = tsl_plan_new(out, snap, pol);
-    tsl_policy_free(pol);
     return err;
 }
 

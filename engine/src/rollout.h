@@ -43,4 +43,8 @@ TSL_INTERNAL int rollout_shadow_store(tsl_store *st, const char *version, const 
  * back.  Site names are checked against the inventory. */
 TSL_INTERNAL int rollout_activate_txn(tsl_store *st, int64_t id, const tsl_activate_options *opt);
 
+/* Compiles stored version `id` (policy_store.c): what the rollout, the
+ * active policy and the broker run.  TSL_ENOTFOUND when there is none. */
+TSL_INTERNAL int policy_store_compile(tsl_policy **out, tsl_store *st, int64_t id);
+
 #endif

@@ -127,8 +127,7 @@
       "  policy_id = excluded.policy_id, activated_at = excluded.activated_at,"\
       "  activated_by = excluded.activated_by")                                \
     X(TSL_STMT_POLICY_ACTIVE,                                                  \
-      "SELECT p.name, p.content FROM policy_active a"                          \
-      " JOIN policies p ON p.id = a.policy_id WHERE a.id = 1")                 \
+      "SELECT policy_id FROM policy_active WHERE id = 1 AND policy_id IS NOT NULL")\
     /* one listing of the versions: the base (policy_active), the sites a    \
      * version is staged for, its newest dry-run verdict, shadow or not */   \
     X(TSL_STMT_POLICY_LIST,                                                    \
