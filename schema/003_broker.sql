@@ -46,3 +46,7 @@ CREATE TABLE decision_log (
 );
 CREATE INDEX decision_log_by_client ON decision_log(client);
 CREATE INDEX decision_log_by_at ON decision_log(at);
+
+-- Policy activations and rollbacks, the broker's (POST /v1/policy/...,
+-- --policy FILE) and `tsl policy`'s alike, are the rollout history
+-- (004_rollout.sql: rollout_history), written by rollout.c.

@@ -248,7 +248,7 @@ TEST(broker_rollout__activation_everywhere_and_cli_rollback_beside_the_broker)
     CHECK_OK(tsl_store_open(&st, f.db, 0));
     CHECK_OK(tsl_rollout_rollback(st, "carol", what, sizeof what));
     tsl_store_free(st);
-    CHECK(wait_policy(&f, "{\"in_force\":\"default\",\"shadow\":null"));
+    CHECK(wait_policy(&f, "{\"active\":null,\"in_force\":\"default\",\"shadow\":null"));
     CHECK_STR(first_for(&f, "10.10.3.17"), "ts-lon-01");
     CHECK_STR(first_for(&f, "10.20.1.1"), "ts-par-01");
     stop(&f);

@@ -221,6 +221,45 @@ TEST(serve__sighup_reloads_the_inventory)
     free(log);
 }
 
+TEST(serve__sighup_rereads_the_policy_file_and_keeps_the_old_one_if_it_fails)
+{
+    child c;
+    int s;
+    const char *db = tsl_test_path("hup-policy.db");
+    const char *pol = tsl_test_path("hup.lua");
+    const char *args[] = {"--policy", pol, NULL};
+    CHECK(make_store(db, inventory));
+    CHECK_INT(tsl_test_write(pol, "site \"London\" { }\n"), 0);
+    CHECK(spawn(&c, db, NULL, args));
+    const char *b1 = http_get_body(c.port, "/v1/task-servers?ip=10.10.3.17", NULL, &s);
+    bool first_listed = strstr(b1, "ts-lon-01") != NULL;
+    /* the admin edits the file: London blocked from ts-lon-01, no fallback */
+    CHECK_INT(tsl_test_write(pol, "site \"London\" { deny = { \"ts-lon-01\" }, fallback = \"block\" }\n"), 0);
+    kill(c.pid, SIGHUP);
+    bool blocked = false;
+    for (int i = 0; i < 200 && !blocked; i++) {
+        blocked = strstr(http_get_body(c.port, "/v1/task-servers?ip=10.10.3.17", NULL, &s), "\"blocked\":true") != NULL;
+        if (!blocked)
+            usleep(10000);
+    }
+    /* a broken edit: refused, the policy in force stays */
+    CHECK_INT(tsl_test_write(pol, "site \"London\" { order = \n"), 0);
+    kill(c.pid, SIGHUP);
+    usleep(300000);
+    const char *b3 = http_get_body(c.port, "/v1/task-servers?ip=10.10.3.17", NULL, &s);
+    bool still_blocked = s == 200 && strstr(b3, "\"blocked\":true") != NULL;
+    int code = stop_with(&c, SIGTERM);
+    char *log = slurp(c.log);
+    CHECK(first_listed);
+    CHECK(blocked);
+    CHECK(still_blocked);
+    CHECK_INT(code, 0);
+    CHECK_CONTAINS(log, "SIGHUP: the policy is refused, the one in force stays");
+    CHECK_INT(db_int(db, "SELECT count(*) FROM policies"), 2);
+    CHECK_INT(db_int(db, "SELECT count(*) FROM rollout_history"), 2);
+    free(log);
+}
+
 TEST(serve__admin_token_file_is_created_0600_once_and_a_bad_one_refused)
 {
     child c;
@@ -282,6 +321,9 @@ TEST(serve__without_db_serves_the_demo_estate_and_cleans_up)
     CHECK_CONTAINS(copy, "\"site\":\"London\"");
     CHECK_INT(code, 0);
     CHECK_CONTAINS(log, "tsl serve: no --db: serving the demo estate");
+    CHECK_CONTAINS(log, "with the example policy");
+    CHECK_CONTAINS(log, "policies/examples/demo.lua");
+    CHECK_CONTAINS(copy, "\"policy\":\"sha256:");
     CHECK_CONTAINS(log, "admin token: ");
     CHECK_INT(left, 0); /* the throwaway store is gone */
     free(log);
@@ -293,6 +335,7 @@ int main(void)
     RUN(serve__sigterm_saves_every_acknowledged_write_and_exits_0);
     RUN(serve__sigint_stops_cleanly_too);
     RUN(serve__sighup_reloads_the_inventory);
+    RUN(serve__sighup_rereads_the_policy_file_and_keeps_the_old_one_if_it_fails);
     RUN(serve__admin_token_file_is_created_0600_once_and_a_bad_one_refused);
     RUN(serve__without_db_serves_the_demo_estate_and_cleans_up);
     return tsl_test_main();

@@ -111,9 +111,10 @@ static bool copy_param(bworker *w, struct evhttp_request *req, route_ctx *c, cha
 }
 
 /* The policy routes: author= on every one but the list (who, for the
- * history; "api" when not given); the upload also takes comment= and its
- * body, the policy's Lua source; activate takes comment=, sites=London,Paris
- * (staged) and require_dry_run=1. */
+ * history; "api" when not given); the upload also takes comment=, name=
+ * (the file name its messages use) and the body, the policy's Lua source;
+ * activate takes comment=, sites=London,Paris (staged) and
+ * require_dry_run=1. */
 static void policy_route(bworker *w, struct evhttp_request *req, route_ctx *c, job_kind kind)
 {
     http_param p[HTTP_MAX_PARAMS];
@@ -129,6 +130,8 @@ static void policy_route(bworker *w, struct evhttp_request *req, route_ctx *c, j
             ok = copy_param(w, req, c, j->author, sizeof j->author, &p[i]);
         else if ((upload || activate) && strcmp(p[i].key, "comment") == 0)
             ok = copy_param(w, req, c, j->comment, sizeof j->comment, &p[i]);
+        else if (upload && strcmp(p[i].key, "name") == 0)
+            ok = copy_param(w, req, c, j->arg, sizeof j->arg, &p[i]);
         else if (activate && strcmp(p[i].key, "sites") == 0)
             ok = copy_param(w, req, c, j->sites, sizeof j->sites, &p[i]);
         else if (activate && strcmp(p[i].key, "require_dry_run") == 0) {
@@ -136,7 +139,7 @@ static void policy_route(bworker *w, struct evhttp_request *req, route_ctx *c, j
             ok = true;
         } else {
             http_error(w, req, c->route, 400, "unknown parameter \"%s\" (expected %s)", p[i].key,
-                       upload                    ? "author, comment"
+                       upload                    ? "author, comment, name"
                        : activate                ? "author, comment, sites, require_dry_run"
                        : kind == JOB_POLICY_LIST ? "none"
                                                  : "author");

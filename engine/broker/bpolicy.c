@@ -182,44 +182,95 @@ static void reply_json(job *j, int status)
     j->content_type = "application/json";
 }
 
-/* POST /v1/policy: the body is the policy's Lua source, stored as a
- * version, not active (201; 200 when that text was stored before). */
+/* Appends ,"findings":["line", ...]}\n: `tsl check`'s lines, one string each. */
+static int put_findings(tsl_buf *o, tsl_buf *findings)
+{
+    int err = tsl_buf_puts(o, ",\"findings\":[");
+    for (size_t i = 0, start = 0, n = 0; err == 0 && i < findings->len; i++) {
+        if (findings->ptr[i] != '\n')
+            continue;
+        findings->ptr[i] = '\0';
+        if ((err = tsl_buf_puts(o, n++ ? "," : "")) == 0)
+            err = tsl_buf_json_str(o, findings->ptr + start);
+        start = i + 1;
+    }
+    return err < 0 ? err : tsl_buf_puts(o, "]}\n");
+}
+
+/* POST /v1/policy: the body is the policy's Lua source.  Checked with `tsl
+ * check`'s rules against the inventory in force: errors refuse it (422,
+ * the findings listed, nothing stored); otherwise it is stored as a
+ * version, not active (201, or 200 when the same text was stored before). */
 static void policy_upload(tsl_broker *b, job *j)
 {
+    tsl_buf findings = TSL_BUF_INIT, *o = &j->out;
     tsl_policy *pol = NULL;
     int64_t id = 0;
     bool existed = false;
-    int err;
-    const char *name = "upload.lua";
+    int worst = 0, err;
+    const char *name = j->arg[0] ? j->arg : "upload.lua";
 
-    tsl_buf_clear(&j->out);
-    if ((err = tsl_policy_compile(&pol, j->body, j->body_len, name)) < 0) {
-        atomic_fetch_add(&b->policy_load_failures, 1);
-        job_error(j, 422, "the policy does not compile, nothing is stored: %s", tsl_error_last());
-        goto done;
-    }
-    if ((err = tsl_store_policy_add(&id, &existed, b->store, pol, j->author,
-                                    j->comment[0] ? j->comment : NULL, 0, broker_now(b))) < 0 ||
-        (err = tsl_buf_printf(&j->out, "{\"id\":%lld,\"version\":\"%s\",\"existed\":%s,"
-                                       "\"active\":false}\n",
-                              (long long)id, tsl_policy_version(pol),
-                              existed ? "true" : "false")) < 0) {
+    if ((err = tsl_policy_check(&worst, &findings, j->body, j->body_len, name, b->snap,
+                                broker_now(b))) < 0) {
         job_error(j, status_for_error(err), "%s", tsl_error_last());
         goto done;
     }
-    reply_json(j, existed ? 200 : 201);
+    tsl_buf_clear(o);
+    j->content_type = "application/json";
+    if (worst >= 2 || (err = tsl_policy_compile(&pol, j->body, j->body_len, name)) < 0) {
+        atomic_fetch_add(&b->policy_load_failures, 1);
+        j->status = 422;
+        if ((err = tsl_buf_puts(o, "{\"error\":")) == 0)
+            err = tsl_buf_json_str(o, worst >= 2 ? "the policy has errors; nothing is stored"
+                                                 : tsl_error_last());
+        if (err == 0)
+            err = put_findings(o, &findings);
+        if (err < 0)
+            job_error(j, 500, "%s", tsl_error_last());
+        goto done;
+    }
+    if ((err = tsl_store_policy_add(&id, &existed, b->store, pol, j->author,
+                                    j->comment[0] ? j->comment : NULL, 0, broker_now(b))) < 0) {
+        job_error(j, status_for_error(err), "%s", tsl_error_last());
+        goto done;
+    }
+    j->status = existed ? 200 : 201;
+    if ((err = tsl_buf_printf(o, "{\"id\":%lld,\"version\":", (long long)id)) < 0 ||
+        (err = tsl_buf_json_str(o, tsl_policy_version(pol))) < 0 ||
+        (err = tsl_buf_printf(o, ",\"existed\":%s,\"active\":false",
+                              existed ? "true" : "false")) < 0 ||
+        (err = put_findings(o, &findings)) < 0) {
+        job_error(j, 500, "%s", tsl_error_last());
+        goto done;
+    }
+    broker_log(b, TSL_LOG_INFO, "Policy %s uploaded by %s (%s, not active)",
+               tsl_policy_version(pol), j->author, existed ? "already stored" : "new version");
+
 done:
     tsl_policy_free(pol);
+    tsl_buf_free(&findings);
 }
 
-/* {"ACTION":true,"what":...,"in_force":"base;Site=version..."} */
+/* Appends "active":V (the base version; null: the default logic) and
+ * "in_force":"base;Site=version..." (the rollout state key). */
+static int put_in_force(tsl_broker *b, tsl_buf *o)
+{
+    char v[96];
+    int err;
+    if ((err = tsl_buf_puts(o, "\"active\":")) < 0 ||
+        (err = tsl_buf_json_str(o, tsl_broker_policy_version(b, v, sizeof v))) < 0 ||
+        (err = tsl_buf_puts(o, ",\"in_force\":")) < 0)
+        return err;
+    return tsl_buf_json_str(o, tsl_rollout_key(b->rollout));
+}
+
+/* {"ACTION":true,"what":...,"active":V|null,"in_force":...} */
 static void reply_in_force(tsl_broker *b, job *j, const char *action, const char *what)
 {
     tsl_buf_clear(&j->out);
     if (tsl_buf_printf(&j->out, "{\"%s\":true,\"what\":", action) < 0 ||
-        tsl_buf_json_str(&j->out, what) < 0 || tsl_buf_puts(&j->out, ",\"in_force\":") < 0 ||
-        tsl_buf_json_str(&j->out, tsl_rollout_key(b->rollout)) < 0 ||
-        tsl_buf_puts(&j->out, "}\n") < 0) {
+        tsl_buf_json_str(&j->out, what) < 0 || tsl_buf_puts(&j->out, ",") < 0 ||
+        put_in_force(b, &j->out) < 0 || tsl_buf_puts(&j->out, "}\n") < 0) {
         job_error(j, 500, "%s", tsl_error_last());
         return;
     }
@@ -282,29 +333,32 @@ static void policy_rollback(tsl_broker *b, job *j)
     adopt_after(b, j, "rolled_back", what);
 }
 
-/* GET /v1/policy: {"in_force":..., "shadow":..., "versions":[...], "status":{...}} */
+/* GET /v1/policy: {"active":V|null, "in_force":..., "shadow":V|null,
+ * "versions":[...] (tsl_store_policy_list), "history":[...] (the
+ * rollout's, newest first, as `tsl policy status --json` has it)}. */
 static void policy_list(tsl_broker *b, job *j)
 {
-    tsl_buf *o = &j->out;
-    const char *sv = tsl_rollout_shadow_version(b->rollout);
+    tsl_buf *o = &j->out, status = TSL_BUF_INIT;
+    const char *sv = tsl_rollout_shadow_version(b->rollout), *hist;
     int err;
 
     tsl_buf_clear(o);
-    if ((err = tsl_buf_puts(o, "{\"in_force\":")) < 0 ||
-        (err = tsl_buf_json_str(o, tsl_rollout_key(b->rollout))) < 0 ||
+    if ((err = tsl_buf_puts(o, "{")) < 0 || (err = put_in_force(b, o)) < 0 ||
         (err = tsl_buf_puts(o, ",\"shadow\":")) < 0 || (err = tsl_buf_json_str(o, sv)) < 0 ||
         (err = tsl_buf_puts(o, ",\n\"versions\":")) < 0 ||
-        (err = tsl_store_policy_list(o, b->store, TSL_FORMAT_JSON)) < 0)
+        (err = tsl_store_policy_list(o, b->store, TSL_FORMAT_JSON)) < 0 ||
+        (err = tsl_rollout_status(&status, b->store, TSL_FORMAT_JSON)) < 0)
         goto done;
     if (o->len && o->ptr[o->len - 1] == '\n')
         o->len--;
-    if ((err = tsl_buf_puts(o, ",\n\"status\":")) < 0 ||
-        (err = tsl_rollout_status(o, b->store, TSL_FORMAT_JSON)) < 0)
+    /* status is {"in_force":...,"history":[...]}\n: keep its history */
+    if (!(hist = strstr(status.ptr, "\"history\":"))) {
+        err = tsl_seterr(TSL_ERROR, "the rollout status has no history");
         goto done;
-    if (o->len && o->ptr[o->len - 1] == '\n')
-        o->len--;
-    err = tsl_buf_puts(o, "}\n");
+    }
+    err = tsl_buf_printf(o, ",\n%s", hist);
 done:
+    tsl_buf_free(&status);
     if (err < 0)
         job_error(j, 500, "%s", tsl_error_last());
     else

@@ -141,6 +141,45 @@ typedef struct wrec {
 } wrec;
 
 /* ------------------------------------------------------------------------
+ * The broker's SQL (control thread only): one cache indexed by this enum,
+ * prepared on first use (SQLITE_PREPARE_PERSISTENT), finalized on close.
+ * ---------------------------------------------------------------------- */
+
+#define BROKER_STATEMENTS(X)                                                   \
+    X(W_REG_INSERT,                                                            \
+      "INSERT INTO registrations(client, server, at, ok, error, site, tier,"   \
+      " outside_approved, policy) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)") \
+    /* only for clients and servers the inventory knows (foreign keys) */     \
+    X(W_ERROR_INSERT,                                                          \
+      "INSERT INTO connection_errors(client_id, server_id, at, error)"         \
+      " SELECT c.id, t.id, ?3, ?4 FROM clients c, task_servers t"              \
+      " WHERE c.guid = ?1 AND t.name = ?2 ON CONFLICT DO NOTHING")            \
+    X(W_CLIENT_ASSIGN,                                                         \
+      "UPDATE clients SET assigned_server = ?2, assigned_at = ?3 WHERE guid = ?1") \
+    X(W_DLOG_PUT,                                                              \
+      "INSERT OR REPLACE INTO decision_log(slot, seq, at, client, ips,"        \
+      " department, task, site, policy, servers, blocked)"                     \
+      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")                \
+    X(W_DLOG_NEXT, "SELECT coalesce(max(seq) + 1, 0) FROM decision_log")       \
+    X(W_DLOG_TRIM, "DELETE FROM decision_log WHERE slot >= ?1")                \
+    X(W_REG_RETENTION, "DELETE FROM registrations WHERE at < ?1")              \
+    X(W_FALLBACK_REPORT,                                                       \
+      "SELECT site, date(at, 'unixepoch'), count(*),"                          \
+      " sum(outside_approved), sum(coalesce(tier, 0) > 0), sum(tier IS NULL)"  \
+      " FROM registrations WHERE ok = 1 AND at >= ?1"                          \
+      " GROUP BY site, date(at, 'unixepoch')"                                  \
+      " ORDER BY date(at, 'unixepoch'), site")
+/* Policy versions and the rollout are the engine's (rollout.c,
+ * policy_store.c): bpolicy.c calls them, it has no SQL of its own. */
+
+typedef enum broker_stmt_id {
+#define BROKER_STMT_ENUM_(id, sql) id,
+    BROKER_STATEMENTS(BROKER_STMT_ENUM_)
+#undef BROKER_STMT_ENUM_
+    B_STMT__COUNT
+} broker_stmt_id;
+
+/* ------------------------------------------------------------------------
  * Admin jobs: a worker hands a request that needs the store (or walks
  * every client) to the control thread and replies when it comes back.
  * ---------------------------------------------------------------------- */
@@ -247,7 +286,7 @@ struct tsl_broker {
     bool stopping;
     int64_t dlog_seq;          /* next decision_log sequence number */
     int64_t last_retention;    /* last registrations clean-up */
-    sqlite3_stmt *stmts[16];   /* writer.c's statement cache */
+    sqlite3_stmt *stmts[24];   /* the statement cache (broker_stmt) */
 
     /* ---- the published plan: plan_mu guards plan; plan_gen bumps on swap ---- */
     pthread_mutex_t plan_mu;
@@ -305,6 +344,10 @@ void broker_post_job(tsl_broker *b, job *j);
 void broker_run_job(tsl_broker *b, job *j);
 
 /* ---- writer.c (control thread) ---- */
+/* A cached statement (borrowed; NULL with the error set); reset it after use. */
+sqlite3_stmt *broker_stmt(tsl_broker *b, broker_stmt_id id);
+/* Steps a write statement to its end, resets it and clears its bindings. */
+int broker_stmt_run(tsl_broker *b, sqlite3_stmt *st, const char *what);
 /* Enqueues a record (worker side); TSL_ELIMIT when the queue is full. */
 int writer_enqueue(tsl_broker *b, wrec *r);
 /* Writes everything queued in one transaction, feeding the overlay. */

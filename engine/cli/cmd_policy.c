@@ -42,6 +42,7 @@ static const char usage[] =
     "                      (staged: the others keep theirs); --require-dry-run refuses\n"
     "                      unless a dry-run of V against the rollout in force recorded\n"
     "                      no condition\n"
+    "  activate none       the default logic everywhere (no policy)\n"
     "  rollback [--author A]\n"
     "                      undo the newest activation still in force\n"
     "  shadow V | shadow --off\n"

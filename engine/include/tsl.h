@@ -557,7 +557,8 @@ typedef struct tsl_activate_options {
     int64_t now;              /* 0: the current time */
 } tsl_activate_options;
 
-/* Activates a version everywhere or for named sites (staged).  With
+/* Activates a version everywhere or for named sites (staged); "none" (or
+ * "default") puts the default logic in force everywhere.  With
  * require_dry_run, TSL_EPOLICY unless a dry-run of this version against the
  * version active now (for those sites) recorded no condition.  Site names
  * are checked against the inventory (TSL_ENOTFOUND).  One transaction. */

@@ -580,8 +580,8 @@ int rollout_activate_txn(tsl_store *st, int64_t id, const tsl_activate_options *
         goto done;
     }
     if (opt->nsites == 0) {
-        json_object_clear(state);
-        if (json_object_set_new(state, "*", json_integer(id)) < 0) {
+        json_object_clear(state); /* id 0: the default logic everywhere */
+        if (id && json_object_set_new(state, "*", json_integer(id)) < 0) {
             err = tsl_oom();
             goto done;
         }
@@ -636,12 +636,22 @@ int tsl_rollout_activate(tsl_store *st, const char *version, const tsl_activate_
     TSL_ARG(st && version);
     if (!opt)
         opt = &none;
-    if ((err = tsl_rollout_resolve(&id, hash, sizeof hash, st, version)) < 0)
-        return err;
-    /* a stored version that no longer compiles is never activated */
-    if ((err = policy_store_compile(&pol, st, id)) < 0)
-        return err;
-    tsl_policy_free(pol);
+    if (strcmp(version, "none") == 0 || strcmp(version, "default") == 0) {
+        /* the default logic everywhere: no version to compile or dry-run */
+        if (opt->nsites || opt->require_dry_run)
+            return tsl_seterr(TSL_EINVALID, "\"%s\" (the default logic) is activated "
+                                            "everywhere, without --sites or --require-dry-run",
+                              version);
+        id = 0;
+        snprintf(hash, sizeof hash, "default");
+    } else {
+        if ((err = tsl_rollout_resolve(&id, hash, sizeof hash, st, version)) < 0)
+            return err;
+        /* a stored version that no longer compiles is never activated */
+        if ((err = policy_store_compile(&pol, st, id)) < 0)
+            return err;
+        tsl_policy_free(pol);
+    }
 
     if ((err = tsl_store_begin(st)) < 0)
         return err;
@@ -737,8 +747,13 @@ int tsl_rollout_rollback(tsl_store *st, const char *author, char *what, size_t l
             snprintf(base, sizeof base, "version %lld", (long long)json_integer_value(b));
         else
             snprintf(base, sizeof base, "the default logic");
-        snprintf(what, len, "undid the activation of version %lld%s%s; in force now: %s%s",
-                 (long long)vid, sites ? " for " : "", sites ? sites : "", base,
+        char undone[48];
+        if (vid)
+            snprintf(undone, sizeof undone, "version %lld", (long long)vid);
+        else
+            snprintf(undone, sizeof undone, "the default logic");
+        snprintf(what, len, "undid the activation of %s%s%s; in force now: %s%s", undone,
+                 sites ? " for " : "", sites ? sites : "", base,
                  nstaged ? " (with staged sites)" : "");
     }
     err = tsl_store_commit(st);
