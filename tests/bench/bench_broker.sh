@@ -12,6 +12,8 @@
 #   env: SITES (500) SERVERS (2000) CLIENTS (200000)  the generated estate
 #        THREADS (2) broker HTTP threads, WRK_THREADS (1), CONNECTIONS (100)
 #        POLICY (policies/examples/demo.lua; "none" for the default logic)
+#        SHADOW (unset; a policy file: stored and made the shadow version,
+#        so every request is also decided with it, after the answer)
 #        PORT (18091), WORKDIR (a fresh temporary directory, removed after)
 #
 # Used by: docs/performance.md (the figures there come from this script).
@@ -73,6 +75,12 @@ for _ in $(seq 100); do
 done
 curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null || { cat "$WORKDIR/serve.log" >&2; exit 3; }
 
+if [ -n "${SHADOW:-}" ]; then
+    "$tsl" --db "$db" policy load "$SHADOW" --no-activate --author bench >/dev/null
+    "$tsl" --db "$db" policy shadow "$(sqlite3 "$db" "SELECT id FROM policies ORDER BY id DESC LIMIT 1")" >/dev/null
+    sleep 2 # the broker adopts it within a second
+fi
+
 # warm-up: every client once, so the "before" RSS is the steady state
 wrk -t "$wrk_threads" -c "$connections" -d 10s -s "$here/tests/bench/bench_broker.lua" \
     "http://127.0.0.1:$port" -- "$WORKDIR/paths.txt" >/dev/null
@@ -80,7 +88,7 @@ rss_before=$(rss_kb "$pid")
 cpu_before=$(cpu_ticks "$pid")
 
 echo "machine       $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p')"
-echo "estate        $sites sites, $servers task servers, $clients clients; policy $(basename "$policy")"
+echo "estate        $sites sites, $servers task servers, $clients clients; policy $(basename "$policy")${SHADOW:+; shadow $(basename "$SHADOW")}"
 echo "broker        $threads HTTP threads; wrk $wrk_threads thread(s), $connections keep-alive connections"
 wrk -t "$wrk_threads" -c "$connections" -d "${duration}s" -s "$here/tests/bench/bench_broker.lua" \
     "http://127.0.0.1:$port" -- "$WORKDIR/paths.txt" >"$WORKDIR/wrk.out"
