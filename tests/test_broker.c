@@ -8,7 +8,10 @@
  * stopped, new servers, staleness by the clock), registrations (demotion,
  * assignment, the fallback report), reports, explain, inventory import,
  * metrics, health, header and body limits, slow clients, keep-alive, the
- * decision log, plan swaps under concurrent requests, and the flush on stop.
+ * decision log, plan swaps under concurrent requests, the flush on stop,
+ * policy versions, and the rollout: staged activation changes London's
+ * answers only, shadow mode counts differences while answers stay the same,
+ * rollback restores.
  */
 #include "broker.h"
 #include "broker_client.h"
@@ -1245,6 +1248,167 @@ TEST(broker__starts_on_an_empty_store_and_refuses_a_bad_listen_address)
     CHECK_INT(tsl_broker_new(&bk, &cfg), TSL_EINVALID);
 }
 
+/* ------------------------------------------------------------------------
+ * The rollout through the broker: staged activation, shadow mode, rollback
+ * (the store's rollout, tsl_rollout_*, changed over HTTP or beside it)
+ * ---------------------------------------------------------------------- */
+
+/* London to its second server only; Paris sent to London (cross-site). */
+static const char policy_v1[] =
+    "site \"London\" { allow = { \"ts-lon-02\" } }\n"
+    "site \"Paris\" { allow = { \"ts-lon-01\" } }\n";
+
+/* The first server the broker sends for `ip` ("" when blocked or failed). */
+static const char *first_for(const fixture *f, const char *ip)
+{
+    static char bufs[4][128];
+    static int next;
+    char path[128], *out = bufs[next];
+    int status;
+    next = (next + 1) % 4;
+    snprintf(path, sizeof path, "/v1/task-servers?ip=%s", ip);
+    const char *body = http_get_body(f->port, path, NULL, &status);
+    const char *p = status == 200 ? strstr(body, "\"servers\":[{\"name\":\"") : NULL;
+    out[0] = '\0';
+    if (p) {
+        p += strlen("\"servers\":[{\"name\":\"");
+        const char *e = strchr(p, '"');
+        snprintf(out, sizeof bufs[0], "%.*s", e ? (int)(e - p) : 0, p);
+    }
+    return out;
+}
+
+/* Waits (at most 3 s) until GET /v1/policy contains `want`. */
+static bool wait_policy(const fixture *f, const char *want)
+{
+    for (int i = 0; i < 300; i++) {
+        int status;
+        const char *body = http_get_body(f->port, "/v1/policy", f->auth, &status);
+        if (status == 200 && strstr(body, want))
+            return true;
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
+    return false;
+}
+
+TEST(broker__rollout_staged_london_shadow_counts_rollback_restores)
+{
+    fixture f;
+    http_resp r;
+    tsl_store *st = NULL;
+    tsl_buf report = TSL_BUF_INIT;
+
+    CHECK(start(&f, inventory, NULL));
+
+    /* the default logic: each site on its least loaded server */
+    CHECK_STR(first_for(&f, "10.10.3.17"), "ts-lon-01");
+    CHECK_STR(first_for(&f, "10.20.1.1"), "ts-par-01");
+    char madrid[128];
+    snprintf(madrid, sizeof madrid, "%s", first_for(&f, "10.30.1.1"));
+
+    /* upload: stored, not active */
+    int s = http_do(f.port, "POST", "/v1/policy?author=alice&comment=canary", f.auth, policy_v1, &r);
+    CHECK_INT(s, 201);
+    CHECK_CONTAINS(r.body, "\"id\":1,");
+    CHECK_CONTAINS(r.body, "\"active\":false");
+    http_resp_free(&r);
+    CHECK_STR(first_for(&f, "10.10.3.17"), "ts-lon-01");
+
+    /* staged for London: London's answers change, nobody else's */
+    s = http_do(f.port, "POST", "/v1/policy/1/activate?sites=London&author=alice", f.auth, "", &r);
+    CHECK_INT(s, 200);
+    CHECK_CONTAINS(r.body, "\"in_force\":\"default;London=sha256:");
+    http_resp_free(&r);
+    CHECK_STR(first_for(&f, "10.10.3.17"), "ts-lon-02");
+    CHECK_STR(first_for(&f, "10.20.1.1"), "ts-par-01");
+    CHECK_STR(first_for(&f, "10.30.1.1"), madrid);
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM rollout_sites WHERE site = 'London'"), 1);
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM policy_active WHERE policy_id IS NOT NULL"), 0);
+
+    /* an unknown site is refused and changes nothing */
+    s = http_do(f.port, "POST", "/v1/policy/1/activate?sites=Atlantis", f.auth, "", &r);
+    CHECK_INT(s, 404);
+    http_resp_free(&r);
+    /* --require-dry-run without a recorded dry-run: refused */
+    s = http_do(f.port, "POST", "/v1/policy/1/activate?require_dry_run=1", f.auth, "", &r);
+    CHECK_INT(s, 422);
+    http_resp_free(&r);
+    CHECK_STR(first_for(&f, "10.20.1.1"), "ts-par-01");
+
+    /* shadow version 1 everywhere, set beside the broker as `tsl policy
+     * shadow 1` does: adopted by the broker's poll */
+    CHECK_OK(tsl_store_open(&st, f.db, 0));
+    CHECK_OK(tsl_rollout_shadow_set(st, "1", "alice", 0));
+    tsl_store_free(st);
+    st = NULL;
+    CHECK(wait_policy(&f, "\"shadow\":\"sha256:"));
+
+    /* answers unchanged; Paris's differ in the shadow, London's do not */
+    for (int i = 0; i < 5; i++)
+        CHECK_STR(first_for(&f, "10.20.1.1"), "ts-par-01");
+    for (int i = 0; i < 3; i++)
+        CHECK_STR(first_for(&f, "10.10.3.17"), "ts-lon-02");
+    CHECK_STR(first_for(&f, "10.30.1.1"), madrid);
+    CHECK_OK(tsl_broker_sync(f.b)); /* the writer flushes the tally */
+    CHECK_INT(db_int(&f, "SELECT requests FROM rollout_shadow_counts"), 9);
+    CHECK_INT(db_int(&f, "SELECT differ FROM rollout_shadow_counts"), 5);
+    CHECK_INT(db_int(&f, "SELECT first FROM rollout_shadow_counts"), 5);
+    CHECK_INT(db_int(&f, "SELECT cross_site FROM rollout_shadow_counts"), 5);
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM rollout_shadow_samples WHERE site = 'Paris'"), 5);
+    CHECK_OK(tsl_store_open(&st, f.db, TSL_STORE_READONLY));
+    CHECK_OK(tsl_rollout_shadow_report(&report, st, TSL_FORMAT_TEXT));
+    tsl_store_free(st);
+    st = NULL;
+    CHECK_CONTAINS(report.ptr, "requests evaluated   9");
+    CHECK_CONTAINS(report.ptr, "answered differently 5");
+    CHECK_CONTAINS(report.ptr, "active: ts-par-01");
+    CHECK_CONTAINS(report.ptr, "shadow: ts-lon-01");
+
+    /* rollback: London back on its first server */
+    s = http_do(f.port, "POST", "/v1/policy/rollback?author=bob", f.auth, "", &r);
+    CHECK_INT(s, 200);
+    CHECK_CONTAINS(r.body, "undid the activation of version 1 for London");
+    CHECK_CONTAINS(r.body, "\"in_force\":\"default\"");
+    http_resp_free(&r);
+    CHECK_STR(first_for(&f, "10.10.3.17"), "ts-lon-01");
+    CHECK_STR(first_for(&f, "10.20.1.1"), "ts-par-01");
+    s = http_do(f.port, "POST", "/v1/policy/rollback", f.auth, "", &r);
+    CHECK_INT(s, 409);
+    http_resp_free(&r);
+
+    tsl_buf_free(&report);
+    stop(&f);
+}
+
+TEST(broker__rollout_everywhere_and_cli_rollback_beside_the_broker)
+{
+    fixture f;
+    http_resp r;
+    tsl_store *st = NULL;
+    char what[256];
+
+    CHECK(start(&f, inventory, NULL));
+    int s = http_do(f.port, "POST", "/v1/policy", f.auth, policy_v1, &r);
+    CHECK_INT(s, 201);
+    http_resp_free(&r);
+    s = http_do(f.port, "POST", "/v1/policy/1/activate", f.auth, "", &r);
+    CHECK_INT(s, 200);
+    http_resp_free(&r);
+    CHECK_STR(first_for(&f, "10.10.3.17"), "ts-lon-02");
+    CHECK_STR(first_for(&f, "10.20.1.1"), "ts-lon-01");
+    /* the policy layer's active policy is the one the broker runs */
+    CHECK_INT(db_int(&f, "SELECT policy_id FROM policy_active"), 1);
+
+    /* `tsl policy rollback` beside the broker: picked up by the poll */
+    CHECK_OK(tsl_store_open(&st, f.db, 0));
+    CHECK_OK(tsl_rollout_rollback(st, "carol", what, sizeof what));
+    tsl_store_free(st);
+    CHECK(wait_policy(&f, "{\"active\":null,\"in_force\":\"default\",\"shadow\":null"));
+    CHECK_STR(first_for(&f, "10.10.3.17"), "ts-lon-01");
+    CHECK_STR(first_for(&f, "10.20.1.1"), "ts-par-01");
+    stop(&f);
+}
+
 int main(void)
 {
     RUN(broker__list_is_the_engines_json_plus_cache_header);
@@ -1272,5 +1436,7 @@ int main(void)
     RUN(broker__policy_activations_under_concurrent_requests_fail_none);
     RUN(broker__stop_flushes_every_acknowledged_write);
     RUN(broker__starts_on_an_empty_store_and_refuses_a_bad_listen_address);
+    RUN(broker__rollout_staged_london_shadow_counts_rollback_restores);
+    RUN(broker__rollout_everywhere_and_cli_rollback_beside_the_broker);
     return tsl_test_main();
 }
