@@ -98,6 +98,27 @@ int tsl_test_sh(char **out, bool merge, const char *fmt, ...)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+char *tsl_test_read(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long n;
+
+    if (len)
+        *len = 0;
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (buf = malloc((size_t)n + 1)) != NULL) {
+        size_t got = fread(buf, 1, (size_t)n, f);
+        buf[got] = '\0';
+        if (len)
+            *len = got;
+    }
+    fclose(f);
+    return buf;
+}
+
 void tsl_test_run_(const char *name, void (*fn)(void))
 {
     tsl_test_failed_ = 0;

@@ -67,6 +67,9 @@ int tsl_test_main(void);
 const char *tsl_test_tmpdir(void);
 /* tmpdir/name, in a static rotating buffer. */
 const char *tsl_test_path(const char *name);
+/* Reads a whole file (malloc'd, NUL-terminated; free() it); NULL when it
+ * cannot be read.  *len (may be NULL) gets its length. */
+char *tsl_test_read(const char *path, size_t *len);
 /* Writes a file (fixture). Returns 0 on success. */
 int tsl_test_write(const char *path, const char *text);
 /* Runs a shell command, captures stdout (and stderr if merge) into *out

@@ -14,27 +14,9 @@
 
 #define NOW INT64_C(1795600800) /* 2026-11-25T10:00:00Z, the demo's "now" */
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long n;
-    if (!f)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-        (buf = malloc((size_t)n + 1)) && fread(buf, 1, (size_t)n, f) == (size_t)n)
-        buf[n] = '\0';
-    else {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    return buf;
-}
-
 static int store_demo(tsl_store **st, const char *name)
 {
-    char *doc = slurp(TSL_SOURCE_DIR "/policies/demo/estate.json");
+    char *doc = tsl_test_read(TSL_SOURCE_DIR "/policies/demo/estate.json", NULL);
     int err;
     if (!doc)
         return -1;

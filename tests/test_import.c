@@ -791,28 +791,11 @@ TEST(csv__malformed_files_are_rejected_with_file_and_line)
  * The demo estate
  * ---------------------------------------------------------------------- */
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long n;
-
-    if (!f)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-        (buf = malloc((size_t)n + 1)) != NULL) {
-        *len = fread(buf, 1, (size_t)n, f);
-        buf[*len] = '\0';
-    }
-    fclose(f);
-    return buf;
-}
-
 static tsl_store *open_demo_json(void)
 {
     tsl_store *st = open_new();
     size_t len = 0;
-    char *json = slurp(TSL_SOURCE_DIR "/policies/demo/estate.json", &len);
+    char *json = tsl_test_read(TSL_SOURCE_DIR "/policies/demo/estate.json", &len);
 
     if (!st || !json || tsl_store_import_json(st, json, len, "estate.json") < 0) {
         fprintf(stderr, "  demo import: %s\n", tsl_error_last());
