@@ -136,6 +136,9 @@ check "it is the active policy" bash -c "'$tsl' --db '$db' policy active | grep 
 check "the load's activation is in the history" bash -c "'$tsl' --db '$db' policy status | grep -q 'activate v3'"
 check "rollback undoes the load's activation" test "$(status "$tsl" --db "$db" policy rollback)" = 0
 check "the default logic again" bash -c "'$tsl' --db '$db' policy active | grep -q 'none (the default logic)'"
+check "activate 3, then none: the default logic, in the history" bash -c "'$tsl' --db '$db' policy activate 3 >/dev/null && '$tsl' --db '$db' policy activate none >/dev/null && '$tsl' --db '$db' policy status | grep -q 'activate the default logic'"
+check "rollback of none restores version 3" bash -c "'$tsl' --db '$db' policy rollback >/dev/null && '$tsl' --db '$db' policy active | grep -q madrid_only.lua"
+check "none cannot be staged" test "$(status "$tsl" --db "$db" policy activate none --sites Tokyo)" = 2
 
 echo "$pass passed, $fail failed"
 test "$fail" = 0

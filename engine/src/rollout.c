@@ -805,10 +805,14 @@ int tsl_rollout_status(tsl_buf *out, tsl_store *st, tsl_format fmt)
                 err = tsl_buf_printf(out, ",\"undone\":%s}",
                                      sqlite3_column_type(q, 8) == SQLITE_NULL ? "false" : "true");
         } else {
-            err = tsl_buf_printf(out, "  #%-3lld %s  %-8s v%lld (%s)%s%s%s%s%s%s%s%s\n",
-                                 (long long)sqlite3_column_int64(q, 0), at, col_text(q, 2),
-                                 (long long)sqlite3_column_int64(q, 3),
-                                 col_text(q, 4) ? col_text(q, 4) : "-",
+            char ver[64];
+            if (sqlite3_column_type(q, 3) == SQLITE_NULL)
+                snprintf(ver, sizeof ver, "the default logic");
+            else
+                snprintf(ver, sizeof ver, "v%lld (%s)", (long long)sqlite3_column_int64(q, 3),
+                         col_text(q, 4) ? col_text(q, 4) : "-");
+            err = tsl_buf_printf(out, "  #%-3lld %s  %-8s %s%s%s%s%s%s%s%s%s\n",
+                                 (long long)sqlite3_column_int64(q, 0), at, col_text(q, 2), ver,
                                  col_text(q, 5) ? " sites " : "",
                                  col_text(q, 5) ? col_text(q, 5) : "",
                                  col_text(q, 6) ? " by " : "", col_text(q, 6) ? col_text(q, 6) : "",
