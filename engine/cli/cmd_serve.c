@@ -38,8 +38,10 @@ static const char serve_usage[] =
     "throwaway store.\n"
     "\n"
     "  --listen ADDR:PORT      where to listen (127.0.0.1:8080; port 0 picks one)\n"
-    "  --policy FILE           store and run this Lua policy (re-read on SIGHUP);\n"
-    "                          without it the store's active version, else the\n"
+    "  --policy FILE           store this Lua policy and make it active everywhere\n"
+    "                          unless it already is (re-read on SIGHUP); without\n"
+    "                          it the rollout in force (`tsl policy activate`,\n"
+    "                          staged sites and shadow included), else the\n"
     "                          default logic\n"
     "  --admin-token-file F    the admin bearer token (default DB.token; created\n"
     "                          with mode 0600 and a random token when absent)\n"
@@ -63,7 +65,8 @@ static const char serve_usage[] =
     "\n"
     "Signals: SIGTERM and SIGINT stop it cleanly (requests in flight are answered,\n"
     "every acknowledged write is saved); SIGHUP reloads the inventory and the\n"
-    "policy, keeping the ones in force if the new ones fail.\n"
+    "policy, keeping the ones in force if the new ones fail.  `tsl policy\n"
+    "activate|rollback|shadow` run beside it take effect within a second.\n"
     "\n"
     "exit status: 0 stopped cleanly, 2 usage or input error, 3 the broker failed.\n";
 
