@@ -911,6 +911,8 @@ static void *hammer_main(void *arg)
     while (!atomic_load(h->stop)) {
         http_resp r;
         if (fd < 0 || http_on(fd, "GET", "/v1/task-servers?ip=10.10.3.17", NULL, NULL, 0, &r) < 0) {
+            if (!h->failed)
+                fprintf(stderr, "hammer: %s\n", fd < 0 ? "cannot connect" : "no answer");
             h->failed++;
             if (fd >= 0)
                 close(fd);
@@ -920,8 +922,11 @@ static void *hammer_main(void *arg)
         if (r.status == 200 && strstr(r.body, "\"site\":\"London\"") &&
             (strstr(r.body, "ts-lon-01") || strstr(r.body, "ts-lon-02")))
             h->ok++;
-        else
+        else {
+            if (!h->failed)
+                fprintf(stderr, "hammer: status %d: %.200s\n", r.status, r.body ? r.body : "");
             h->failed++;
+        }
         http_resp_free(&r);
     }
     if (fd >= 0)
