@@ -363,10 +363,12 @@ static void policy_activate(tsl_broker *b, job *j)
             id = sqlite3_column_int64(st, 0);
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
-        if (err < 0 || !found) {
-            job_error(j, err < 0 ? 500 : 404,
-                      err < 0 ? "%s" : "no policy version \"%s\" (GET /v1/policy lists them)",
-                      err < 0 ? tsl_error_last() : j->arg);
+        if (err < 0) {
+            job_error(j, 500, "%s", tsl_error_last());
+            return;
+        }
+        if (!found) {
+            job_error(j, 404, "no policy version \"%s\" (GET /v1/policy lists them)", j->arg);
             return;
         }
     }
