@@ -20,12 +20,13 @@
  * Needs: broker_internal.h.
  */
 #include "broker_internal.h"
-#include "policy.h" /* POL_MAX_SOURCE */
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define POLICY_FILE_MAX ((size_t)16 << 20) /* a --policy file (the compiler has its own limit) */
 
 /* ------------------------------------------------------------------------
  * Adopting a rollout
@@ -105,7 +106,7 @@ static int store_policy_file(tsl_broker *b)
 
     if (!b->policy_path)
         return 0;
-    if ((err = tsl_read_file(&src, &len, b->policy_path, POL_MAX_SOURCE)) < 0 ||
+    if ((err = tsl_file_read(&src, &len, b->policy_path, POLICY_FILE_MAX)) < 0 ||
         (err = tsl_policy_compile(&pol, src, len, b->policy_path)) < 0 ||
         (err = tsl_store_policy_active(&active, b->store)) < 0)
         goto done;

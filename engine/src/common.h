@@ -29,6 +29,11 @@ TSL_INTERNAL int tsl_seterr(int code, const char *fmt, ...) TSL_PRINTF(2, 3);
 /* Same, for an allocation failure. */
 TSL_INTERNAL int tsl_oom(void);
 
+/* Reads the whole file at `path` into *out (malloc'd, NUL-terminated;
+ * *len without the NUL).  TSL_ENOTFOUND when it does not exist,
+ * TSL_ELIMIT when it is larger than `max` bytes (file.c). */
+TSL_INTERNAL int tsl_file_read(char **out, size_t *len, const char *path, size_t max);
+
 /* Argument checks: abort in debug builds, return TSL_EINVALID in release. */
 #ifdef NDEBUG
 #define TSL_ARG(cond)                                                          \
@@ -51,11 +56,6 @@ TSL_INTERNAL int tsl_buf_put_i64(tsl_buf *b, int64_t v);
 TSL_INTERNAL int tsl_buf_json_str(tsl_buf *b, const char *s);
 /* Appends s as one CSV field (quoted when it holds , " or a line break). */
 TSL_INTERNAL int tsl_buf_csv_field(tsl_buf *b, const char *s);
-
-/* Reads the file at `path` into a malloc'd, NUL-terminated buffer (free()
- * it); TSL_ENOTFOUND when it does not exist, TSL_ELIMIT past `max` bytes
- * (file.c). */
-TSL_INTERNAL int tsl_read_file(char **out, size_t *len, const char *path, size_t max);
 
 /* ---- hashing (hash.c) ---- */
 TSL_INTERNAL uint64_t tsl_hash_str(const char *s);

@@ -360,7 +360,7 @@ static int import_file(json_t *doc, json_t *where, const char *path, const kind_
     memset(&r, 0, sizeof r);
     r.path = path;
     r.line = 1;
-    if ((err = tsl_read_file(&r.buf, &r.len, path, CSV_MAX_BYTES)) < 0)
+    if ((err = tsl_file_read(&r.buf, &r.len, path, CSV_MAX_BYTES)) < 0)
         goto done;
     if (r.len >= 3 && !memcmp(r.buf, "\xef\xbb\xbf", 3))
         r.pos = 3;

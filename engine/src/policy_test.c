@@ -428,7 +428,7 @@ static int load_inventory(tsl_snapshot **out, runner *r, sandbox *sb)
         goto done;
     }
     resolve(path, sizeof path, r->dir, r->inventory);
-    if ((err = tsl_read_file(&text, &len, path, POL_MAX_SOURCE * 16)) < 0 ||
+    if ((err = tsl_file_read(&text, &len, path, POL_MAX_SOURCE * 16)) < 0 ||
         (err = tsl_store_open(&st, ":memory:", 0)) < 0 ||
         (err = tsl_store_import_json(st, text, len, base_name(path))) < 0 ||
         (err = tsl_snapshot_load(out, st, NULL)) < 0)
@@ -686,7 +686,7 @@ int tsl_policy_test_file(tsl_buf *out, tsl_test_counts *counts, const char *path
     else
         r->dir[0] = '\0';
 
-    if ((err = tsl_read_file(&src, &len, path, POL_MAX_SOURCE * 16)) < 0) {
+    if ((err = tsl_file_read(&src, &len, path, POL_MAX_SOURCE * 16)) < 0) {
         snprintf(r->err, sizeof r->err, "%s", tsl_error_last());
         goto file_failed;
     }
@@ -711,7 +711,7 @@ int tsl_policy_test_file(tsl_buf *out, tsl_test_counts *counts, const char *path
                  file);
         goto file_failed;
     }
-    if (tsl_read_file(&psrc, &plen, ppath, POL_MAX_SOURCE * 16) < 0 ||
+    if (tsl_file_read(&psrc, &plen, ppath, POL_MAX_SOURCE * 16) < 0 ||
         tsl_policy_compile(&pol, psrc, plen, base_name(ppath)) < 0 ||
         load_inventory(&snap, r, sb) < 0 || tsl_plan_new(&plan, snap, pol) < 0) {
         snprintf(r->err, sizeof r->err, "%s", tsl_error_last());
