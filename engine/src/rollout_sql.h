@@ -13,17 +13,17 @@
 #define TSL_ROLLOUT_SQL_H
 
 #define TSL_ROLLOUT_STATEMENTS(X)                                              \
-    /* ---- versions (the policy layer's `policies`, 002) ---- */            \
-    X(TSL_STMT_RO_VERSION_BY_ID, "SELECT id, version FROM policies WHERE id = ?1")\
+    /* ---- versions (the policy layer's `policies`, 002) ---- */              \
+    X(TSL_STMT_RO_VERSION_BY_ID, "SELECT id, version FROM policies WHERE id = ?1") \
     X(TSL_STMT_RO_VERSION_BY_HASH,                                             \
       "SELECT id, version FROM policies"                                       \
       " WHERE substr(sha256, 1, length(?1)) = lower(?1) ORDER BY id LIMIT 2")  \
     X(TSL_STMT_RO_VERSION_META,                                                \
       "SELECT id, version, name, author, comment, created_at, content"         \
       " FROM policies WHERE id = ?1")                                          \
-    /* ---- dry-run records ---- */                                           \
+    /* ---- dry-run records ---- */                                            \
     X(TSL_STMT_RO_DRYRUNS_OF,                                                  \
-      "SELECT against, population, fail_on, conditions, clean, summary, author, at"\
+      "SELECT against, population, fail_on, conditions, clean, summary, author, at" \
       " FROM rollout_dryruns WHERE version_id = ?1 ORDER BY id DESC LIMIT 10") \
     X(TSL_STMT_RO_DRYRUN_CLEAN,                                                \
       "SELECT 1 FROM rollout_dryruns WHERE version_id = ?1 AND against = ?2"   \
@@ -32,8 +32,8 @@
       "INSERT INTO rollout_dryruns(version_id, against, population, fail_on,"  \
       " conditions, clean, summary, author, at)"                               \
       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")                          \
-    /* ---- the rollout state and its history ---- */                         \
-    /* the base ("*", 002's policy_active) first, then the staged sites */   \
+    /* ---- the rollout state and its history ---- */                          \
+    /* the base ("*", 002's policy_active) first, then the staged sites */     \
     X(TSL_STMT_RO_STATE,                                                       \
       "SELECT '*', a.policy_id, p.version, 0 FROM policy_active a"             \
       " JOIN policies p ON p.id = a.policy_id WHERE a.id = 1"                  \
@@ -49,18 +49,18 @@
       " comment, prior) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")                  \
     X(TSL_STMT_RO_HISTORY_LAST,                                                \
       "SELECT id, version_id, sites, prior FROM rollout_history"               \
-      " WHERE action = 'activate' AND undone_by IS NULL ORDER BY id DESC LIMIT 1")\
+      " WHERE action = 'activate' AND undone_by IS NULL ORDER BY id DESC LIMIT 1") \
     X(TSL_STMT_RO_HISTORY_UNDO,                                                \
       "UPDATE rollout_history SET undone_by = ?2 WHERE id = ?1")               \
     X(TSL_STMT_RO_HISTORY,                                                     \
-      "SELECT h.id, h.at, h.action, v.id, v.version, h.sites, h.author, h.comment,"\
+      "SELECT h.id, h.at, h.action, v.id, v.version, h.sites, h.author, h.comment," \
       " h.undone_by FROM rollout_history h"                                    \
-      " LEFT JOIN policies v ON v.id = h.version_id"                    \
+      " LEFT JOIN policies v ON v.id = h.version_id"                           \
       " ORDER BY h.id DESC LIMIT ?1")                                          \
-    /* ---- shadow mode ---- */                                               \
+    /* ---- shadow mode ---- */                                                \
     X(TSL_STMT_RO_SHADOW_GET,                                                  \
-      "SELECT s.version_id, v.version, s.since, s.author FROM rollout_shadow s"   \
-      " JOIN policies v ON v.id = s.version_id")                        \
+      "SELECT s.version_id, v.version, s.since, s.author FROM rollout_shadow s" \
+      " JOIN policies v ON v.id = s.version_id")                               \
     X(TSL_STMT_RO_SHADOW_SET,                                                  \
       "INSERT INTO rollout_shadow(id, version_id, since, author)"              \
       " VALUES (1, ?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET"                  \
@@ -75,7 +75,7 @@
       "INSERT INTO rollout_shadow_counts(hash, requests, differ, first, list," \
       " blocked, unblocked, cross_site, errors, since, updated)"               \
       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)"                 \
-      " ON CONFLICT(hash) DO UPDATE SET requests = requests + excluded.requests,"\
+      " ON CONFLICT(hash) DO UPDATE SET requests = requests + excluded.requests," \
       " differ = differ + excluded.differ, first = first + excluded.first,"    \
       " list = list + excluded.list, blocked = blocked + excluded.blocked,"    \
       " unblocked = unblocked + excluded.unblocked,"                           \
