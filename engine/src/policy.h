@@ -222,6 +222,8 @@ typedef struct policy_wstate {
     uint32_t n, nsaved, cap;
     uint32_t *mark;              /* approved-set marks (generation stamps) */
     uint32_t mark_cap, mark_gen;
+    uint32_t *tmark;             /* candidates of the tier being built (gen, gen+1: order) */
+    uint32_t tmark_gen;
     uint64_t serial;             /* evaluation counter (stale entries) */
     struct pol_eval *cur;        /* the evaluation rules act on, NULL outside */
 } policy_wstate;

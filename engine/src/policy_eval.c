@@ -46,6 +46,7 @@ static void wstate_free(policy_wstate *ws)
     free(ws->list);
     free(ws->saved);
     free(ws->mark);
+    free(ws->tmark);
     free(ws);
 }
 
@@ -80,12 +81,19 @@ int policy_wstate_get(policy_wstate **out, tsl_worker *w, uint32_t nservers)
     }
     if (nservers > ws->mark_cap) {
         uint32_t *m = calloc(nservers, sizeof *m);
-        if (!m)
+        uint32_t *t = calloc(nservers, sizeof *t);
+        if (!m || !t) {
+            free(m);
+            free(t);
             return tsl_oom();
+        }
         free(ws->mark);
+        free(ws->tmark);
         ws->mark = m;
+        ws->tmark = t;
         ws->mark_cap = nservers;
         ws->mark_gen = 0;
+        ws->tmark_gen = 0;
     }
     if (++ws->mark_gen == 0) {
         memset(ws->mark, 0, sizeof *ws->mark * ws->mark_cap);
@@ -143,19 +151,11 @@ static void trace_dropped(build *b, uint32_t s, const char *why)
     trace_addf(b->ev->tr, "  %s dropped: %s", b->snap->servers[s].name, why);
 }
 
-static bool in_arr(const uint32_t *a, uint32_t n, uint32_t s)
-{
-    for (uint32_t i = 0; i < n; i++)
-        if (a[i] == s)
-            return true;
-    return false;
-}
-
 /* One tier from candidates cand[0..nc) (available, allowed, not yet
  * listed): order members first (those among the candidates; order1, then
  * order2), then the rest ranked; full entries behind the non-full ones,
  * in the same order.  Stops when the list holds `max` entries.  Marks
- * everything it lists as seen. */
+ * everything it lists as seen.  Clobbers cand. */
 static int add_tier(build *b, uint32_t nc, const uint32_t *order1, uint32_t norder1,
                     const char *const *r1, const char *const *r1full, const uint32_t *order2,
                     uint32_t norder2, const char *const *r2, const char *const *r2full, int tier,
@@ -164,7 +164,35 @@ static int add_tier(build *b, uint32_t nc, const uint32_t *order1, uint32_t nord
     policy_wstate *ws = b->ws;
     tsl_worker *w = b->w;
     tsl_trace *tr = b->ev->tr;
+    uint32_t *tm = ws->tmark;
     char key[128];
+
+    /* candidates of this tier get `gen`, order members among them gen + 1 */
+    if (ws->tmark_gen >= UINT32_MAX - 2) {
+        memset(tm, 0, sizeof *tm * ws->mark_cap);
+        ws->tmark_gen = 0;
+    }
+    uint32_t gen = ws->tmark_gen += 2;
+    for (uint32_t k = 0; k < nc; k++)
+        tm[b->cand[k]] = gen;
+    for (uint32_t i = 0; i < norder1; i++)
+        if (tm[order1[i]] == gen)
+            tm[order1[i]] = gen + 1;
+    for (uint32_t i = 0; i < norder2; i++)
+        if (tm[order2[i]] == gen)
+            tm[order2[i]] = gen + 1;
+
+    /* the rest, split once: non-full compacted in cand, full into ranked */
+    uint32_t nn = 0, nf = 0;
+    for (uint32_t k = 0; k < nc; k++) {
+        uint32_t s = b->cand[k];
+        if (tm[s] != gen || decide_seen_has(w, s))
+            continue; /* an order member, or listed already */
+        if (is_full(b, s))
+            b->ranked[nf++] = s;
+        else
+            b->cand[nn++] = s;
+    }
 
     for (int full = 0; full < 2; full++) {
         /* order members (non-full on the first round, full on the second) */
@@ -174,7 +202,7 @@ static int add_tier(build *b, uint32_t nc, const uint32_t *order1, uint32_t nord
             const char *const *rr = full ? (pass ? r2full : r1full) : (pass ? r2 : r1);
             for (uint32_t i = 0; i < nord && ws->n < b->max; i++) {
                 uint32_t s = ord[i];
-                if (!in_arr(b->cand, nc, s)) {
+                if (tm[s] != gen + 1) {
                     if (tr && !full && !decide_seen_has(w, s))
                         trace_addf(tr, "  order #%u %s: not an available approved server, "
                                        "skipped",
@@ -194,23 +222,14 @@ static int add_tier(build *b, uint32_t nc, const uint32_t *order1, uint32_t nord
         /* the rest of this round, ranked */
         if (ws->n >= b->max)
             break;
-        uint32_t nin = 0;
-        for (uint32_t k = 0; k < nc; k++) {
-            uint32_t s = b->cand[k];
-            if (decide_seen_has(w, s) || in_arr(order1, norder1, s) ||
-                in_arr(order2, norder2, s) || is_full(b, s) != (bool)full)
-                continue;
-            b->ranked[nin++] = s;
-        }
-        /* rank from `ranked` into the tail of cand's scratch twin: use the
-         * part of `ranked` after the inputs as output */
-        uint32_t room = b->max - ws->n;
-        uint32_t got = decide_rank(w, b->ctx, b->ctx->selection, b->ranked, nin,
-                                   b->ranked + nin, room);
+        const uint32_t *in = full ? b->ranked : b->cand;
+        uint32_t nin = full ? nf : nn;
+        uint32_t *out = b->ranked + nf;
+        uint32_t got = decide_rank(w, b->ctx, b->ctx->selection, in, nin, out, b->max - ws->n);
         if (got == 0 && nin > 0)
             return tsl_oom();
         for (uint32_t i = 0; i < got; i++) {
-            uint32_t s = b->ranked[nin + i];
+            uint32_t s = out[i];
             decide_seen_add(w, s);
             push(b, s, tier, after, full ? reason_full : reason, full);
             if (tr) {
