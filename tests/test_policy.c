@@ -9,6 +9,7 @@
 #include "harness.h"
 #include "decide.h"
 #include "policy.h"
+#include "store.h"
 
 #define NOW 1800000000LL
 
@@ -937,6 +938,91 @@ TEST(policy__bind_survives_every_allocation_failure)
     tsl_policy_free(pol);
 }
 
+/* ------------------------------------------------------------------------
+ * Whole-estate tiers: the fast path equals the full ranking
+ * ---------------------------------------------------------------------- */
+
+/* "*" tiers and tier 1 of fallback "default" walk the servers in key order
+ * and stop early; explain (a trace) ranks every server instead.  On a
+ * generated estate, under every selection mode, with caps that fill
+ * servers, recent errors and denies, both must give the same JSON. */
+TEST(policy__whole_estate_tiers_walk_best_first_and_match_the_full_ranking)
+{
+    static const char *const modes[] = {"capacity", "responsiveness", "connections"};
+    tsl_store *st = NULL;
+    tsl_snapshot *gs = NULL;
+    tsl_worker *w = NULL;
+    tsl_result *r = NULL;
+    tsl_trace *tr = NULL;
+    tsl_buf fast = TSL_BUF_INIT, full = TSL_BUF_INIT;
+    char src[4096];
+    size_t compared = 0, mismatched = 0, starred = 0;
+
+    CHECK_OK(tsl_store_open(&st, tsl_test_path("estate-walk.db"), 0));
+    CHECK_OK(tsl_estate_generate(st, 40, 160, 3000, 11));
+    CHECK_OK(tsl_snapshot_load(&gs, st, NULL));
+    CHECK_OK(tsl_worker_new(&w));
+    CHECK_OK(tsl_result_new(&r));
+    CHECK_OK(tsl_trace_new(&tr));
+    if (!gs || !w || !r || !tr)
+        goto done;
+    for (int m = 0; m < 3; m++) {
+        /* sites 0..9: "*" tiers (a low cap on half of them fills servers);
+         * Finance: an approved set of nothing, so tier 1 is every server */
+        int n = snprintf(src, sizeof src,
+                         "defaults { selection = \"%s\", max = 12 }\n"
+                         "group \"Finance\" { allow = { \"ts-none-*\" } }\n"
+                         "group \"Sales\" { allow = { \"ts-*\" }, deny = { \"ts-*-02\" } }\n",
+                         modes[m]);
+        for (uint32_t i = 0; i < 10 && i < gs->nsites; i++)
+            n += snprintf(src + n, sizeof src - (size_t)n,
+                          "site \"%s\" { order = { \"ts-none-01\" }, fallback = { \"*\" }%s }\n",
+                          gs->sites[i].name, i % 2 ? ", cap = 3" : "");
+        tsl_policy *pol = NULL;
+        tsl_plan *plan = NULL;
+        CHECK_OK(tsl_policy_compile(&pol, src, (size_t)n, "walk.lua"));
+        CHECK_OK(tsl_plan_new(&plan, gs, pol));
+        tsl_policy_free(pol);
+        if (!plan)
+            break;
+        for (size_t c = 0; c < tsl_snapshot_client_count(gs); c++) {
+            tsl_request req;
+            CHECK_OK(tsl_snapshot_client_request(&req, gs, c));
+            tsl_buf_clear(&fast);
+            tsl_buf_clear(&full);
+            tsl_trace_clear(tr);
+            if (tsl_decide(r, w, plan, &req, NULL) < 0 || tsl_result_json(&fast, r) < 0 ||
+                tsl_decide(r, w, plan, &req, tr) < 0 || tsl_result_json(&full, r) < 0) {
+                mismatched++;
+                continue;
+            }
+            for (size_t i = 0; i < tsl_result_count(r); i++)
+                if (tsl_result_entry(r, i)->tier > 0) {
+                    starred++;
+                    break;
+                }
+            compared++;
+            if (fast.len != full.len || memcmp(fast.ptr, full.ptr, fast.len) != 0) {
+                if (mismatched++ == 0)
+                    fprintf(stderr, "  %s\n  fast: %s\n  full: %s\n", modes[m], fast.ptr,
+                            full.ptr);
+            }
+        }
+        tsl_plan_free(plan);
+    }
+    CHECK(compared == 3 * tsl_snapshot_client_count(gs));
+    CHECK(starred > compared / 10); /* the whole-estate tiers were exercised */
+    CHECK(mismatched == 0);
+done:
+    tsl_buf_free(&fast);
+    tsl_buf_free(&full);
+    tsl_trace_free(tr);
+    tsl_result_free(r);
+    tsl_worker_free(w);
+    tsl_snapshot_free(gs);
+    tsl_store_free(st);
+}
+
 int main(void)
 {
     snap = build_estate();
@@ -982,6 +1068,7 @@ int main(void)
     RUN(policy__entries_are_valid_only_during_their_rule_call);
     RUN(policy__rules_cannot_redeclare_the_policy_at_run_time);
     RUN(policy__one_worker_switches_between_plans);
+    RUN(policy__whole_estate_tiers_walk_best_first_and_match_the_full_ranking);
     RUN(policy__compile_errors_name_file_line_block_and_field);
     RUN(policy__compile_accepts_the_full_language);
     RUN(policy__compile_survives_every_allocation_failure);

@@ -316,6 +316,40 @@ static uint32_t collect_all(build *b)
     return nc;
 }
 
+/* The part of collect_all() that can reach a list with `room` entries
+ * left, into cand: walks every server in ranking-key order (bound once per
+ * plan) and stops, at a change of key, once it has met `room` available,
+ * unlisted, undenied servers that are neither full nor recently failed;
+ * everything met before (full and failed ones included) is kept.  Any
+ * server left unmet ranks behind all of those, so add_tier() over this
+ * subset lists exactly what it would over collect_all(): a tier over the
+ * whole estate costs about `room` servers, not every server ranked. */
+static uint32_t collect_best(build *b)
+{
+    const tsl_snapshot *snap = b->snap;
+    tsl_selection sel = b->ctx->selection;
+    const uint32_t *ord = b->pb->by_key[(unsigned)sel < 3 ? sel : 0];
+    uint32_t room = b->max > b->ws->n ? b->max - b->ws->n : 0;
+    uint32_t nc = 0, good = 0;
+    double last = 0;
+
+    if (room == 0)
+        return 0;
+    for (uint32_t i = 0; i < snap->nservers; i++) {
+        uint32_t s = ord[i];
+        if (good >= room && decide_rank_key(snap, sel, s) != last)
+            break;
+        if (decide_seen_has(b->w, s) || denied(b->ev, s) || !decide_available(b->ctx, s))
+            continue;
+        b->cand[nc++] = s;
+        if (!is_full(b, s) && !decide_recent_error(b->ctx, s) && good < room) {
+            good++;
+            last = decide_rank_key(snap, sel, s);
+        }
+    }
+    return nc;
+}
+
 static int build_fallback(build *b, const bound_block *winner)
 {
     pol_eval *ev = b->ev;
@@ -343,7 +377,7 @@ static int build_fallback(build *b, const bound_block *winner)
         trace_addf(ev->tr, "fallback \"default\": no approved server is available; tier 1 is "
                            "every available server%s",
                    ev->after ? " (delayed)" : "");
-        return add_tier(b, collect_all(b), NULL, 0, no_reasons, no_reasons, NULL, 0,
+        return add_tier(b, ev->tr ? collect_all(b) : collect_best(b), NULL, 0, no_reasons, no_reasons, NULL, 0,
                         no_reasons, no_reasons, 1, ev->after,
                         winner ? winner->r_default : REASON_GENERIC_DEFAULT,
                         winner ? winner->r_default_full : REASON_GENERIC_DEFAULT);
@@ -357,7 +391,7 @@ static int build_fallback(build *b, const bound_block *winner)
         const bound_fb *f = &winner->fbv[i];
         uint32_t nc = 0;
         if (f->site == TSL_NO_SITE) {
-            nc = collect_all(b);
+            nc = ev->tr ? collect_all(b) : collect_best(b); /* explain counts them all */
             trace_addf(ev->tr, "fallback tier %d: \"*\", %u other available server(s)", f->tier,
                        nc);
             err = add_tier(b, nc, NULL, 0, no_reasons, no_reasons, NULL, 0, no_reasons,
