@@ -207,6 +207,13 @@ static inline bool pol_bit(const uint8_t *bits, uint32_t i)
  * Evaluation (policy_eval.c) and rules (policy_rules.c)
  * ---------------------------------------------------------------------- */
 
+/* trace_addf, without even evaluating the arguments on the hot path. */
+#define PTRACE(tr, ...)                                                        \
+    do {                                                                       \
+        if (tr)                                                                \
+            trace_addf((tr), __VA_ARGS__);                                     \
+    } while (0)
+
 /* One entry of the list being built. */
 typedef struct pl_entry {
     uint32_t server;

@@ -148,7 +148,7 @@ static void push(build *b, uint32_t s, int tier, int after, const char *reason, 
 
 static void trace_dropped(build *b, uint32_t s, const char *why)
 {
-    trace_addf(b->ev->tr, "  %s dropped: %s", b->snap->servers[s].name, why);
+    PTRACE(b->ev->tr, "  %s dropped: %s", b->snap->servers[s].name, why);
 }
 
 /* One tier from candidates cand[0..nc) (available, allowed, not yet
@@ -204,7 +204,7 @@ static int add_tier(build *b, uint32_t nc, const uint32_t *order1, uint32_t nord
                 uint32_t s = ord[i];
                 if (tm[s] != gen + 1) {
                     if (tr && !full && !decide_seen_has(w, s))
-                        trace_addf(tr, "  order #%u %s: not an available approved server, "
+                        PTRACE(tr, "  order #%u %s: not an available approved server, "
                                        "skipped",
                                    i + 1, b->snap->servers[s].name);
                     continue;
@@ -214,7 +214,7 @@ static int add_tier(build *b, uint32_t nc, const uint32_t *order1, uint32_t nord
                 decide_seen_add(w, s);
                 push(b, s, tier, after, rr[i], full);
                 b->ev->strict = true; /* an order is in the list: try it in order */
-                trace_addf(tr, "  tier %d #%u %s: order #%u%s", tier, ws->n,
+                PTRACE(tr, "  tier %d #%u %s: order #%u%s", tier, ws->n,
                            b->snap->servers[s].name, i + 1,
                            full ? " (at its registration cap, spilled)" : "");
             }
@@ -234,7 +234,7 @@ static int add_tier(build *b, uint32_t nc, const uint32_t *order1, uint32_t nord
             push(b, s, tier, after, full ? reason_full : reason, full);
             if (tr) {
                 decide_rank_key_text(b->ctx, b->ctx->selection, s, key, sizeof key);
-                trace_addf(tr, "  tier %d #%u %s: %s%s", tier, ws->n, b->snap->servers[s].name,
+                PTRACE(tr, "  tier %d #%u %s: %s%s", tier, ws->n, b->snap->servers[s].name,
                            key, full ? " (at its registration cap, spilled)" : "");
             }
         }
@@ -255,24 +255,24 @@ static int build_tier0(build *b)
     if (B) {
         src = B->approved;
         nsrc = B->napproved;
-        trace_addf(ev->tr, "%s (line %d): static approved set of %u server(s)%s", B->label,
+        PTRACE(ev->tr, "%s (line %d): static approved set of %u server(s)%s", B->label,
                    B->pb->line, nsrc,
                    B->pb->has_allow ? " from allow" : B->pb->has_order ? " from order"
                                                                        : " from its candidates");
     } else if (b->ctx->site != TSL_NO_SITE) {
         src = s->sites[b->ctx->site].cand;
         nsrc = s->sites[b->ctx->site].ncand;
-        trace_addf(ev->tr, "site \"%s\": no site block; approved set = its %u candidate(s)",
+        PTRACE(ev->tr, "site \"%s\": no site block; approved set = its %u candidate(s)",
                    s->sites[b->ctx->site].name, nsrc);
     } else if (G && G->pb->has_allow) {
         src = G->approved;
         nsrc = G->napproved;
-        trace_addf(ev->tr, "no site: approved set = %s allow, %u server(s)", G->label, nsrc);
+        PTRACE(ev->tr, "no site: approved set = %s allow, %u server(s)", G->label, nsrc);
     } else {
-        trace_addf(ev->tr, "no site and no group allow: the approved set is empty");
+        PTRACE(ev->tr, "no site and no group allow: the approved set is empty");
     }
     if (G)
-        trace_addf(ev->tr, "%s (line %d) applies to department \"%s\"%s", G->label, G->pb->line,
+        PTRACE(ev->tr, "%s (line %d) applies to department \"%s\"%s", G->label, G->pb->line,
                    b->ctx->department, G->pb->has_allow ? ": its allow narrows the set" : "");
 
     for (uint32_t i = 0; i < nsrc; i++) {
@@ -295,7 +295,7 @@ static int build_tier0(build *b)
         b->ws->mark[sv] = b->ws->mark_gen;
         b->cand[nc++] = sv;
     }
-    trace_addf(ev->tr, "tier 0: %u available approved server(s)", nc);
+    PTRACE(ev->tr, "tier 0: %u available approved server(s)", nc);
 
     static const char *const no_reasons[1] = {NULL};
     const char *r = G ? G->r_approved : B ? B->r_approved : REASON_GENERIC_DEFAULT;
@@ -360,21 +360,21 @@ static int build_fallback(build *b, const bound_block *winner)
     switch (ev->fb) {
     case POL_FB_BLOCK:
         ev->fb_blocked = true;
-        trace_addf(ev->tr, "fallback \"block\" (%s): nothing outside the approved set",
+        PTRACE(ev->tr, "fallback \"block\" (%s): nothing outside the approved set",
                    winner ? winner->label : "policy");
         if (ws->n == 0) {
             ev->blocked_reason = winner ? winner->r_blocked : "fallback is blocked";
-            trace_addf(ev->tr, "no approved server is available: the list is empty (blocked)");
+            PTRACE(ev->tr, "no approved server is available: the list is empty (blocked)");
         }
         return 0;
     case POL_FB_DEFAULT:
     case POL_FB_UNSET:
         if (ws->n > 0) {
-            trace_addf(ev->tr, "fallback \"default\": the approved set has available servers, "
+            PTRACE(ev->tr, "fallback \"default\": the approved set has available servers, "
                                "so no tier 1");
             return 0;
         }
-        trace_addf(ev->tr, "fallback \"default\": no approved server is available; tier 1 is "
+        PTRACE(ev->tr, "fallback \"default\": no approved server is available; tier 1 is "
                            "every available server%s",
                    ev->after ? " (delayed)" : "");
         return add_tier(b, ev->tr ? collect_all(b) : collect_best(b), NULL, 0, no_reasons, no_reasons, NULL, 0,
@@ -385,14 +385,14 @@ static int build_fallback(build *b, const bound_block *winner)
         break;
     }
 
-    trace_addf(ev->tr, "fallback list of %s: %u tier(s)%s", winner->label, winner->nfb,
+    PTRACE(ev->tr, "fallback list of %s: %u tier(s)%s", winner->label, winner->nfb,
                ev->after ? ", delayed" : "");
     for (uint32_t i = 0; i < winner->nfb && ws->n < b->max && err == 0; i++) {
         const bound_fb *f = &winner->fbv[i];
         uint32_t nc = 0;
         if (f->site == TSL_NO_SITE) {
             nc = ev->tr ? collect_all(b) : collect_best(b); /* explain counts them all */
-            trace_addf(ev->tr, "fallback tier %d: \"*\", %u other available server(s)", f->tier,
+            PTRACE(ev->tr, "fallback tier %d: \"*\", %u other available server(s)", f->tier,
                        nc);
             err = add_tier(b, nc, NULL, 0, no_reasons, no_reasons, NULL, 0, no_reasons,
                            no_reasons, f->tier, ev->after, f->reason, f->reason_full);
@@ -405,7 +405,7 @@ static int build_fallback(build *b, const bound_block *winner)
             if (!decide_seen_has(b->w, s) && !denied(ev, s) && decide_available(b->ctx, s))
                 b->cand[nc++] = s;
         }
-        trace_addf(ev->tr, "fallback tier %d: site \"%s\" (%s), %u available server(s)",
+        PTRACE(ev->tr, "fallback tier %d: site \"%s\" (%s), %u available server(s)",
                    f->tier, b->snap->sites[f->site].name,
                    f->blk ? "its approved set" : "its candidates", nc);
         err = add_tier(b, nc, f->blk ? f->blk->order : NULL, f->blk ? f->blk->norder : 0,
@@ -437,7 +437,7 @@ static int emit(tsl_result *res, pol_eval *ev)
         res->blocked_reason = ev->blocked_reason ? ev->blocked_reason : "fallback is blocked";
     }
     if (ws->n > n)
-        trace_addf(ev->tr, "max %d: %u entr%s cut", ev->max, ws->n - n,
+        PTRACE(ev->tr, "max %d: %u entr%s cut", ev->max, ws->n - n,
                    ws->n - n == 1 ? "y" : "ies");
     return err;
 }
@@ -478,7 +478,7 @@ static int decide_on_error_default(tsl_result *res, tsl_worker *w, pol_eval *ev)
         res->entries[k].tier = 0;
         res->servers[k++] = res->servers[i];
     }
-    trace_addf(ev->tr, "fallback is blocked: kept %u of %u default entries (the approved set)",
+    PTRACE(ev->tr, "fallback is blocked: kept %u of %u default entries (the approved set)",
                k, res->n);
     res->n = k;
     if (k == 0) {
@@ -521,11 +521,11 @@ int policy_decide(tsl_result *res, tsl_worker *w, const tsl_plan *plan, struct d
     ctx->ttl = sp && sp->ttl >= 0 ? sp->ttl : pb->ttl;
     ev.max = ctx->max;
     res->ttl = ctx->ttl;
-    trace_addf(tr, "policy %s (%s): selection %s, max %d, ttl %d s", pol->version, pol->name,
+    PTRACE(tr, "policy %s (%s): selection %s, max %d, ttl %d s", pol->version, pol->name,
                tsl_selection_name(ctx->selection), ctx->max, ctx->ttl);
 
     if (!ev.site_blk && !ev.group_blk) {
-        trace_addf(tr, "no site block and no group block applies: the default logic decides");
+        PTRACE(tr, "no site block and no group block applies: the default logic decides");
         if ((err = decide_default(res, w, ctx, tr)) < 0 || pol->nrules == 0)
             return err;
         /* rules still run: the approved set is the site's available candidates */
@@ -578,12 +578,12 @@ int policy_decide(tsl_result *res, tsl_worker *w, const tsl_plan *plan, struct d
             snprintf(w->last_policy_error, sizeof w->last_policy_error,
                      "policy %s: rule \"%s\" (%s:%d) failed: %.300s", pol->version, r->name,
                      pol->name, r->line, msg);
-            trace_addf(tr, "rule \"%s\" failed: %s", r->name, msg);
+            PTRACE(tr, "rule \"%s\" failed: %s", r->name, msg);
             if (pol->on_error == POL_ONERR_DEFAULT) {
-                trace_addf(tr, "on_error \"default\": the default logic decides this request");
+                PTRACE(tr, "on_error \"default\": the default logic decides this request");
                 return decide_on_error_default(res, w, &ev);
             }
-            trace_addf(tr, "on_error \"approved\": the list as it stood before rule \"%s\"",
+            PTRACE(tr, "on_error \"approved\": the list as it stood before rule \"%s\"",
                        r->name);
         }
     }

@@ -108,14 +108,14 @@ static int req_index(lua_State *L)
     const snap_client *c = ctx->client >= 0 ? &s->clients[ctx->client] : NULL;
     char ip[64];
 
-    if (strcmp(k, "site") == 0)
+    if (strcmp(k, "task") == 0) /* the most common first */
+        push_opt(L, ctx->task);
+    else if (strcmp(k, "site") == 0)
         push_opt(L, ctx->site != TSL_NO_SITE ? s->sites[ctx->site].name : NULL);
     else if (strcmp(k, "client") == 0)
         push_opt(L, c ? c->guid : ctx->req->client);
     else if (strcmp(k, "department") == 0)
         push_opt(L, ctx->department);
-    else if (strcmp(k, "task") == 0)
-        push_opt(L, ctx->task);
     else if (strcmp(k, "ip") == 0) {
         if (ctx->nips) {
             tsl_ip_format(ip, sizeof ip, &ctx->ips[0]);
@@ -751,7 +751,7 @@ int policy_run_rules(pol_eval *ev, char *msg, size_t msglen)
             break;
         }
         lua_settop(L, base);
-        trace_addf(ev->tr, "rule \"%s\" (line %d): %u -> %u entr%s%s", pol->rules[i].name,
+        PTRACE(ev->tr, "rule \"%s\" (line %d): %u -> %u entr%s%s", pol->rules[i].name,
                    pol->rules[i].line, before, ws->n, ws->n == 1 ? "y" : "ies",
                    ev->fb_blocked && !ev->saved_fb_blocked ? ", fallback blocked" : "");
     }

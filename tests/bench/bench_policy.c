@@ -16,7 +16,8 @@
  *   - the rule "imaging stays local".
  * Then decides for every client (shuffled), R rounds, under: the default
  * logic, that estate-wide policy, policies/examples/demo.lua, and each
- * --policy FILE.  Prints median and p99 ns per decision (each timed alone),
+ * --policy FILE, interleaved round by round so that a noisy host slows
+ * them alike.  Prints median and p99 ns per decision (each timed alone),
  * mean ns and decisions per second (untimed loop), and the ratios of
  * median and mean to the default logic.  One thread: figures are per core.
  */
@@ -48,58 +49,77 @@ typedef struct figures {
     double median, p99, mean, per_sec, fallback_share, blocked_share;
 } figures;
 
-static int run(figures *f, tsl_plan *plan, const tsl_request *reqs, size_t n, int rounds)
+/* One plan under test, with its own warm worker. */
+typedef struct contender {
+    const char *label;
+    tsl_plan *plan;
+    tsl_worker *w;
+    double *lat;
+    size_t k, fallback, blocked;
+    double untimed_ns;
+    double compile_ms, bind_ms;
+    figures f;
+} contender;
+
+/* Rounds interleave the contenders (A B C A B C ...), so that a noisy
+ * neighbour on a shared host slows them alike and the ratios hold. */
+static int measure(contender *c, int nc, const tsl_request *reqs, size_t n, int rounds)
 {
-    tsl_worker *w = NULL;
     tsl_result *res = NULL;
-    double *lat = malloc(n * (size_t)rounds * sizeof *lat);
-    size_t fallback = 0, blocked = 0, k = 0;
     int err = -1;
 
-    if (!lat || tsl_worker_new(&w) < 0 || tsl_result_new(&res) < 0)
+    if (tsl_result_new(&res) < 0)
         goto done;
-    for (size_t i = 0; i < n && i < 20000; i++) /* warm caches, scratch space, Lua state */
-        tsl_decide(res, w, plan, &reqs[i], NULL);
-
+    for (int i = 0; i < nc; i++) {
+        if (!(c[i].lat = malloc(n * (size_t)rounds * sizeof *c[i].lat)) ||
+            tsl_worker_new(&c[i].w) < 0)
+            goto done;
+        for (size_t r = 0; r < n && r < 20000; r++) /* warm caches, scratch, Lua state */
+            tsl_decide(res, c[i].w, c[i].plan, &reqs[r], NULL);
+    }
     double clock_cost = now_ns();
     for (int i = 0; i < 1000; i++)
         now_ns();
     clock_cost = (now_ns() - clock_cost) / 1001.0;
 
     for (int r = 0; r < rounds; r++) {
-        for (size_t i = 0; i < n; i++) {
-            double t0 = now_ns();
-            if (tsl_decide(res, w, plan, &reqs[i], NULL) < 0) {
-                fprintf(stderr, "decide: %s\n", tsl_error_last());
-                goto done;
+        for (int p = 0; p < nc; p++) {
+            contender *x = &c[p];
+            for (size_t i = 0; i < n; i++) {
+                double t0 = now_ns();
+                if (tsl_decide(res, x->w, x->plan, &reqs[i], NULL) < 0) {
+                    fprintf(stderr, "decide: %s\n", tsl_error_last());
+                    goto done;
+                }
+                x->lat[x->k++] = now_ns() - t0 - clock_cost;
+                if (tsl_result_count(res) && tsl_result_entry(res, 0)->tier > 0)
+                    x->fallback++;
+                x->blocked += tsl_result_blocked(res);
             }
-            lat[k++] = now_ns() - t0 - clock_cost;
-            if (tsl_result_count(res) && tsl_result_entry(res, 0)->tier > 0)
-                fallback++;
-            blocked += tsl_result_blocked(res);
+            double t0 = now_ns();
+            for (size_t i = 0; i < n; i++)
+                tsl_decide(res, x->w, x->plan, &reqs[i], NULL);
+            x->untimed_ns += now_ns() - t0;
         }
     }
-    if (tsl_worker_policy_errors(w))
-        fprintf(stderr, "warning: %llu rule errors: %s\n",
-                (unsigned long long)tsl_worker_policy_errors(w), tsl_worker_last_policy_error(w));
-    qsort(lat, k, sizeof *lat, cmp_double);
-    f->median = lat[k / 2];
-    f->p99 = lat[(size_t)((double)k * 0.99)];
-    f->fallback_share = (double)fallback / (double)k;
-    f->blocked_share = (double)blocked / (double)k;
-
-    double t0 = now_ns();
-    for (int r = 0; r < rounds; r++)
-        for (size_t i = 0; i < n; i++)
-            tsl_decide(res, w, plan, &reqs[i], NULL);
-    double el = now_ns() - t0;
-    f->per_sec = (double)(n * (size_t)rounds) / (el / 1e9);
-    f->mean = el / (double)(n * (size_t)rounds);
+    for (int p = 0; p < nc; p++) {
+        contender *x = &c[p];
+        figures *f = &x->f;
+        if (tsl_worker_policy_errors(x->w))
+            fprintf(stderr, "warning: %s: %llu rule errors: %s\n", x->label,
+                    (unsigned long long)tsl_worker_policy_errors(x->w),
+                    tsl_worker_last_policy_error(x->w));
+        qsort(x->lat, x->k, sizeof *x->lat, cmp_double);
+        f->median = x->lat[x->k / 2];
+        f->p99 = x->lat[(size_t)((double)x->k * 0.99)];
+        f->fallback_share = (double)x->fallback / (double)x->k;
+        f->blocked_share = (double)x->blocked / (double)x->k;
+        f->mean = x->untimed_ns / (double)(n * (size_t)rounds);
+        f->per_sec = 1e9 / f->mean;
+    }
     err = 0;
 done:
-    free(lat);
     tsl_result_free(res);
-    tsl_worker_free(w);
     return err;
 }
 
@@ -200,32 +220,26 @@ static char *read_file(const char *path, size_t *len)
     return buf;
 }
 
-static int bench_policy(const char *label, const char *src, size_t len, tsl_snapshot *snap,
-                        const tsl_request *reqs, size_t n, int rounds, const figures *base)
+/* Compiles and binds a policy into a contender. */
+static int contend(contender *c, const char *label, const char *src, size_t len,
+                   tsl_snapshot *snap)
 {
     tsl_policy *pol = NULL;
-    tsl_plan *plan = NULL;
-    figures f;
     int err = -1;
+    memset(c, 0, sizeof *c);
+    c->label = label;
     double t0 = now_ns();
     if (tsl_policy_compile(&pol, src, len, label) < 0)
         goto done;
     double t1 = now_ns();
-    if (tsl_plan_new(&plan, snap, pol) < 0)
+    if (tsl_plan_new(&c->plan, snap, pol) < 0)
         goto done;
-    double t2 = now_ns();
-    if (run(&f, plan, reqs, n, rounds) < 0)
-        goto done;
-    printf("%-22s %9.0f %9.0f %9.0f %12.0f %8.1f%% %7.1f%% %7.2f %7.2f   (compile %.1f ms, bind "
-           "%.1f ms)\n",
-           label, f.median, f.p99, f.mean, f.per_sec, 100 * f.fallback_share,
-           100 * f.blocked_share, f.median / base->median, f.mean / base->mean, (t1 - t0) / 1e6,
-           (t2 - t1) / 1e6);
+    c->compile_ms = (t1 - t0) / 1e6;
+    c->bind_ms = (now_ns() - t1) / 1e6;
     err = 0;
 done:
     if (err)
         fprintf(stderr, "bench_policy: %s: %s\n", label, tsl_error_last());
-    tsl_plan_free(plan);
     tsl_policy_free(pol);
     return err;
 }
@@ -240,10 +254,14 @@ int main(int argc, char **argv)
     char tmpdb[256];
     tsl_store *st = NULL;
     tsl_snapshot *snap = NULL;
-    tsl_plan *plan = NULL;
     tsl_request *reqs = NULL;
     char *gen = NULL;
     int rc = 1;
+    contender c[10];
+    char *texts[10] = {NULL};
+    int nc = 0;
+
+    memset(c, 0, sizeof c);
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -268,7 +286,7 @@ int main(int argc, char **argv)
     snprintf(tmpdb, sizeof tmpdb, "/tmp/tsl-bench-policy-%d.db", (int)getpid());
     if (tsl_store_open(&st, tmpdb, 0) < 0 ||
         tsl_estate_generate(st, sites, servers, clients, seed) < 0 ||
-        tsl_snapshot_load(&snap, st, NULL) < 0 || tsl_plan_new(&plan, snap, NULL) < 0)
+        tsl_snapshot_load(&snap, st, NULL) < 0)
         goto fail;
 
     size_t n = tsl_snapshot_client_count(snap);
@@ -300,20 +318,15 @@ int main(int argc, char **argv)
         }
     }
 
-    printf("estate: %zu sites, %zu servers, %zu clients; %d round(s); 5%% of requests are imaging\n",
-           tsl_snapshot_site_count(snap), tsl_snapshot_server_count(snap), n, rounds);
-    printf("%-22s %9s %9s %9s %12s %9s %8s %7s %7s\n", "plan", "median", "p99", "mean",
-           "decisions/s", "fallback", "blocked", "x med", "x mean");
-    figures base;
-    if (run(&base, plan, reqs, n, rounds) < 0)
+    c[nc].label = "default logic";
+    if (tsl_plan_new(&c[nc].plan, snap, NULL) < 0)
         goto fail;
-    printf("%-22s %9.0f %9.0f %9.0f %12.0f %8.1f%% %7.1f%% %7.2f %7.2f\n", "default logic",
-           base.median, base.p99, base.mean, base.per_sec, 100 * base.fallback_share,
-           100 * base.blocked_share, 1.0, 1.0);
-    if (bench_policy("estate.lua (generated)", gen, glen, snap, reqs, n, rounds, &base) < 0)
+    nc++;
+    if (contend(&c[nc], "estate.lua (generated)", gen, glen, snap) < 0)
         goto fail;
+    nc++;
     const char *demo = TSL_SOURCE_DIR "/policies/examples/demo.lua";
-    for (int p = -1; p < npolicies; p++) {
+    for (int p = -1; p < npolicies && nc < 9; p++) {
         const char *path = p < 0 ? demo : policies[p];
         size_t len = 0;
         char *src = read_file(path, &len);
@@ -323,19 +336,41 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_policy: cannot read %s\n", path);
             goto fail;
         }
+        texts[nc] = src;
         const char *slash = strrchr(path, '/');
-        int err = bench_policy(slash ? slash + 1 : path, src, len, snap, reqs, n, rounds, &base);
-        free(src);
-        if (err < 0)
+        if (contend(&c[nc], slash ? slash + 1 : path, src, len, snap) < 0)
             goto fail;
+        nc++;
+    }
+
+    printf("estate: %zu sites, %zu servers, %zu clients; %d round(s), interleaved; 5%% of "
+           "requests are imaging\n",
+           tsl_snapshot_site_count(snap), tsl_snapshot_server_count(snap), n, rounds);
+    if (measure(c, nc, reqs, n, rounds) < 0)
+        goto fail;
+    printf("%-22s %9s %9s %9s %12s %9s %8s %7s %7s\n", "plan (ns per decision)", "median",
+           "p99", "mean", "decisions/s", "fallback", "blocked", "x med", "x mean");
+    for (int p = 0; p < nc; p++) {
+        const figures *f = &c[p].f, *b = &c[0].f;
+        printf("%-22s %9.0f %9.0f %9.0f %12.0f %8.1f%% %7.1f%% %7.2f %7.2f", c[p].label,
+               f->median, f->p99, f->mean, f->per_sec, 100 * f->fallback_share,
+               100 * f->blocked_share, f->median / b->median, f->mean / b->mean);
+        if (p > 0)
+            printf("   (compile %.1f ms, bind %.1f ms)", c[p].compile_ms, c[p].bind_ms);
+        printf("\n");
     }
     rc = 0;
 fail:
     if (rc)
         fprintf(stderr, "bench_policy: %s\n", tsl_error_last());
+    for (int p = 0; p < 10; p++) {
+        tsl_plan_free(c[p].plan);
+        tsl_worker_free(c[p].w);
+        free(c[p].lat);
+        free(texts[p]);
+    }
     free(gen);
     free(reqs);
-    tsl_plan_free(plan);
     tsl_snapshot_free(snap);
     tsl_store_free(st);
     unlink(tmpdb);
