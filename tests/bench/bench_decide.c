@@ -8,8 +8,10 @@
  * snapshot, and decides for every client in a shuffled order, R rounds.
  * Prints, for the default logic and then for each --policy side by side in
  * the same run: median and p99 nanoseconds per decision (each decision timed
- * alone) and decisions per second (untimed loop), plus the ratio to the
- * default logic.  One thread: the figure is per core.
+ * alone) and decisions per second (untimed loop), plus the ratios to the
+ * default logic of the median and of the mean cost (decisions per second).
+ * The plans take turns round by round, so a noisy host slows them alike.
+ * One thread: the figures are per core.
  */
 #include "store.h"
 #include "tsl.h"
@@ -37,18 +39,30 @@ typedef struct figures {
     double median, p99, per_sec, fallback_share;
 } figures;
 
-static int run(figures *f, tsl_plan *plan, const tsl_request *reqs, size_t n, int rounds)
-{
-    tsl_worker *w = NULL;
-    tsl_result *res = NULL;
-    double *lat = malloc(n * (size_t)rounds * sizeof *lat);
-    size_t fallback = 0, k = 0;
-    int err = -1;
+/* One plan under test, with its own warm worker and result. */
+typedef struct contender {
+    char label[64];
+    tsl_plan *plan;
+    tsl_worker *w;
+    tsl_result *res;
+    double *lat;
+    size_t k, fallback;
+    double untimed_ns;
+    figures f;
+} contender;
 
-    if (!lat || tsl_worker_new(&w) < 0 || tsl_result_new(&res) < 0)
-        goto done;
-    for (size_t i = 0; i < n && i < 20000; i++) /* warm caches and scratch space */
-        tsl_decide(res, w, plan, &reqs[i], NULL);
+/* Every round runs each contender in turn (A B A B ...), timed then untimed,
+ * so that a noisy neighbour on a shared host slows them alike and the
+ * ratios taken in one run hold. */
+static int measure(contender *c, int nc, const tsl_request *reqs, size_t n, int rounds)
+{
+    for (int p = 0; p < nc; p++) {
+        if (!(c[p].lat = malloc(n * (size_t)rounds * sizeof *c[p].lat)) ||
+            tsl_worker_new(&c[p].w) < 0 || tsl_result_new(&c[p].res) < 0)
+            return -1;
+        for (size_t i = 0; i < n && i < 20000; i++) /* warm caches, scratch, Lua state */
+            tsl_decide(c[p].res, c[p].w, c[p].plan, &reqs[i], NULL);
+    }
 
     double clock_cost = now_ns();
     for (int i = 0; i < 1000; i++)
@@ -56,33 +70,33 @@ static int run(figures *f, tsl_plan *plan, const tsl_request *reqs, size_t n, in
     clock_cost = (now_ns() - clock_cost) / 1001.0;
 
     for (int r = 0; r < rounds; r++) {
-        for (size_t i = 0; i < n; i++) {
-            double t0 = now_ns();
-            if (tsl_decide(res, w, plan, &reqs[i], NULL) < 0) {
-                fprintf(stderr, "decide: %s\n", tsl_error_last());
-                goto done;
+        for (int p = 0; p < nc; p++) {
+            contender *x = &c[p];
+            for (size_t i = 0; i < n; i++) {
+                double t0 = now_ns();
+                if (tsl_decide(x->res, x->w, x->plan, &reqs[i], NULL) < 0) {
+                    fprintf(stderr, "decide: %s\n", tsl_error_last());
+                    return -1;
+                }
+                x->lat[x->k++] = now_ns() - t0 - clock_cost;
+                if (tsl_result_count(x->res) && tsl_result_entry(x->res, 0)->tier > 0)
+                    x->fallback++;
             }
-            lat[k++] = now_ns() - t0 - clock_cost;
-            if (tsl_result_count(res) && tsl_result_entry(res, 0)->tier > 0)
-                fallback++;
+            double t0 = now_ns();
+            for (size_t i = 0; i < n; i++)
+                tsl_decide(x->res, x->w, x->plan, &reqs[i], NULL);
+            x->untimed_ns += now_ns() - t0;
         }
     }
-    qsort(lat, k, sizeof *lat, cmp_double);
-    f->median = lat[k / 2];
-    f->p99 = lat[(size_t)((double)k * 0.99)];
-    f->fallback_share = (double)fallback / (double)k;
-
-    double t0 = now_ns();
-    for (int r = 0; r < rounds; r++)
-        for (size_t i = 0; i < n; i++)
-            tsl_decide(res, w, plan, &reqs[i], NULL);
-    f->per_sec = (double)(n * (size_t)rounds) / ((now_ns() - t0) / 1e9);
-    err = 0;
-done:
-    free(lat);
-    tsl_result_free(res);
-    tsl_worker_free(w);
-    return err;
+    for (int p = 0; p < nc; p++) {
+        contender *x = &c[p];
+        qsort(x->lat, x->k, sizeof *x->lat, cmp_double);
+        x->f.median = x->lat[x->k / 2];
+        x->f.p99 = x->lat[(size_t)((double)x->k * 0.99)];
+        x->f.fallback_share = (double)x->fallback / (double)x->k;
+        x->f.per_sec = (double)(n * (size_t)rounds) / (x->untimed_ns / 1e9);
+    }
+    return 0;
 }
 
 static char *read_file(const char *path, size_t *len)
@@ -110,6 +124,9 @@ int main(int argc, char **argv)
     const char *db = NULL, *policies[8];
     int npolicies = 0;
     char tmpdb[256] = "";
+    contender c[9];
+    int nc = 0;
+    char head[64];
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -137,6 +154,7 @@ int main(int argc, char **argv)
     tsl_request *reqs = NULL;
     int rc = 1;
 
+    memset(c, 0, sizeof c);
     if (!db) {
         snprintf(tmpdb, sizeof tmpdb, "/tmp/tsl-bench-%d.db", (int)getpid());
         db = tmpdb;
@@ -168,41 +186,50 @@ int main(int argc, char **argv)
     printf("estate: %zu sites, %zu servers, %zu clients (generate %.2f s, snapshot load %.2f s)\n",
            tsl_snapshot_site_count(snap), tsl_snapshot_server_count(snap), n, (t1 - t0) / 1e9,
            (t2 - t1) / 1e9);
-    printf("%-28s %10s %10s %14s %9s %7s\n", "plan", "median ns", "p99 ns", "decisions/s",
-           "fallback", "ratio");
-    figures base;
-    if (run(&base, plan, reqs, n, rounds) < 0)
-        goto fail;
-    printf("%-28s %10.0f %10.0f %14.0f %8.1f%% %7.2f\n", "default logic", base.median, base.p99,
-           base.per_sec, 100 * base.fallback_share, 1.0);
-
+    snprintf(c[0].label, sizeof c[0].label, "default logic");
+    c[0].plan = plan;
+    plan = NULL;
+    nc = 1;
     for (int p = 0; p < npolicies; p++) {
         size_t len = 0;
         char *src = read_file(policies[p], &len);
         tsl_policy *pol = NULL;
-        tsl_plan *pp = NULL;
-        figures f;
         if (!src) {
             fprintf(stderr, "bench_decide: cannot read %s\n", policies[p]);
             goto fail;
         }
         int err = tsl_policy_compile(&pol, src, len, policies[p]);
         free(src);
-        if (err < 0 || tsl_plan_new(&pp, snap, pol) < 0 || run(&f, pp, reqs, n, rounds) < 0) {
-            tsl_policy_free(pol);
-            tsl_plan_free(pp);
-            goto fail;
-        }
-        const char *slash = strrchr(policies[p], '/');
-        printf("%-28s %10.0f %10.0f %14.0f %8.1f%% %7.2f\n", slash ? slash + 1 : policies[p],
-               f.median, f.p99, f.per_sec, 100 * f.fallback_share, f.median / base.median);
-        tsl_plan_free(pp);
+        if (err == 0)
+            err = tsl_plan_new(&c[nc].plan, snap, pol);
         tsl_policy_free(pol);
+        if (err < 0)
+            goto fail;
+        const char *slash = strrchr(policies[p], '/');
+        snprintf(c[nc].label, sizeof c[nc].label, "%s", slash ? slash + 1 : policies[p]);
+        nc++;
     }
+    if (measure(c, nc, reqs, n, rounds) < 0)
+        goto fail;
+    /* x median: median over the default's; x mean: the default's decisions/s
+     * over this plan's, i.e. the ratio of the mean cost of a decision */
+    snprintf(head, sizeof head, "plan (%d rounds, interleaved)", rounds);
+    printf("%-28s %10s %10s %14s %9s %8s %7s\n", head, "median ns",
+           "p99 ns", "decisions/s", "fallback", "x median", "x mean");
+    for (int p = 0; p < nc; p++)
+        printf("%-28s %10.0f %10.0f %14.0f %8.1f%% %8.2f %7.2f\n", c[p].label, c[p].f.median,
+               c[p].f.p99, c[p].f.per_sec, 100 * c[p].f.fallback_share,
+               c[p].f.median / c[0].f.median, c[0].f.per_sec / c[p].f.per_sec);
     rc = 0;
 fail:
     if (rc)
         fprintf(stderr, "bench_decide: %s\n", tsl_error_last());
+    for (int p = 0; p < 9; p++) {
+        tsl_plan_free(c[p].plan);
+        tsl_worker_free(c[p].w);
+        tsl_result_free(c[p].res);
+        free(c[p].lat);
+    }
     free(reqs);
     tsl_plan_free(plan);
     tsl_snapshot_free(snap);
