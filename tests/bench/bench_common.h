@@ -65,6 +65,30 @@ static void shuffle_requests(tsl_request *reqs, size_t n, unsigned long long see
     }
 }
 
+/* The options both benchmarks take; bench_opt() consumes one (with its
+ * value) and returns 1, or returns 0 for the caller's own. */
+typedef struct bench_opts {
+    unsigned sites, servers, clients;
+    unsigned long long seed;
+    int rounds;
+    const char *policies[8];
+    int npolicies;
+} bench_opts;
+
+#define BENCH_OPTS_INIT {500, 2000, 200000, 1, 3, {NULL}, 0}
+
+static int bench_opt(bench_opts *o, const char *a, const char *v)
+{
+    if (!strcmp(a, "--sites")) o->sites = (unsigned)atoi(v);
+    else if (!strcmp(a, "--servers")) o->servers = (unsigned)atoi(v);
+    else if (!strcmp(a, "--clients")) o->clients = (unsigned)atoi(v);
+    else if (!strcmp(a, "--seed")) o->seed = strtoull(v, NULL, 10);
+    else if (!strcmp(a, "--rounds")) o->rounds = atoi(v);
+    else if (!strcmp(a, "--policy") && o->npolicies < 8) o->policies[o->npolicies++] = v;
+    else return 0;
+    return 1;
+}
+
 typedef struct figures {
     double median, p99, mean, per_sec, fallback_share, blocked_share;
 } figures;

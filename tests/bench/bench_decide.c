@@ -25,11 +25,8 @@
 
 int main(int argc, char **argv)
 {
-    unsigned sites = 500, servers = 2000, clients = 200000;
-    unsigned long long seed = 1;
-    int rounds = 3;
-    const char *db = NULL, *policies[8];
-    int npolicies = 0;
+    bench_opts o = BENCH_OPTS_INIT;
+    const char *db = NULL;
     char tmpdb[256] = "";
     contender c[9];
     int nc = 0;
@@ -41,14 +38,9 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_decide: %s needs a value\n", a);
             return 2;
         }
-        if (!strcmp(a, "--sites")) sites = (unsigned)atoi(v);
-        else if (!strcmp(a, "--servers")) servers = (unsigned)atoi(v);
-        else if (!strcmp(a, "--clients")) clients = (unsigned)atoi(v);
-        else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--rounds")) rounds = atoi(v);
-        else if (!strcmp(a, "--db")) db = v;
-        else if (!strcmp(a, "--policy") && npolicies < 8) policies[npolicies++] = v;
-        else {
+        if (!strcmp(a, "--db"))
+            db = v;
+        else if (!bench_opt(&o, a, v)) {
             fprintf(stderr, "bench_decide: unknown option %s\n", a);
             return 2;
         }
@@ -69,7 +61,7 @@ int main(int argc, char **argv)
     double t0 = now_ns();
     if (tsl_store_open(&st, db, 0) < 0)
         goto fail;
-    if (tmpdb[0] && tsl_estate_generate(st, sites, servers, clients, seed) < 0)
+    if (tmpdb[0] && tsl_estate_generate(st, o.sites, o.servers, o.clients, o.seed) < 0)
         goto fail;
     double t1 = now_ns();
     if (tsl_snapshot_load(&snap, st, NULL) < 0 || tsl_plan_new(&plan, snap, NULL) < 0)
@@ -81,7 +73,7 @@ int main(int argc, char **argv)
         goto fail;
     for (size_t i = 0; i < n; i++)
         tsl_snapshot_client_request(&reqs[i], snap, i);
-    shuffle_requests(reqs, n, seed);
+    shuffle_requests(reqs, n, o.seed);
 
     printf("estate: %zu sites, %zu servers, %zu clients (generate %.2f s, snapshot load %.2f s)\n",
            tsl_snapshot_site_count(snap), tsl_snapshot_server_count(snap), n, (t1 - t0) / 1e9,
@@ -90,30 +82,30 @@ int main(int argc, char **argv)
     c[0].plan = plan;
     plan = NULL;
     nc = 1;
-    for (int p = 0; p < npolicies; p++) {
+    for (int p = 0; p < o.npolicies; p++) {
         size_t len = 0;
-        char *src = read_file(policies[p], &len);
+        char *src = read_file(o.policies[p], &len);
         tsl_policy *pol = NULL;
         if (!src) {
-            fprintf(stderr, "bench_decide: cannot read %s\n", policies[p]);
+            fprintf(stderr, "bench_decide: cannot read %s\n", o.policies[p]);
             goto fail;
         }
-        int err = tsl_policy_compile(&pol, src, len, policies[p]);
+        int err = tsl_policy_compile(&pol, src, len, o.policies[p]);
         free(src);
         if (err == 0)
             err = tsl_plan_new(&c[nc].plan, snap, pol);
         tsl_policy_free(pol);
         if (err < 0)
             goto fail;
-        const char *slash = strrchr(policies[p], '/');
-        c[nc].label = slash ? slash + 1 : policies[p];
+        const char *slash = strrchr(o.policies[p], '/');
+        c[nc].label = slash ? slash + 1 : o.policies[p];
         nc++;
     }
-    if (measure(c, nc, reqs, n, rounds) < 0)
+    if (measure(c, nc, reqs, n, o.rounds) < 0)
         goto fail;
     /* x median: median over the default's; x mean: the default's decisions/s
      * over this plan's, i.e. the ratio of the mean cost of a decision */
-    snprintf(head, sizeof head, "plan (%d rounds, interleaved)", rounds);
+    snprintf(head, sizeof head, "plan (%d rounds, interleaved)", o.rounds);
     printf("%-28s %10s %10s %14s %9s %8s %7s\n", head, "median ns",
            "p99 ns", "decisions/s", "fallback", "x median", "x mean");
     for (int p = 0; p < nc; p++)

@@ -139,11 +139,8 @@ done:
 
 int main(int argc, char **argv)
 {
-    unsigned sites = 500, servers = 2000, clients = 200000;
-    unsigned long long seed = 1;
-    int rounds = 3;
-    const char *policies[8], *write_policy = NULL;
-    int npolicies = 0;
+    bench_opts o = BENCH_OPTS_INIT;
+    const char *write_policy = NULL;
     char tmpdb[256];
     tsl_store *st = NULL;
     tsl_snapshot *snap = NULL;
@@ -162,14 +159,9 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_policy: %s needs a value\n", a);
             return 2;
         }
-        if (!strcmp(a, "--sites")) sites = (unsigned)atoi(v);
-        else if (!strcmp(a, "--servers")) servers = (unsigned)atoi(v);
-        else if (!strcmp(a, "--clients")) clients = (unsigned)atoi(v);
-        else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--rounds")) rounds = atoi(v);
-        else if (!strcmp(a, "--policy") && npolicies < 8) policies[npolicies++] = v;
-        else if (!strcmp(a, "--write-policy")) write_policy = v;
-        else {
+        if (!strcmp(a, "--write-policy"))
+            write_policy = v;
+        else if (!bench_opt(&o, a, v)) {
             fprintf(stderr, "bench_policy: unknown option %s\n", a);
             return 2;
         }
@@ -178,7 +170,7 @@ int main(int argc, char **argv)
 
     snprintf(tmpdb, sizeof tmpdb, "/tmp/tsl-bench-policy-%d.db", (int)getpid());
     if (tsl_store_open(&st, tmpdb, 0) < 0 ||
-        tsl_estate_generate(st, sites, servers, clients, seed) < 0 ||
+        tsl_estate_generate(st, o.sites, o.servers, o.clients, o.seed) < 0 ||
         tsl_snapshot_load(&snap, st, NULL) < 0)
         goto fail;
 
@@ -191,7 +183,7 @@ int main(int argc, char **argv)
         if (i % 20 == 0)
             reqs[i].task = "imaging"; /* 5% of requests exercise the rule's branch */
     }
-    shuffle_requests(reqs, n, seed);
+    shuffle_requests(reqs, n, o.seed);
 
     size_t glen = 0;
     if (!(gen = estate_policy(snap, &glen)))
@@ -212,8 +204,8 @@ int main(int argc, char **argv)
         goto fail;
     nc++;
     const char *demo = TSL_SOURCE_DIR "/policies/examples/demo.lua";
-    for (int p = -1; p < npolicies && nc < 9; p++) {
-        const char *path = p < 0 ? demo : policies[p];
+    for (int p = -1; p < o.npolicies && nc < 9; p++) {
+        const char *path = p < 0 ? demo : o.policies[p];
         size_t len = 0;
         char *src = read_file(path, &len);
         if (!src) {
@@ -231,8 +223,8 @@ int main(int argc, char **argv)
 
     printf("estate: %zu sites, %zu servers, %zu clients; %d round(s), interleaved; 5%% of "
            "requests are imaging\n",
-           tsl_snapshot_site_count(snap), tsl_snapshot_server_count(snap), n, rounds);
-    if (measure(c, nc, reqs, n, rounds) < 0)
+           tsl_snapshot_site_count(snap), tsl_snapshot_server_count(snap), n, o.rounds);
+    if (measure(c, nc, reqs, n, o.rounds) < 0)
         goto fail;
     printf("%-22s %9s %9s %9s %12s %9s %8s %7s %7s\n", "plan (ns per decision)", "median",
            "p99", "mean", "decisions/s", "fallback", "blocked", "x med", "x mean");
