@@ -283,6 +283,33 @@ TEST(policy__fallback_after_delays_fallback_entries)
     CHECK_INT(tsl_result_entry(R, 0)->after, 300);
 }
 
+TEST(policy__fallback_after_marks_star_tiers_and_shows_in_json)
+{
+    USE("defaults { max = 20 }\n"
+        "site \"London\" { allow = { \"ts-lon-01\" }, fallback = { \"Dublin\", \"*\", after = 600 } }");
+    const char *got = run("C-SALES", NULL, NULL);
+    CHECK(strncmp(got, "ts-lon-01/0 ts-dub-02/1 ts-dub-01/1 ", 36) == 0);
+    size_t n = tsl_result_count(R), star = 0;
+    CHECK(n > 3);
+    CHECK_INT(tsl_result_entry(R, 0)->after, 0);
+    for (size_t i = 1; i < n; i++) {
+        CHECK_INT(tsl_result_entry(R, i)->after, 600);
+        star += tsl_result_entry(R, i)->tier == 2;
+    }
+    CHECK_INT(star, n - 3); /* everything after Dublin is the "*" tier */
+    CHECK_CONTAINS(reason(n - 1), "fallback tier 2: any other available server (\"*\"), usable after 600 s");
+    tsl_buf b = TSL_BUF_INIT;
+    CHECK_OK(tsl_result_json(&b, R));
+    CHECK_CONTAINS(b.ptr, "\"name\":\"ts-lon-01\"");
+    CHECK_CONTAINS(b.ptr, "\"tier\":0,\"after\":0,");
+    CHECK_CONTAINS(b.ptr, "\"tier\":1,\"after\":600,");
+    CHECK_CONTAINS(b.ptr, "\"tier\":2,\"after\":600,");
+    char key[64];
+    snprintf(key, sizeof key, "\"policy\":\"%s\"", tsl_policy_version(tsl_plan_policy(P)));
+    CHECK_CONTAINS(b.ptr, key);
+    tsl_buf_free(&b);
+}
+
 TEST(policy__defaults_fallback_applies_to_site_blocks_only)
 {
     USE("defaults { fallback = \"block\" }\nsite \"Madrid\" { }");
@@ -1041,6 +1068,7 @@ int main(void)
     RUN(policy__fallback_tiers_are_listed_even_when_tier0_is_available);
     RUN(policy__fallback_site_uses_its_own_block);
     RUN(policy__fallback_after_delays_fallback_entries);
+    RUN(policy__fallback_after_marks_star_tiers_and_shows_in_json);
     RUN(policy__defaults_fallback_applies_to_site_blocks_only);
     RUN(policy__full_servers_spill_behind_the_non_full_of_their_tier);
     RUN(policy__cap_defaults_to_the_server_capacity);
