@@ -391,7 +391,8 @@ static int bind_ex(void **out, const tsl_snapshot *snap, tsl_policy *pol, tsl_al
         goto done;
     }
     for (int sel = 0; sel < 3; sel++) {
-        if (!(pb->by_key[sel] = arena_alloc(&pb->arena, sizeof(uint32_t) * (snap->nservers + 1)))) {
+        pb->by_key[sel] = arena_alloc(&pb->arena, sizeof(uint32_t) * (snap->nservers + 1));
+        if (!pb->by_key[sel]) {
             err = tsl_oom();
             goto done;
         }

@@ -205,8 +205,8 @@ static int add_tier(build *b, uint32_t nc, const uint32_t *order1, uint32_t nord
                 if (tm[s] != gen + 1) {
                     if (tr && !full && !decide_seen_has(w, s))
                         PTRACE(tr, "  order #%u %s: not an available approved server, "
-                                       "skipped",
-                                   i + 1, b->snap->servers[s].name);
+                                   "skipped",
+                               i + 1, b->snap->servers[s].name);
                     continue;
                 }
                 if (decide_seen_has(w, s) || is_full(b, s) != (bool)full)
@@ -215,8 +215,8 @@ static int add_tier(build *b, uint32_t nc, const uint32_t *order1, uint32_t nord
                 push(b, s, tier, after, rr[i], full);
                 b->ev->strict = true; /* an order is in the list: try it in order */
                 PTRACE(tr, "  tier %d #%u %s: order #%u%s", tier, ws->n,
-                           b->snap->servers[s].name, i + 1,
-                           full ? " (at its registration cap, spilled)" : "");
+                       b->snap->servers[s].name, i + 1,
+                       full ? " (at its registration cap, spilled)" : "");
             }
         }
         /* the rest of this round, ranked */
@@ -235,7 +235,7 @@ static int add_tier(build *b, uint32_t nc, const uint32_t *order1, uint32_t nord
             if (tr) {
                 decide_rank_key_text(b->ctx, b->ctx->selection, s, key, sizeof key);
                 PTRACE(tr, "  tier %d #%u %s: %s%s", tier, ws->n, b->snap->servers[s].name,
-                           key, full ? " (at its registration cap, spilled)" : "");
+                       key, full ? " (at its registration cap, spilled)" : "");
             }
         }
     }
@@ -256,14 +256,14 @@ static int build_tier0(build *b)
         src = B->approved;
         nsrc = B->napproved;
         PTRACE(ev->tr, "%s (line %d): static approved set of %u server(s)%s", B->label,
-                   B->pb->line, nsrc,
-                   B->pb->has_allow ? " from allow" : B->pb->has_order ? " from order"
-                                                                       : " from its candidates");
+               B->pb->line, nsrc,
+               B->pb->has_allow ? " from allow" : B->pb->has_order ? " from order"
+                                                                   : " from its candidates");
     } else if (b->ctx->site != TSL_NO_SITE) {
         src = s->sites[b->ctx->site].cand;
         nsrc = s->sites[b->ctx->site].ncand;
         PTRACE(ev->tr, "site \"%s\": no site block; approved set = its %u candidate(s)",
-                   s->sites[b->ctx->site].name, nsrc);
+               s->sites[b->ctx->site].name, nsrc);
     } else if (G && G->pb->has_allow) {
         src = G->approved;
         nsrc = G->napproved;
@@ -273,7 +273,7 @@ static int build_tier0(build *b)
     }
     if (G)
         PTRACE(ev->tr, "%s (line %d) applies to department \"%s\"%s", G->label, G->pb->line,
-                   b->ctx->department, G->pb->has_allow ? ": its allow narrows the set" : "");
+               b->ctx->department, G->pb->has_allow ? ": its allow narrows the set" : "");
 
     for (uint32_t i = 0; i < nsrc; i++) {
         uint32_t sv = src[i];
@@ -361,7 +361,7 @@ static int build_fallback(build *b, const bound_block *winner)
     case POL_FB_BLOCK:
         ev->fb_blocked = true;
         PTRACE(ev->tr, "fallback \"block\" (%s): nothing outside the approved set",
-                   winner ? winner->label : "policy");
+               winner ? winner->label : "policy");
         if (ws->n == 0) {
             ev->blocked_reason = winner ? winner->r_blocked : "fallback is blocked";
             PTRACE(ev->tr, "no approved server is available: the list is empty (blocked)");
@@ -371,13 +371,14 @@ static int build_fallback(build *b, const bound_block *winner)
     case POL_FB_UNSET:
         if (ws->n > 0) {
             PTRACE(ev->tr, "fallback \"default\": the approved set has available servers, "
-                               "so no tier 1");
+                           "so no tier 1");
             return 0;
         }
         PTRACE(ev->tr, "fallback \"default\": no approved server is available; tier 1 is "
-                           "every available server%s",
-                   ev->after ? " (delayed)" : "");
-        return add_tier(b, ev->tr ? collect_all(b) : collect_best(b), NULL, 0, no_reasons, no_reasons, NULL, 0,
+                       "every available server%s",
+               ev->after ? " (delayed)" : "");
+        return add_tier(b, ev->tr ? collect_all(b) : collect_best(b), NULL, 0, no_reasons,
+                        no_reasons, NULL, 0,
                         no_reasons, no_reasons, 1, ev->after,
                         winner ? winner->r_default : REASON_GENERIC_DEFAULT,
                         winner ? winner->r_default_full : REASON_GENERIC_DEFAULT);
@@ -386,14 +387,14 @@ static int build_fallback(build *b, const bound_block *winner)
     }
 
     PTRACE(ev->tr, "fallback list of %s: %u tier(s)%s", winner->label, winner->nfb,
-               ev->after ? ", delayed" : "");
+           ev->after ? ", delayed" : "");
     for (uint32_t i = 0; i < winner->nfb && ws->n < b->max && err == 0; i++) {
         const bound_fb *f = &winner->fbv[i];
         uint32_t nc = 0;
         if (f->site == TSL_NO_SITE) {
             nc = ev->tr ? collect_all(b) : collect_best(b); /* explain counts them all */
             PTRACE(ev->tr, "fallback tier %d: \"*\", %u other available server(s)", f->tier,
-                       nc);
+                   nc);
             err = add_tier(b, nc, NULL, 0, no_reasons, no_reasons, NULL, 0, no_reasons,
                            no_reasons, f->tier, ev->after, f->reason, f->reason_full);
             continue;
@@ -406,8 +407,8 @@ static int build_fallback(build *b, const bound_block *winner)
                 b->cand[nc++] = s;
         }
         PTRACE(ev->tr, "fallback tier %d: site \"%s\" (%s), %u available server(s)",
-                   f->tier, b->snap->sites[f->site].name,
-                   f->blk ? "its approved set" : "its candidates", nc);
+               f->tier, b->snap->sites[f->site].name,
+               f->blk ? "its approved set" : "its candidates", nc);
         err = add_tier(b, nc, f->blk ? f->blk->order : NULL, f->blk ? f->blk->norder : 0,
                        f->blk ? f->blk->r_order : no_reasons,
                        f->blk ? f->blk->r_order_full : no_reasons, NULL, 0, no_reasons,
@@ -438,7 +439,7 @@ static int emit(tsl_result *res, pol_eval *ev)
     }
     if (ws->n > n)
         PTRACE(ev->tr, "max %d: %u entr%s cut", ev->max, ws->n - n,
-                   ws->n - n == 1 ? "y" : "ies");
+               ws->n - n == 1 ? "y" : "ies");
     return err;
 }
 
@@ -479,7 +480,7 @@ static int decide_on_error_default(tsl_result *res, tsl_worker *w, pol_eval *ev)
         res->servers[k++] = res->servers[i];
     }
     PTRACE(ev->tr, "fallback is blocked: kept %u of %u default entries (the approved set)",
-               k, res->n);
+           k, res->n);
     res->n = k;
     if (k == 0) {
         res->blocked = true;
@@ -522,7 +523,7 @@ int policy_decide(tsl_result *res, tsl_worker *w, const tsl_plan *plan, struct d
     ev.max = ctx->max;
     res->ttl = ctx->ttl;
     PTRACE(tr, "policy %s (%s): selection %s, max %d, ttl %d s", pol->version, pol->name,
-               tsl_selection_name(ctx->selection), ctx->max, ctx->ttl);
+           tsl_selection_name(ctx->selection), ctx->max, ctx->ttl);
 
     if (!ev.site_blk && !ev.group_blk) {
         PTRACE(tr, "no site block and no group block applies: the default logic decides");
@@ -584,7 +585,7 @@ int policy_decide(tsl_result *res, tsl_worker *w, const tsl_plan *plan, struct d
                 return decide_on_error_default(res, w, &ev);
             }
             PTRACE(tr, "on_error \"approved\": the list as it stood before rule \"%s\"",
-                       r->name);
+                   r->name);
         }
     }
     return emit(res, &ev);

@@ -752,8 +752,8 @@ int policy_run_rules(pol_eval *ev, char *msg, size_t msglen)
         }
         lua_settop(L, base);
         PTRACE(ev->tr, "rule \"%s\" (line %d): %u -> %u entr%s%s", pol->rules[i].name,
-                   pol->rules[i].line, before, ws->n, ws->n == 1 ? "y" : "ies",
-                   ev->fb_blocked && !ev->saved_fb_blocked ? ", fallback blocked" : "");
+               pol->rules[i].line, before, ws->n, ws->n == 1 ? "y" : "ies",
+               ev->fb_blocked && !ev->saved_fb_blocked ? ", fallback blocked" : "");
     }
     sandbox_budget_end(ws->sb);
     ws->sb->killing = false;
