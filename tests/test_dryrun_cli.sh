@@ -2,7 +2,9 @@
 # test_dryrun_cli.sh - `tsl dry-run` and `tsl policy` as an admin runs them:
 # exit codes 0 / 3 / 2, the --json document, and the path from a stored
 # version to production: dry-run (recorded), --require-dry-run refusal,
-# staged activation, what `tsl list` then answers, shadow, rollback.
+# staged activation, what `tsl list` then answers, shadow, rollback; then
+# the same beside a running `tsl serve`: shadow-report counts live traffic
+# while answers stay the same, staged activation and rollback are adopted.
 #
 #   bash tests/test_dryrun_cli.sh TSL_BINARY SOURCE_DIR
 #
@@ -11,7 +13,8 @@ set -euo pipefail
 tsl=$1
 src=$2
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+serve_pid=
+trap '[ -n "$serve_pid" ] && kill -TERM "$serve_pid" 2>/dev/null; rm -rf "$tmp"' EXIT
 db=$tmp/demo.db
 NOW=2026-11-25T10:00:00Z
 MAD1=C8692E95-92A5-5D27-8BBD-FB2F4CD09E73
@@ -76,7 +79,47 @@ LUA
 rc=$(status "$tsl" --db "$db" dry-run --policy "$tmp/new.lua" --now $NOW --json)
 if grep -q "not available in this build" "$tmp/err"; then
   echo "SKIP: policy changes, versions and activation: this build has no policy layer"
-  echo "$pass passed, $fail failed"
+  # ---- beside a running broker: shadow counts, answers unchanged; staged
+# activation and rollback with `tsl policy` take effect within a second ----
+if "$tsl" serve --help >/dev/null 2>&1 && command -v curl >/dev/null; then
+  "$tsl" --db "$db" policy shadow 1 >/dev/null   # tokyo.lua: Tokyo to Singapore
+  "$tsl" --db "$db" serve --listen 127.0.0.1:0 --threads 1 2>"$tmp/serve.log" &
+  serve_pid=$!
+  port=
+  for _ in $(seq 100); do
+    port=$(sed -n 's/.*Listening on 127.0.0.1 port \([0-9]*\).*/\1/p' "$tmp/serve.log")
+    [ -n "$port" ] && break
+    sleep 0.05
+  done
+  first() { curl -s "http://127.0.0.1:$port/v1/task-servers?client=$1" | sed -n 's/.*"servers":\[{"name":"\([^"]*\)".*/\1/p'; }
+  # wait_first CLIENT SERVER: up to 3 s for the broker to adopt a change
+  wait_first() { for _ in $(seq 60); do [ "$(first "$1")" = "$2" ] && return 0; sleep 0.05; done; return 1; }
+  check "serve: the broker is listening" test -n "$port"
+  check "shadow: Tokyo's answer is unchanged" bash -c "for i in 1 2 3; do [ \"\$(curl -s 'http://127.0.0.1:$port/v1/task-servers?client=$TYO1' | grep -c '\"servers\":\\[{\"name\":\"ts-tyo-01\"')\" = 1 ] || exit 1; done"
+  first "$MAD1" >/dev/null || true
+  first "$MAD1" >/dev/null || true
+  for _ in $(seq 60); do
+    "$tsl" --db "$db" policy shadow-report >"$tmp/shadow.txt" 2>&1
+    grep -q "requests evaluated   5" "$tmp/shadow.txt" && break
+    sleep 0.05
+  done
+  check "shadow-report: 5 requests evaluated live" grep -q "requests evaluated   5" "$tmp/shadow.txt"
+  check "shadow-report: Tokyo's 3 differ" grep -q "answered differently 3 " "$tmp/shadow.txt"
+  check "shadow-report: a sample names ts-sin-01" grep -q "shadow: ts-sin-01" "$tmp/shadow.txt"
+  "$tsl" --db "$db" policy activate 1 --sites Tokyo >/dev/null
+  check "activate 1 --sites Tokyo beside the broker: Tokyo on ts-sin-01" wait_first "$TYO1" ts-sin-01
+  check "...Madrid unchanged" test "$(first "$MAD1")" = ts-mad-01
+  "$tsl" --db "$db" policy rollback >/dev/null
+  check "rollback beside the broker: Tokyo back on ts-tyo-01" wait_first "$TYO1" ts-tyo-01
+  kill -TERM "$serve_pid"
+  wait "$serve_pid" || true
+  serve_pid=
+  "$tsl" --db "$db" policy shadow --off >/dev/null
+else
+  echo "SKIP: no broker in this build (or no curl)"
+fi
+
+echo "$pass passed, $fail failed"
   test "$fail" = 0
   exit 0
 fi
@@ -139,6 +182,46 @@ check "the default logic again" bash -c "'$tsl' --db '$db' policy active | grep 
 check "activate 3, then none: the default logic, in the history" bash -c "'$tsl' --db '$db' policy activate 3 >/dev/null && '$tsl' --db '$db' policy activate none >/dev/null && '$tsl' --db '$db' policy status | grep -q 'activate the default logic'"
 check "rollback of none restores version 3" bash -c "'$tsl' --db '$db' policy rollback >/dev/null && '$tsl' --db '$db' policy active | grep -q madrid_only.lua"
 check "none cannot be staged" test "$(status "$tsl" --db "$db" policy activate none --sites Tokyo)" = 2
+
+# ---- beside a running broker: shadow counts, answers unchanged; staged
+# activation and rollback with `tsl policy` take effect within a second ----
+if "$tsl" serve --help >/dev/null 2>&1 && command -v curl >/dev/null; then
+  "$tsl" --db "$db" policy shadow 1 >/dev/null   # tokyo.lua: Tokyo to Singapore
+  "$tsl" --db "$db" serve --listen 127.0.0.1:0 --threads 1 2>"$tmp/serve.log" &
+  serve_pid=$!
+  port=
+  for _ in $(seq 100); do
+    port=$(sed -n 's/.*Listening on 127.0.0.1 port \([0-9]*\).*/\1/p' "$tmp/serve.log")
+    [ -n "$port" ] && break
+    sleep 0.05
+  done
+  first() { curl -s "http://127.0.0.1:$port/v1/task-servers?client=$1" | sed -n 's/.*"servers":\[{"name":"\([^"]*\)".*/\1/p'; }
+  # wait_first CLIENT SERVER: up to 3 s for the broker to adopt a change
+  wait_first() { for _ in $(seq 60); do [ "$(first "$1")" = "$2" ] && return 0; sleep 0.05; done; return 1; }
+  check "serve: the broker is listening" test -n "$port"
+  check "shadow: Tokyo's answer is unchanged" bash -c "for i in 1 2 3; do [ \"\$(curl -s 'http://127.0.0.1:$port/v1/task-servers?client=$TYO1' | grep -c '\"servers\":\\[{\"name\":\"ts-tyo-01\"')\" = 1 ] || exit 1; done"
+  first "$MAD1" >/dev/null || true
+  first "$MAD1" >/dev/null || true
+  for _ in $(seq 60); do
+    "$tsl" --db "$db" policy shadow-report >"$tmp/shadow.txt" 2>&1
+    grep -q "requests evaluated   5" "$tmp/shadow.txt" && break
+    sleep 0.05
+  done
+  check "shadow-report: 5 requests evaluated live" grep -q "requests evaluated   5" "$tmp/shadow.txt"
+  check "shadow-report: Tokyo's 3 differ" grep -q "answered differently 3 " "$tmp/shadow.txt"
+  check "shadow-report: a sample names ts-sin-01" grep -q "shadow: ts-sin-01" "$tmp/shadow.txt"
+  "$tsl" --db "$db" policy activate 1 --sites Tokyo >/dev/null
+  check "activate 1 --sites Tokyo beside the broker: Tokyo on ts-sin-01" wait_first "$TYO1" ts-sin-01
+  check "...Madrid unchanged" test "$(first "$MAD1")" = ts-mad-01
+  "$tsl" --db "$db" policy rollback >/dev/null
+  check "rollback beside the broker: Tokyo back on ts-tyo-01" wait_first "$TYO1" ts-tyo-01
+  kill -TERM "$serve_pid"
+  wait "$serve_pid" || true
+  serve_pid=
+  "$tsl" --db "$db" policy shadow --off >/dev/null
+else
+  echo "SKIP: no broker in this build (or no curl)"
+fi
 
 echo "$pass passed, $fail failed"
 test "$fail" = 0
