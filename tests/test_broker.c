@@ -8,10 +8,11 @@
  * stopped, new servers, staleness by the clock), registrations (demotion,
  * assignment, the fallback report), reports, explain, inventory import,
  * metrics, health, header and body limits, slow clients, keep-alive, the
- * decision log, plan swaps under concurrent requests, the flush on stop,
- * policy versions, and the rollout: staged activation changes London's
- * answers only, shadow mode counts differences while answers stay the same,
- * rollback restores.
+ * decision log, plan swaps under concurrent requests, policy versions
+ * (upload, activate, rollback, list, --policy at start, activations under
+ * concurrent requests), the flush on stop, and the rollout: staged
+ * activation changes London's answers only, shadow mode counts differences
+ * while answers stay the same, rollback restores.
  */
 #include "broker.h"
 #include "broker_client.h"
