@@ -79,47 +79,7 @@ LUA
 rc=$(status "$tsl" --db "$db" dry-run --policy "$tmp/new.lua" --now $NOW --json)
 if grep -q "not available in this build" "$tmp/err"; then
   echo "SKIP: policy changes, versions and activation: this build has no policy layer"
-  # ---- beside a running broker: shadow counts, answers unchanged; staged
-# activation and rollback with `tsl policy` take effect within a second ----
-if "$tsl" serve --help >/dev/null 2>&1 && command -v curl >/dev/null; then
-  "$tsl" --db "$db" policy shadow 1 >/dev/null   # tokyo.lua: Tokyo to Singapore
-  "$tsl" --db "$db" serve --listen 127.0.0.1:0 --threads 1 2>"$tmp/serve.log" &
-  serve_pid=$!
-  port=
-  for _ in $(seq 100); do
-    port=$(sed -n 's/.*Listening on 127.0.0.1 port \([0-9]*\).*/\1/p' "$tmp/serve.log")
-    [ -n "$port" ] && break
-    sleep 0.05
-  done
-  first() { curl -s "http://127.0.0.1:$port/v1/task-servers?client=$1" | sed -n 's/.*"servers":\[{"name":"\([^"]*\)".*/\1/p'; }
-  # wait_first CLIENT SERVER: up to 3 s for the broker to adopt a change
-  wait_first() { for _ in $(seq 60); do [ "$(first "$1")" = "$2" ] && return 0; sleep 0.05; done; return 1; }
-  check "serve: the broker is listening" test -n "$port"
-  check "shadow: Tokyo's answer is unchanged" bash -c "for i in 1 2 3; do [ \"\$(curl -s 'http://127.0.0.1:$port/v1/task-servers?client=$TYO1' | grep -c '\"servers\":\\[{\"name\":\"ts-tyo-01\"')\" = 1 ] || exit 1; done"
-  first "$MAD1" >/dev/null || true
-  first "$MAD1" >/dev/null || true
-  for _ in $(seq 60); do
-    "$tsl" --db "$db" policy shadow-report >"$tmp/shadow.txt" 2>&1
-    grep -q "requests evaluated   5" "$tmp/shadow.txt" && break
-    sleep 0.05
-  done
-  check "shadow-report: 5 requests evaluated live" grep -q "requests evaluated   5" "$tmp/shadow.txt"
-  check "shadow-report: Tokyo's 3 differ" grep -q "answered differently 3 " "$tmp/shadow.txt"
-  check "shadow-report: a sample names ts-sin-01" grep -q "shadow: ts-sin-01" "$tmp/shadow.txt"
-  "$tsl" --db "$db" policy activate 1 --sites Tokyo >/dev/null
-  check "activate 1 --sites Tokyo beside the broker: Tokyo on ts-sin-01" wait_first "$TYO1" ts-sin-01
-  check "...Madrid unchanged" test "$(first "$MAD1")" = ts-mad-01
-  "$tsl" --db "$db" policy rollback >/dev/null
-  check "rollback beside the broker: Tokyo back on ts-tyo-01" wait_first "$TYO1" ts-tyo-01
-  kill -TERM "$serve_pid"
-  wait "$serve_pid" || true
-  serve_pid=
-  "$tsl" --db "$db" policy shadow --off >/dev/null
-else
-  echo "SKIP: no broker in this build (or no curl)"
-fi
-
-echo "$pass passed, $fail failed"
+  echo "$pass passed, $fail failed"
   test "$fail" = 0
   exit 0
 fi
@@ -196,13 +156,13 @@ if "$tsl" serve --help >/dev/null 2>&1 && command -v curl >/dev/null; then
     sleep 0.05
   done
   first() { curl -s "http://127.0.0.1:$port/v1/task-servers?client=$1" | sed -n 's/.*"servers":\[{"name":"\([^"]*\)".*/\1/p'; }
-  # wait_first CLIENT SERVER: up to 3 s for the broker to adopt a change
-  wait_first() { for _ in $(seq 60); do [ "$(first "$1")" = "$2" ] && return 0; sleep 0.05; done; return 1; }
+  # wait_first CLIENT SERVER: up to 10 s for the broker to adopt a change (1 s normally)
+  wait_first() { for _ in $(seq 200); do [ "$(first "$1")" = "$2" ] && return 0; sleep 0.05; done; return 1; }
   check "serve: the broker is listening" test -n "$port"
   check "shadow: Tokyo's answer is unchanged" bash -c "for i in 1 2 3; do [ \"\$(curl -s 'http://127.0.0.1:$port/v1/task-servers?client=$TYO1' | grep -c '\"servers\":\\[{\"name\":\"ts-tyo-01\"')\" = 1 ] || exit 1; done"
   first "$MAD1" >/dev/null || true
   first "$MAD1" >/dev/null || true
-  for _ in $(seq 60); do
+  for _ in $(seq 200); do # the writer flushes the tally within a second
     "$tsl" --db "$db" policy shadow-report >"$tmp/shadow.txt" 2>&1
     grep -q "requests evaluated   5" "$tmp/shadow.txt" && break
     sleep 0.05
