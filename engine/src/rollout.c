@@ -797,8 +797,9 @@ int tsl_rollout_status(tsl_buf *out, tsl_store *st, tsl_format fmt)
             char ver[24] = "null";
             if (sqlite3_column_type(q, 3) != SQLITE_NULL)
                 snprintf(ver, sizeof ver, "%lld", (long long)sqlite3_column_int64(q, 3));
-            err = tsl_buf_printf(out, "%s{\"id\":%lld,\"at\":\"%s\",\"action\":\"%s\",\"version\":%s,"
-                                 "\"sites\":",
+            err = tsl_buf_printf(out,
+                                 "%s{\"id\":%lld,\"at\":\"%s\",\"action\":\"%s\","
+                                 "\"version\":%s,\"sites\":",
                                  n ? "," : "", (long long)sqlite3_column_int64(q, 0), at,
                                  col_text(q, 2), ver);
             if (err == 0 && (err = tsl_buf_json_str(out, col_text(q, 5))) == 0 &&
