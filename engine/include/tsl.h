@@ -314,6 +314,31 @@ TSL_API int tsl_report_kind_parse(tsl_report_kind *out, const char *text);
 TSL_API int tsl_report(tsl_buf *out, tsl_worker *w, const tsl_plan *plan,
                        tsl_report_kind kind, tsl_format fmt, int64_t now);
 
+/* ------------------------------------------------------------------------
+ * Doctor: the ITMS validation checklist for one client
+ * ---------------------------------------------------------------------- */
+
+/* What a doctor run found. */
+typedef struct tsl_doctor_summary {
+    unsigned passed;
+    unsigned warnings;
+    unsigned failed;
+} tsl_doctor_summary;
+
+/* Appends the checklist for client `guid` to `out`, one check per line
+ * (PASS/WARN/FAIL) as text, or as a JSON object or CSV rows: the client is
+ * in the inventory; it has a site, and how (explicit or which subnet);
+ * each candidate Task Server of that site is registered, running and has a
+ * fresh heartbeat; the client receives a non-empty list (and whether it is
+ * a cross-site fallback or blocked by the policy); its last connection
+ * error.  `store` may be NULL; when given, the error's text is read from
+ * it.  `summary` may be NULL.  An unknown client is a failed check, not an
+ * error: the return value is 0 unless the checklist could not be made.
+ * `now` 0 means the current time. */
+TSL_API int tsl_doctor(tsl_buf *out, tsl_doctor_summary *summary, tsl_worker *w,
+                       const tsl_plan *plan, tsl_store *store, const char *guid,
+                       tsl_format fmt, int64_t now);
+
 #ifdef __cplusplus
 }
 #endif

@@ -62,7 +62,8 @@ bool decide_recent_error(const decide_ctx *ctx, uint32_t server)
 
 uint32_t *decide_scratch(tsl_worker *w, int which, uint32_t n)
 {
-    if (n > w->scratch_cap[which]) {
+    /* An estate with no servers still gets a (non-NULL) array. */
+    if (n > w->scratch_cap[which] || !w->scratch[which]) {
         uint32_t cap = n < 256 ? 256 : n;
         uint32_t *p = realloc(w->scratch[which], (size_t)cap * sizeof *p);
         if (!p)

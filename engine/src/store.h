@@ -87,6 +87,12 @@
     X(TSL_STMT_ERROR_INSERT,                                                   \
       "INSERT INTO connection_errors(client_id, server_id, at, error)"         \
       " VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")                       \
+    /* ---- doctor (doctor.c): a client's last connection error ---- */      \
+    X(TSL_STMT_DOCTOR_LAST_ERROR,                                              \
+      "SELECT e.at, t.name, e.error FROM connection_errors e"                  \
+      " JOIN clients c ON c.id = e.client_id"                                  \
+      " JOIN task_servers t ON t.id = e.server_id"                             \
+      " WHERE c.guid = ?1 ORDER BY e.at DESC, e.id DESC LIMIT 1")              \
     /* ---- snapshot loading (snapshot_load.c) ---- */                        \
     X(TSL_STMT_LOAD_SITES,                                                     \
       "SELECT name, country, latitude, longitude FROM sites ORDER BY id")      \

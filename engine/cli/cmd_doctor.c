@@ -1,0 +1,101 @@
+/*
+ * cmd_doctor.c - `tsl doctor`: the ITMS validation checklist for one client
+ * (tsl_doctor does the checks; this prints them and sets the exit code).
+ *
+ * Used by: main.c, cmd_demo.c.  Needs: cli.h.
+ */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdio.h>
+
+static const char usage[] =
+    "usage: tsl --db FILE doctor --client GUID [--json | --csv] [--policy FILE] [--now TIME]\n"
+    "\n"
+    "Runs the checklist an ITMS administrator walks when a Client Task Agent gets no\n"
+    "tasks, one PASS/WARN/FAIL line per check:\n"
+    "  client                 the GUID is in the inventory (name, ip, department)\n"
+    "  site                   it has a site, and how: explicit, or which subnet matched\n"
+    "  candidates             its site has Task Servers, and how many are available\n"
+    "  task server NAME       each candidate is registered, its service running, its\n"
+    "                         heartbeat fresh (and not full)\n"
+    "  list                   the client receives a non-empty list; WARN when it is all\n"
+    "                         cross-site fallback, FAIL when empty or blocked by the policy\n"
+    "  last connection error  time, server and text of the last error it reported\n"
+    "\n"
+    "  --client GUID   the client to check\n"
+    "  --json          one JSON object {\"checks\": [...], \"passed\", \"warnings\", \"failed\"}\n"
+    "  --csv           CSV rows status,check,detail\n"
+    "  --policy FILE   check under this Lua policy instead of the default logic\n"
+    "  --now TIME      as of this time: Unix seconds or 2026-11-25T09:58:00Z\n"
+    "  -h, --help      this help\n"
+    "\n"
+    "exit status: 0 no check failed (warnings allowed), 1 a check failed,\n"
+    "2 usage or input error.\n";
+
+int cmd_doctor(const struct cli_global *g, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"client", required_argument, NULL, 'c'},
+        {"json", no_argument, NULL, 'j'},
+        {"csv", no_argument, NULL, 'C'},
+        {"policy", required_argument, NULL, 'p'},
+        {"now", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *guid = NULL, *policy = NULL;
+    tsl_format fmt = TSL_FORMAT_TEXT;
+    int64_t now = 0;
+    struct cli_engine e;
+    tsl_buf out = TSL_BUF_INIT;
+    tsl_doctor_summary sum;
+    int c, rc;
+
+    cli_getopt_reset();
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            if (!optarg[0])
+                return cli_usage_error(g, "--client needs a GUID");
+            guid = optarg;
+            break;
+        case 'j':
+        case 'C':
+            if (fmt != TSL_FORMAT_TEXT)
+                return cli_usage_error(g, "give one of --json and --csv, not both");
+            fmt = c == 'j' ? TSL_FORMAT_JSON : TSL_FORMAT_CSV;
+            break;
+        case 'p':
+            policy = optarg;
+            break;
+        case 'n':
+            if ((rc = cli_parse_time(g, "--now", optarg, &now)) != CLI_OK)
+                return rc;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return CLI_OK;
+        default:
+            return cli_getopt_error(g, c, argv);
+        }
+    }
+    if (optind < argc)
+        return cli_usage_error(g, "unexpected argument '%s'", argv[optind]);
+    if (!guid)
+        return cli_usage_error(g, "name the client with --client GUID");
+
+    if ((rc = cli_engine_open(g, &e, policy)) != CLI_OK)
+        return rc;
+    if ((rc = tsl_doctor(&out, &sum, e.worker, e.plan, e.store, guid, fmt, now)) < 0) {
+        rc = cli_engine_error(g, rc, "cannot run the checklist for %s", guid);
+        goto done;
+    }
+    if ((rc = cli_write_buf(g, &out)) != CLI_OK)
+        goto done;
+    rc = sum.failed > 0 ? CLI_FINDINGS : CLI_OK;
+done:
+    tsl_buf_free(&out);
+    cli_engine_close(&e);
+    return rc;
+}
