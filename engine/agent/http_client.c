@@ -361,7 +361,8 @@ int ahttp_start(ahttp **out, struct event_base *base, const char *host, int port
     if (evbuffer_add_printf(o, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n"
                                "User-Agent: tsl-agent\r\n", method, target, hostport) < 0 ||
         (extra_headers && evbuffer_add(o, extra_headers, strlen(extra_headers)) < 0) ||
-        (body && evbuffer_add_printf(o, "Content-Type: application/json\r\n") < 0) ||
+        (body && !(extra_headers && strstr(extra_headers, "Content-Type:")) &&
+         evbuffer_add_printf(o, "Content-Type: application/json\r\n") < 0) ||
         evbuffer_add_printf(o, "Content-Length: %zu\r\n\r\n", body ? bodylen : 0) < 0 ||
         (body && bodylen && evbuffer_add(o, body, bodylen) < 0)) {
         err = tsl_oom();

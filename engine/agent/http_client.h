@@ -36,7 +36,8 @@ typedef struct ahttp_result {
 typedef void (*ahttp_cb)(const ahttp_result *r, void *arg);
 
 /* Starts `METHOD target` to host:port.  `body` (may be NULL) is sent with
- * Content-Type application/json; `extra_headers` (may be NULL) is inserted
+ * Content-Type application/json unless `extra_headers` names another;
+ * `extra_headers` (may be NULL) is inserted
  * verbatim, each line ending in "\r\n".  `timeout` is in wall seconds and
  * applies to connecting and to each wait for data.  Never calls back from
  * inside this function: a connection refused is reported from the loop.

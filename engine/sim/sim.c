@@ -52,10 +52,13 @@ static double agent_clock_now(void *arg)
     return sim_now(arg);
 }
 
+/* Called from the broker's threads: reads only what is fixed for the pass
+ * and the atomic start time. */
 static int64_t broker_clock_now(void *arg)
 {
-    const sim *s = arg;
-    return s->epoch + (int64_t)sim_now(s);
+    sim *s = arg;
+    double ws = atomic_load(&s->wall_start_shared);
+    return s->epoch + (ws > 0 ? (int64_t)((wall() - ws) * s->speed) : 0);
 }
 
 void sim_logf(sim *s, int level, const char *fmt, ...)
@@ -149,6 +152,7 @@ static int broker_start(sim *s, bool first)
         .now = broker_clock_now,
         .now_arg = s,
         .first_start = first,
+        .speed = s->speed,
     };
     int port = 0;
     err = s->ops->start(&s->broker, s->base, &cfg, &port);
@@ -157,6 +161,9 @@ static int broker_start(sim *s, bool first)
         return err;
     s->broker_port = port;
     s->broker_up = true;
+    const char *tok = s->ops->admin_token ? s->ops->admin_token(s->broker) : NULL;
+    if (tok)
+        snprintf(s->token, sizeof s->token, "%s", tok);
     return 0;
 }
 
@@ -237,8 +244,8 @@ static void admin_reply(const ahttp_result *r, void *arg)
 
 static void admin_next(sim *s)
 {
-    char headers[128], target[300], esc[200];
-    snprintf(headers, sizeof headers, "Authorization: Bearer %s\r\n", s->token);
+    char headers[256], target[300], esc[200];
+    snprintf(headers, sizeof headers, "Authorization: Bearer %s\r\nContent-Type: text/plain\r\n", s->token);
     double timeout = 10; /* wall: an admin call is one of a kind, give it time */
     int err;
     if (!s->broker_up) {
@@ -551,6 +558,7 @@ static int run_pass(sim *s, const char *selection)
     /* simulated second 0 */
     s->wall_start = wall();
     s->started = true;
+    atomic_store(&s->wall_start_shared, s->wall_start);
     for (size_t i = 0; i < s->nts; i++)
         if (s->ts[i].state == TS_UP && (err = sim_ts_start(&s->ts[i])) < 0)
             goto done;
@@ -598,6 +606,7 @@ static void pass_free(sim *s)
     const tsl_sim_broker_ops *ops = s->ops;
     double speed = s->speed;
     memset(s, 0, sizeof *s);
+    atomic_init(&s->wall_start_shared, 0.0);
     s->scn = scn;
     s->opt = opt;
     s->ops = ops;
@@ -626,6 +635,7 @@ int tsl_sim_run(tsl_buf *report, tsl_sim_outcome *out, const tsl_sim_scenario *s
     s->ops = ops;
     s->speed = opt->speed > 0 ? opt->speed : scn->speed;
     s->refuse_fd = -1;
+    atomic_init(&s->wall_start_shared, 0.0);
 
     size_t passes = scn->nselections ? scn->nselections : 1;
     for (size_t p = 0; p < passes && err == 0; p++) {

@@ -44,10 +44,12 @@ typedef struct tsl_sim_broker_config {
     const char *inventory_json; /* the scenario's estate plus its generated clients */
     size_t inventory_len;
     const char *workdir;        /* a directory the broker may keep its store in */
-    const char *admin_token;    /* bearer token for the admin endpoints */
+    const char *admin_token;    /* bearer token for the admin endpoints, if the broker takes one */
+    double speed;               /* simulated seconds per wall second (the broker may tune its
+                                 * refresh to it) */
     int port;                   /* 0: any free port; else this one (a restart) */
     const tsl_settings *settings; /* stale_after, error_window, ttl, max, selection */
-    int64_t (*now)(void *arg);  /* the simulated clock, Unix seconds */
+    int64_t (*now)(void *arg);  /* the simulated clock, Unix seconds; thread-safe */
     void *now_arg;
     bool first_start;           /* false on a restart: the store already holds the estate */
 } tsl_sim_broker_config;
@@ -59,6 +61,9 @@ typedef struct tsl_sim_broker_ops {
                  int *port);
     /* Stops and frees (requests in flight are dropped or finished). */
     void (*stop)(void *broker);
+    /* The admin bearer token the broker accepts (borrowed), or NULL: the
+     * one given in the config. */
+    const char *(*admin_token)(void *broker);
 } tsl_sim_broker_ops;
 
 /* The in-process tsl broker, or NULL when this build has none. */

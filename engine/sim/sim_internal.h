@@ -14,6 +14,7 @@
 #include "sim.h"
 
 #include <jansson.h>
+#include <stdatomic.h>
 
 /* ------------------------------------------------------------------------
  * The scenario (scenario.c)
@@ -203,9 +204,10 @@ struct sim {
     tsl_settings settings;   /* the broker's, this pass */
     double speed;
     double wall_start;       /* wall seconds at simulated second 0 */
+    _Atomic double wall_start_shared; /* the same for the broker's threads; 0 before */
     int64_t epoch;           /* Unix seconds at simulated second 0 */
     tsl_agent_clock clock;
-    char token[48];
+    char token[160];
 
     sim_site *sites;
     size_t nsites;
