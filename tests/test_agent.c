@@ -705,7 +705,7 @@ TEST(agent__http_client_refuses_names_and_escapes_queries)
     char esc[64];
     struct event_base *b = event_base_new();
     CHECK(b);
-    CHECK(ahttp_start(&h, b, "localhost", 80, "GET", "/", NULL, NULL, 0, 1, ignore_result,
+    CHECK(ahttp_start(&h, b, "localhost", 80, "GET", "/", NULL, NULL, 0, 1, NULL, ignore_result,
                       NULL) == TSL_EINVALID);
     CHECK_NULL(h);
     CHECK(ahttp_query_escape(esc, sizeof esc, "Sales & Marketing/é"));

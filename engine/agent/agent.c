@@ -56,7 +56,9 @@ struct tsl_agent {
 
     tsl_agent_state state;
     tsl_agent_list *list;
+    double list_fetched;
     double list_expires;
+    double list_asked;     /* when the latest list request began */
     bool *tried;          /* per entry of `list`, this round */
     size_t tried_cap;
     tsl_agent_memory mem;
@@ -70,6 +72,7 @@ struct tsl_agent {
     unsigned fetch_failures;
 
     struct event *t_fetch, *t_main;
+    double fetch_at, main_at; /* when each is due, agent time */
     ahttp *h_list, *h_ts;
     struct side *sides;
 
@@ -115,13 +118,6 @@ static double to_wall(const tsl_agent *a, double s)
     return s / a->clock->speed;
 }
 
-/* An exchange timeout in wall seconds. */
-static double timeout_wall(const tsl_agent *a, double s)
-{
-    double w = to_wall(a, s);
-    return w < a->clock->min_timeout ? a->clock->min_timeout : w;
-}
-
 /* A factor in [0.9, 1.1): spreads agents that would otherwise move in step. */
 static double jitter(tsl_agent *a)
 {
@@ -131,13 +127,27 @@ static double jitter(tsl_agent *a)
     return 0.9 + 0.2 * (double)(a->rng >> 11) / 9007199254740992.0;
 }
 
-static void arm(const tsl_agent *a, struct event *ev, double agent_seconds)
+/* Arms one of the two timers `agent_seconds` from now on the agent's
+ * clock, remembering when it is due (see due()). */
+static void arm(tsl_agent *a, struct event *ev, double agent_seconds)
 {
     double w = to_wall(a, agent_seconds > 0 ? agent_seconds : 0);
     struct timeval tv;
     tv.tv_sec = (time_t)w;
     tv.tv_usec = (suseconds_t)((w - (double)tv.tv_sec) * 1e6);
+    *(ev == a->t_main ? &a->main_at : &a->fetch_at) = now(a) + agent_seconds;
     evtimer_add(ev, &tv);
+}
+
+/* A timer fired: true when its time has come on the agent's clock; else
+ * it is re-armed for the rest (the clock ran slower than its speed). */
+static bool due(tsl_agent *a, struct event *ev)
+{
+    double at = ev == a->t_main ? a->main_at : a->fetch_at, left = at - now(a);
+    if (left <= 1e-6)
+        return true;
+    arm(a, ev, left);
+    return false;
 }
 
 static void logf_(const tsl_agent *a, const char *fmt, ...) TSL_PRINTF(2, 3);
@@ -205,9 +215,9 @@ static void side_start(tsl_agent *a, bool report, const char *host, int port, co
     }
     s->agent = a;
     s->report = report;
-    double timeout = timeout_wall(a, report ? a->t.request_timeout : a->t.register_timeout);
+    double timeout = report ? a->t.request_timeout : a->t.register_timeout;
     if (ahttp_start(&s->h, a->base, host, port, method, target, NULL, body,
-                    body ? strlen(body) : 0, timeout, side_done, s) < 0) {
+                    body ? strlen(body) : 0, timeout, a->clock, side_done, s) < 0) {
         free(s);
         if (report)
             a->n_reports_failed++;
@@ -341,7 +351,7 @@ static void attempt(tsl_agent *a, int idx)
         return;
     }
     if (ahttp_start(&a->h_ts, a->base, host, port, "POST", target, NULL, NULL, 0,
-                    timeout_wall(a, a->t.register_timeout), on_registered, a) < 0) {
+                    a->t.register_timeout, a->clock, on_registered, a) < 0) {
         ahttp_result r = {0, "cannot connect", "", 0};
         on_registered(&r, a);
     }
@@ -349,17 +359,26 @@ static void attempt(tsl_agent *a, int idx)
 
 static void pick_next(tsl_agent *a)
 {
-    double wait = 0;
+    double wait = 0, t = now(a);
     if (!a->list) {
         enter_stuck(a, 0);
         return;
     }
-    int idx = tsl_agent_pick(a->list, &a->mem, a->tried, now(a), &wait);
-    if (idx < 0) {
-        enter_stuck(a, wait);
+    int idx = tsl_agent_pick(a->list, &a->mem, a->tried, t, &wait);
+    if (idx >= 0) {
+        attempt(a, idx);
         return;
     }
-    attempt(a, idx);
+    /* Every allowed entry failed.  A list older than a retry pause may be
+     * out of date (the broker may know of other servers by now): ask for a
+     * fresh one once before settling down to stuck retrying. */
+    if (wait == 0 && !a->stuck_reported && a->fetch_failures == 0 && !a->h_list &&
+        t - a->list_fetched >= a->t.stuck_retry) {
+        a->state = TSL_AGENT_LISTING;
+        fetch(a);
+        return;
+    }
+    enter_stuck(a, wait);
 }
 
 /* Text of a failed exchange: the transport error, or the status and the
@@ -455,17 +474,10 @@ static void on_poll(const ahttp_result *r, void *arg)
     }
     if (idx >= 0)
         a->tried[idx] = true;
-    int next = -1;
     double wait = 0;
-    next = tsl_agent_pick(a->list, &a->mem, a->tried, now(a), &wait);
-    if (next < 0 && idx >= 0) { /* nothing else allowed: the same server again */
-        a->tried[idx] = false;
-        next = tsl_agent_pick(a->list, &a->mem, a->tried, now(a), &wait);
-    }
-    if (next < 0)
-        enter_stuck(a, wait);
-    else
-        attempt(a, next);
+    if (idx >= 0 && tsl_agent_pick(a->list, &a->mem, a->tried, now(a), &wait) < 0)
+        a->tried[idx] = false; /* nothing else allowed: the same server again */
+    pick_next(a);
 }
 
 static void poll_server(tsl_agent *a)
@@ -482,7 +494,7 @@ static void poll_server(tsl_agent *a)
     snprintf(target, sizeof target, "/poll?client=%s", a->client_esc);
     if (resolve_entry(a, e, host, sizeof host, &port) < 0 ||
         ahttp_start(&a->h_ts, a->base, host, port, "GET", target, NULL, NULL, 0,
-                    timeout_wall(a, a->t.register_timeout), on_poll, a) < 0) {
+                    a->t.register_timeout, a->clock, on_poll, a) < 0) {
         ahttp_result r = {0, "cannot connect", "", 0};
         on_poll(&r, a);
     }
@@ -493,6 +505,8 @@ static void poll_or_stuck_timer(evutil_socket_t fd, short what, void *arg)
     tsl_agent *a = arg;
     (void)fd;
     (void)what;
+    if (!due(a, a->t_main))
+        return;
     switch (a->state) {
     case TSL_AGENT_REGISTERED:
         if (!a->h_ts)
@@ -606,6 +620,7 @@ static void on_list(const ahttp_result *r, void *arg)
     }
     if (l) {
         int ttl = tsl_agent_list_ttl(l) > 0 ? tsl_agent_list_ttl(l) : a->t.default_ttl;
+        a->list_fetched = t;
         a->list_expires = t + ttl;
         a->fetch_failures = 0;
         logf_(a, "Received Task Server list from SMP Server: %zu entr%s%s%s", tsl_agent_list_count(l),
@@ -659,8 +674,9 @@ static void fetch(tsl_agent *a)
     }
     evtimer_del(a->t_fetch);
     a->n_list_requests++;
+    a->list_asked = now(a);
     if (ahttp_start(&a->h_list, a->base, a->broker_host, a->broker_port, "GET", a->list_target,
-                    NULL, NULL, 0, timeout_wall(a, a->t.request_timeout), on_list, a) < 0) {
+                    NULL, NULL, 0, a->t.request_timeout, a->clock, on_list, a) < 0) {
         ahttp_result r = {0, "cannot connect", "", 0};
         on_list(&r, a);
     }
@@ -668,9 +684,11 @@ static void fetch(tsl_agent *a)
 
 static void fetch_timer(evutil_socket_t fd, short what, void *arg)
 {
+    tsl_agent *a = arg;
     (void)fd;
     (void)what;
-    fetch(arg);
+    if (due(a, a->t_fetch))
+        fetch(a);
 }
 
 /* ------------------------------------------------------------------------
@@ -868,6 +886,7 @@ void tsl_agent_status_get(const tsl_agent *a, tsl_agent_status *out)
     out->gated = a->state == TSL_AGENT_STUCK && a->gated;
     out->entries = tsl_agent_list_count(a->list);
     out->list_expires = a->list ? a->list_expires : 0;
+    out->list_asked = a->list_asked;
     out->list_requests = a->n_list_requests;
     out->list_failures = a->n_list_failures;
     out->attempts = a->n_attempts;

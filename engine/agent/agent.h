@@ -35,11 +35,12 @@
  *   POST /unregister?client=GUID  best effort, when the agent moves away
  *
  * Used by: `tsl agent`, the simulator, tests.  Needs: libevent, jansson,
- * tsl.h (error codes), http_client.h.
+ * tsl.h (error codes), http_client.h (exchanges and the clock type).
  */
 #ifndef TSL_AGENT_H
 #define TSL_AGENT_H
 
+#include "http_client.h"
 #include "tsl.h"
 
 #include <stdbool.h>
@@ -50,16 +51,14 @@ struct event_base;
 
 typedef struct tsl_agent tsl_agent;
 
-/* The agent's time line.  `now` returns seconds (any epoch); `speed` is
- * agent seconds per wall second: every interval the agent waits is divided
- * by it, so a simulation can run 100 times faster than real time. */
-typedef struct tsl_agent_clock {
-    double (*now)(void *arg);
-    double speed;
-    void *arg;
-    double min_timeout; /* wall seconds: floor of every exchange timeout, so a
-                         * busy loop is not mistaken for a dead server (0: none) */
-} tsl_agent_clock;
+/* The agent's time line (http_client.h's ahttp_clock).  `now` returns
+ * seconds (any epoch); `speed` is agent seconds per wall second: every
+ * interval the agent waits is divided by it, so a simulation can run 100
+ * times faster than real time.  Timers and timeouts are judged on this
+ * clock: one that fires early in its terms (the clock ran slower than
+ * `speed`) is re-armed for the rest.  `min_timeout` (wall seconds) floors
+ * exchange timeouts. */
+typedef ahttp_clock tsl_agent_clock;
 
 /* Timing, in agent seconds.  tsl_agent_config_init sets the defaults. */
 typedef struct tsl_agent_timing {
@@ -162,6 +161,7 @@ typedef struct tsl_agent_status {
     bool gated;             /* stuck while entries wait for their `after` */
     size_t entries;         /* entries in the held list */
     double list_expires;    /* agent time the cache expires, 0 when none */
+    double list_asked;      /* agent time the latest list request began */
     uint64_t list_requests, list_failures, attempts, registrations, reports_failed;
 } tsl_agent_status;
 

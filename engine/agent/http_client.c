@@ -31,6 +31,9 @@ struct ahttp {
     bool in_callback;      /* finish() is running: cancel is a no-op */
     bool headers_done;
     bool chunked;
+    const ahttp_clock *clock;
+    double timeout;        /* on the clock */
+    double last_progress;  /* clock time of the start or the last data */
     int status;
     long long content_length; /* -1: until end of stream */
     size_t body_off;       /* where the body starts in the input buffer */
@@ -226,8 +229,11 @@ static bool progress(ahttp *h, bool eof)
 
 static void on_read(struct bufferevent *bev, void *arg)
 {
+    ahttp *h = arg;
     (void)bev;
-    progress(arg, false);
+    if (h->clock)
+        h->last_progress = h->clock->now(h->clock->arg);
+    progress(h, false);
 }
 
 static const char *socket_error_text(int err)
@@ -253,8 +259,13 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     (void)bev;
     if (what & BEV_EVENT_CONNECTED)
         return;
-    if (what & BEV_EVENT_TIMEOUT)
+    if (what & BEV_EVENT_TIMEOUT) {
+        /* the wall timer fired; on a slower clock the time may not be up yet */
+        if (h->clock && h->clock->now(h->clock->arg) - h->last_progress < h->timeout &&
+            bufferevent_enable(bev, EV_READ | EV_WRITE) == 0)
+            return;
         finish_error(h, "timeout");
+    }
     else if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR))
         progress(h, true);
     else
@@ -324,7 +335,8 @@ static int parse_addr(struct sockaddr_storage *ss, socklen_t *sslen, const char 
 
 int ahttp_start(ahttp **out, struct event_base *base, const char *host, int port,
                 const char *method, const char *target, const char *extra_headers,
-                const char *body, size_t bodylen, double timeout, ahttp_cb cb, void *arg)
+                const char *body, size_t bodylen, double timeout, const ahttp_clock *clock,
+                ahttp_cb cb, void *arg)
 {
     struct sockaddr_storage ss;
     socklen_t sslen = 0;
@@ -346,10 +358,17 @@ int ahttp_start(ahttp **out, struct event_base *base, const char *host, int port
         goto done;
     }
     bufferevent_setcb(h->bev, on_read, NULL, on_event, h);
+    h->clock = clock;
+    h->timeout = timeout;
+    if (clock)
+        h->last_progress = clock->now(clock->arg);
     if (timeout > 0) {
         struct timeval tv;
-        tv.tv_sec = (time_t)timeout;
-        tv.tv_usec = (suseconds_t)((timeout - (double)tv.tv_sec) * 1e6);
+        double w = clock ? timeout / clock->speed : timeout;
+        if (clock && w < clock->min_timeout)
+            w = clock->min_timeout;
+        tv.tv_sec = (time_t)w;
+        tv.tv_usec = (suseconds_t)((w - (double)tv.tv_sec) * 1e6);
         if (tv.tv_sec == 0 && tv.tv_usec < 1000)
             tv.tv_usec = 1000;
         bufferevent_set_timeouts(h->bev, &tv, &tv);

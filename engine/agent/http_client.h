@@ -22,6 +22,17 @@ struct event_base;
 
 typedef struct ahttp ahttp;
 
+/* A time line other than the wall clock (the simulator's, which may run
+ * faster than real time and slows down rather than skip when the process
+ * is starved).  `now` returns seconds on it; `speed` is its seconds per
+ * wall second; `min_timeout` (wall seconds) floors every timeout. */
+typedef struct ahttp_clock {
+    double (*now)(void *arg);
+    double speed;
+    void *arg;
+    double min_timeout;
+} ahttp_clock;
+
 typedef struct ahttp_result {
     int status;        /* the HTTP status, or 0 when no response arrived */
     const char *error; /* NULL when a response arrived; else "timeout",
@@ -37,14 +48,16 @@ typedef void (*ahttp_cb)(const ahttp_result *r, void *arg);
 
 /* Starts `METHOD target` to host:port.  `body` (may be NULL) is sent with
  * Content-Type application/json unless `extra_headers` names another;
- * `extra_headers` (may be NULL) is inserted
- * verbatim, each line ending in "\r\n".  `timeout` is in wall seconds and
- * applies to connecting and to each wait for data.  Never calls back from
+ * `extra_headers` (may be NULL) is inserted verbatim, each line ending in
+ * "\r\n".  `timeout` applies to connecting and to each wait for data, in
+ * seconds of `clock` (NULL: wall seconds): the exchange fails as "timeout"
+ * only once that much time has passed on the clock.  Never calls back from
  * inside this function: a connection refused is reported from the loop.
  * TSL_EINVALID for a host that is not a numeric address, TSL_ENOMEM. */
 int ahttp_start(ahttp **out, struct event_base *base, const char *host, int port,
                 const char *method, const char *target, const char *extra_headers,
-                const char *body, size_t bodylen, double timeout, ahttp_cb cb, void *arg);
+                const char *body, size_t bodylen, double timeout, const ahttp_clock *clock,
+                ahttp_cb cb, void *arg);
 
 /* Abandons an exchange: closes its socket, never calls back.  NULL is fine. */
 void ahttp_cancel(ahttp *h);

@@ -40,11 +40,41 @@ static double wall(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Simulated time advances with a 2 ms tick, each counting its wall time
+ * times the speed but never more than `tick_cap` (a third of the shortest
+ * exchange timeout, in wall time, within [5, 50] ms): when the process is
+ * starved (a loaded machine, a debugger), simulated time waits instead of
+ * jumping, so no exchange times out for a stall that is not the
+ * simulation's.  Under load a run simply takes longer. */
+#define SIM_TICK 0.002
+
+static double tick_cap(const sim *s)
+{
+    const tsl_agent_timing *t = &s->scn->agent;
+    double shortest = t->request_timeout < t->register_timeout ? t->request_timeout
+                                                                 : t->register_timeout;
+    double cap = shortest / s->speed / 3;
+    return cap < 0.005 ? 0.005 : cap > 0.05 ? 0.05 : cap;
+}
+
 double sim_now(const sim *s)
 {
     if (!s->started)
         return 0;
-    return (wall() - s->wall_start) * s->speed;
+    double dt = wall() - s->tick_wall;
+    if (dt > s->tick_cap)
+        dt = s->tick_cap;
+    return s->vnow + (dt > 0 ? dt : 0) * s->speed;
+}
+
+static void tick(evutil_socket_t fd, short what, void *arg)
+{
+    sim *s = arg;
+    (void)fd;
+    (void)what;
+    s->vnow = sim_now(s);
+    s->tick_wall = wall();
+    atomic_store(&s->vnow_shared, s->vnow);
 }
 
 static double agent_clock_now(void *arg)
@@ -52,13 +82,12 @@ static double agent_clock_now(void *arg)
     return sim_now(arg);
 }
 
-/* Called from the broker's threads: reads only what is fixed for the pass
- * and the atomic start time. */
+/* Called from the broker's threads: reads only the epoch (fixed for the
+ * pass) and the atomic copy of the simulated time. */
 static int64_t broker_clock_now(void *arg)
 {
     sim *s = arg;
-    double ws = atomic_load(&s->wall_start_shared);
-    return s->epoch + (ws > 0 ? (int64_t)((wall() - ws) * s->speed) : 0);
+    return s->epoch + (int64_t)atomic_load(&s->vnow_shared);
 }
 
 void sim_logf(sim *s, int level, const char *fmt, ...)
@@ -86,9 +115,12 @@ void sim_fail(sim *s, const char *fmt, ...)
     event_base_loopexit(s->base, NULL);
 }
 
-static void arm_sim(sim *s, struct event *ev, double sim_seconds)
+/* Arms `ev` for simulated second `at`; its callback checks the time and
+ * re-arms when the clock ran slower than the speed. */
+static void arm_until(sim *s, struct event *ev, double at)
 {
-    double w = sim_seconds > 0 ? sim_seconds / s->speed : 0;
+    double left = at - sim_now(s);
+    double w = left > 0 ? left / s->speed : 0;
     struct timeval tv = {(time_t)w, (suseconds_t)((w - (double)(time_t)w) * 1e6)};
     evtimer_add(ev, &tv);
 }
@@ -161,6 +193,7 @@ static int broker_start(sim *s, bool first)
         return err;
     s->broker_port = port;
     s->broker_up = true;
+    s->broker_up_since = sim_now(s);
     const char *tok = s->ops->admin_token ? s->ops->admin_token(s->broker) : NULL;
     if (tok)
         snprintf(s->token, sizeof s->token, "%s", tok);
@@ -254,7 +287,8 @@ static void admin_next(sim *s)
     }
     if (s->admin_step == 1) {
         err = ahttp_start(&s->h_admin, s->base, "127.0.0.1", s->broker_port, "POST", "/v1/policy",
-                          headers, s->admin_body, strlen(s->admin_body), timeout, admin_reply, s);
+                          headers, s->admin_body, strlen(s->admin_body), timeout, NULL,
+                          admin_reply, s);
     } else {
         if (!ahttp_query_escape(esc, sizeof esc, s->admin_body)) {
             admin_done(s, false, "policy version too long");
@@ -262,7 +296,7 @@ static void admin_next(sim *s)
         }
         snprintf(target, sizeof target, "/v1/policy/%s/activate", esc);
         err = ahttp_start(&s->h_admin, s->base, "127.0.0.1", s->broker_port, "POST", target,
-                          headers, "{}", 2, timeout, admin_reply, s);
+                          headers, "{}", 2, timeout, NULL, admin_reply, s);
     }
     if (err < 0)
         admin_done(s, false, tsl_error_last());
@@ -442,7 +476,7 @@ static void fault_timer(evutil_socket_t fd, short what, void *arg)
            !s->failed)
         run_fault(s, s->next_fault++);
     if (s->next_fault < s->scn->nfaults)
-        arm_sim(s, s->t_fault, s->scn->faults[s->next_fault].at - t);
+        arm_until(s, s->t_fault, s->scn->faults[s->next_fault].at);
 }
 
 static void end_timer(evutil_socket_t fd, short what, void *arg)
@@ -450,6 +484,10 @@ static void end_timer(evutil_socket_t fd, short what, void *arg)
     sim *s = arg;
     (void)fd;
     (void)what;
+    if (sim_now(s) < s->scn->duration) {
+        arm_until(s, s->t_end, s->scn->duration);
+        return;
+    }
     sim_metrics_finish(s);
     event_base_loopexit(s->base, NULL);
 }
@@ -532,7 +570,8 @@ static int run_pass(sim *s, const char *selection)
     }
     if (!(s->t_fault = evtimer_new(s->base, fault_timer, s)) ||
         !(s->t_end = evtimer_new(s->base, end_timer, s)) ||
-        !(t_watch = evtimer_new(s->base, watchdog, s))) {
+        !(t_watch = evtimer_new(s->base, watchdog, s)) ||
+        !(s->t_tick = event_new(s->base, -1, EV_PERSIST, tick, s))) {
         err = tsl_oom();
         goto done;
     }
@@ -541,7 +580,7 @@ static int run_pass(sim *s, const char *selection)
     sim_logf(s, 1, "broker (%s) on 127.0.0.1:%d; %zu Task Servers, %zu clients", s->ops->name,
              s->broker_port, s->nts, s->nclients);
 
-    double budget = scn->duration / s->speed * 3 + 30;
+    double budget = scn->duration / s->speed * 8 + 30;
     struct timeval wtv = {(time_t)budget, 0};
     evtimer_add(t_watch, &wtv);
 
@@ -556,17 +595,23 @@ static int run_pass(sim *s, const char *selection)
     }
 
     /* simulated second 0 */
-    s->wall_start = wall();
+    s->tick_wall = wall();
+    s->tick_cap = tick_cap(s);
+    s->vnow = 0;
     s->started = true;
-    atomic_store(&s->wall_start_shared, s->wall_start);
+    struct timeval tickv = {0, (suseconds_t)(SIM_TICK * 1e6)};
+    if (event_add(s->t_tick, &tickv) < 0) {
+        err = tsl_seterr(TSL_ERROR, "cannot arm the simulation clock");
+        goto done;
+    }
     for (size_t i = 0; i < s->nts; i++)
         if (s->ts[i].state == TS_UP && (err = sim_ts_start(&s->ts[i])) < 0)
             goto done;
     if ((err = start_clients(s)) < 0)
         goto done;
     if (scn->nfaults)
-        arm_sim(s, s->t_fault, scn->faults[0].at);
-    arm_sim(s, s->t_end, scn->duration);
+        arm_until(s, s->t_fault, scn->faults[0].at);
+    arm_until(s, s->t_end, scn->duration);
     event_base_dispatch(s->base);
     if (s->failed)
         err = tsl_seterr(TSL_ERROR, "%s", s->error);
@@ -588,7 +633,9 @@ done:
         event_free(s->t_fault);
     if (s->t_end)
         event_free(s->t_end);
-    s->t_fault = s->t_end = NULL;
+    if (s->t_tick)
+        event_free(s->t_tick);
+    s->t_fault = s->t_end = s->t_tick = NULL;
     return err;
 }
 
@@ -606,7 +653,7 @@ static void pass_free(sim *s)
     const tsl_sim_broker_ops *ops = s->ops;
     double speed = s->speed;
     memset(s, 0, sizeof *s);
-    atomic_init(&s->wall_start_shared, 0.0);
+    atomic_init(&s->vnow_shared, 0.0);
     s->scn = scn;
     s->opt = opt;
     s->ops = ops;
@@ -635,7 +682,7 @@ int tsl_sim_run(tsl_buf *report, tsl_sim_outcome *out, const tsl_sim_scenario *s
     s->ops = ops;
     s->speed = opt->speed > 0 ? opt->speed : scn->speed;
     s->refuse_fd = -1;
-    atomic_init(&s->wall_start_shared, 0.0);
+    atomic_init(&s->vnow_shared, 0.0);
 
     size_t passes = scn->nselections ? scn->nselections : 1;
     for (size_t p = 0; p < passes && err == 0; p++) {

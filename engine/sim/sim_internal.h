@@ -203,8 +203,11 @@ struct sim {
     const char *selection;   /* this pass, or NULL for the broker's default */
     tsl_settings settings;   /* the broker's, this pass */
     double speed;
-    double wall_start;       /* wall seconds at simulated second 0 */
-    _Atomic double wall_start_shared; /* the same for the broker's threads; 0 before */
+    double vnow;             /* simulated seconds at the last tick */
+    double tick_wall;        /* wall seconds of the last tick */
+    double tick_cap;         /* most wall seconds one tick may count */
+    _Atomic double vnow_shared; /* vnow, for the broker's threads */
+    struct event *t_tick;
     int64_t epoch;           /* Unix seconds at simulated second 0 */
     tsl_agent_clock clock;
     char token[160];
@@ -223,6 +226,7 @@ struct sim {
     int broker_port;
     bool broker_up;
     double broker_down_since;
+    double broker_up_since;  /* simulated second the broker last came up */
     double outage_total;
 
     int refuse_fd;           /* bound, never listening: connections refused */

@@ -119,19 +119,26 @@ void sim_metrics_event(sim *s, sim_client *c, tsl_agent_event ev, const tsl_agen
 {
     double now = sim_now(s);
     int t;
-    (void)detail;
-
     switch (ev) {
     case TSL_AGENT_EV_LIST:
         if (c->stranded && demanded_now(c))
             c->episode_demanded = true;
         break;
-    case TSL_AGENT_EV_LIST_FAILED:
-        if (s->broker_up)
+    case TSL_AGENT_EV_LIST_FAILED: {
+        /* an outage's failure if the broker was down when the request
+         * began or when it failed */
+        tsl_agent_status st;
+        tsl_agent_status_get(c->agent, &st);
+        if (s->broker_up && st.list_asked >= s->broker_up_since) {
             COUNT(s, c, failed_requests, 1);
-        else
+            if (s->all.failed_requests <= 5)
+                sim_logf(s, 1, "client %s: list request failed while the broker was up: %s",
+                         c->guid, detail ? detail : "?");
+        } else {
             c->list_failures_outage++;
+        }
         break;
+    }
     case TSL_AGENT_EV_CACHE_DROPPED:
         COUNT(s, c, cache_dropped, 1);
         break;
@@ -172,7 +179,7 @@ void sim_metrics_event(sim *s, sim_client *c, tsl_agent_event ev, const tsl_agen
                          "\"%s\" (line %d)",
                          now, c->guid, c->site >= 0 ? s->sites[c->site].name : "none",
                          s->ts[t].name, e->tier, p->text, p->line);
-            sim_logf(s, 1, "PROMISE BROKEN: client %s registered to %s outside \"%s\"", c->guid,
+            sim_logf(s, 2, "PROMISE BROKEN: client %s registered to %s outside \"%s\"", c->guid,
                      s->ts[t].name, p->text);
         }
         break;
@@ -219,7 +226,8 @@ int sim_metrics_drain_begin(sim *s, int fault, size_t server, int site)
     d->fault = fault;
     d->server = server;
     d->site = site;
-    d->at = sim_now(s);
+    /* measured from the scheduled time: what the scenario's reader sees */
+    d->at = fault >= 0 && (size_t)fault < s->scn->nfaults ? s->scn->faults[fault].at : sim_now(s);
     for (size_t i = 0; i < s->nclients; i++) {
         sim_client *c = &s->clients[i];
         if (c->server != (int)server || (site >= 0 && c->site != site))
@@ -436,7 +444,7 @@ static int tiers_text(tsl_buf *out, const uint64_t *by_tier)
     for (int t = 0; t < SIM_TIERS; t++) {
         if (!by_tier[t])
             continue;
-        OUT("%s tier %d%s: %llu", any ? "," : " (", t, t == SIM_TIERS - 1 ? "+" : "",
+        OUT("%stier %d%s: %llu", any ? ", " : " (", t, t == SIM_TIERS - 1 ? "+" : "",
             (unsigned long long)by_tier[t]);
         any = true;
     }

@@ -151,11 +151,9 @@ static void send_heartbeat(sim_ts *t, const char *service)
     snprintf(body, sizeof body,
              "{\"connections\":%ld,\"capacity\":%lld,\"response_ms\":%lld,\"service\":\"%s\"}",
              t->connections, (long long)t->capacity, resp, service);
-    double timeout = s->scn->agent.request_timeout / s->speed;
-    if (timeout < s->scn->min_wall_timeout)
-        timeout = s->scn->min_wall_timeout;
     if (ahttp_start(&t->h_heartbeat, s->base, "127.0.0.1", s->broker_port, "POST", target, NULL,
-                    body, strlen(body), timeout, on_heartbeat_done, t) < 0)
+                    body, strlen(body), s->scn->agent.request_timeout, &s->clock,
+                    on_heartbeat_done, t) < 0)
         t->heartbeat_failures++;
 }
 
