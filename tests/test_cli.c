@@ -644,6 +644,28 @@ TEST(demo__tours_the_estate_and_cleans_up)
     CHECK_STR(err, "tsl demo: the demo makes its own store: drop --db (use --keep DIR to keep it)\n");
 }
 
+TEST(demo__compares_the_tour_under_a_policy)
+{
+    const char *out;
+    const char *pol = tsl_test_path("london.lua");
+    CHECK_INT(tsl_test_write(pol,
+        "site \"London\" { allow = {\"ts-lon-*\", \"ts-fin-*\"}, order = {\"ts-lon-02\", \"ts-lon-01\"} }\n"), 0);
+    int rc = tsl(&out, true, "demo --policy '%s'", pol);
+    if (rc != 0 && strstr(out, "policies are not available in this build")) {
+        printf("  (skipped: this build has no policy layer)\n");
+        return;
+    }
+    CHECK_INT(rc, 0);
+    CHECK_CONTAINS(out, "The same clients under a policy\n");
+    CHECK_CONTAINS(out, "\n  client                     #  default logic              policy\n");
+    CHECK_CONTAINS(out, "\n  LON-PC-0003, London        1  ts-dub-01                  ts-lon-02\n");
+    CHECK_CONTAINS(out, "\n                             2  ts-fin-02                  ts-lon-01\n");
+    CHECK_CONTAINS(out, "\n  LON-LT-0104, no site       1  ts-dub-02 (fallback)       ts-dub-02 (fallback)\n");
+    const char *err;
+    CHECK_INT(tsl_err(&err, "demo --policy /nonexistent/p.lua"), 2);
+    CHECK_STR(err, "tsl demo: --policy /nonexistent/p.lua: no such file\n");
+}
+
 int main(void)
 {
     RUN(cli__help_lists_commands_and_every_command_answers_help);
@@ -668,5 +690,6 @@ int main(void)
     RUN(doctor__no_site_and_unknown_client_fail);
     RUN(doctor__json_and_csv_quote_the_error_text);
     RUN(demo__tours_the_estate_and_cleans_up);
+    RUN(demo__compares_the_tour_under_a_policy);
     return tsl_test_main();
 }

@@ -21,19 +21,21 @@
 #include <unistd.h>
 
 static const char usage[] =
-    "usage: tsl demo [--keep DIR]\n"
+    "usage: tsl demo [--keep DIR] [--policy FILE]\n"
     "\n"
     "Imports the bundled demo estate (policies/demo/estate.json in the source tree)\n"
     "into a fresh SQLite store and tours it: the Task Server lists of a few\n"
     "representative clients, why one of them falls back to servers in other\n"
     "countries, the three reports, a doctor checklist, and the same clients under\n"
-    "the example policy (policies/examples/demo.lua) when it is present.\n"
-    "Every step prints the command that reproduces it.\n"
+    "a policy side by side with the default logic.  Every step prints the command\n"
+    "that reproduces it.\n"
     "\n"
-    "  --keep DIR   create the store as DIR/demo.db and keep it (DIR is created;\n"
-    "               an existing DIR/demo.db is replaced); default: a temporary\n"
-    "               directory, removed afterwards\n"
-    "  -h, --help   this help\n";
+    "  --keep DIR      create the store as DIR/demo.db and keep it (DIR is created;\n"
+    "                  an existing DIR/demo.db is replaced); default: a temporary\n"
+    "                  directory, removed afterwards\n"
+    "  --policy FILE   the policy for the side-by-side view (default: the example\n"
+    "                  policies/examples/demo.lua, when the source tree has it)\n"
+    "  -h, --help      this help\n";
 
 /* The demo runs at a fixed time so its output is the same every day: the
  * estate's heartbeats and connection errors are stamped around it. */
@@ -156,7 +158,8 @@ static int tour_list(struct demo *d, const struct tour_client *tc)
     return run_step(d, tc->title, tc->note, tc->explain ? cmd_explain : cmd_list, args);
 }
 
-/* Decides `tc` under `plan`; the names (with tiers) into col[], one per row. */
+/* Decides `tc` under `plan`; one cell per row into col[] ("ts-lon-01",
+ * "ts-dub-02 (fallback)", "BLOCKED: ..."). */
 static int decide_column(tsl_result *res, tsl_worker *w, const tsl_plan *plan,
                          const struct tour_client *tc, char col[][40], int rows, int *nrows)
 {
@@ -176,14 +179,25 @@ static int decide_column(tsl_result *res, tsl_worker *w, const tsl_plan *plan,
         const char *why = tsl_result_blocked_reason(res);
         snprintf(col[n++], 40, "BLOCKED: %.30s", why ? why : "");
     } else if (tsl_result_count(res) == 0) {
-        snprintf(col[n++], 40, "(empty)");
+        snprintf(col[n++], 40, "(empty list)");
     }
     for (size_t i = 0; i < tsl_result_count(res) && n < rows; i++) {
         const tsl_entry *en = tsl_result_entry(res, i);
-        snprintf(col[n++], 40, "%-12s %s", en->name, en->tier ? "fallback" : "");
+        snprintf(col[n++], 40, "%.24s%s", en->name, en->tier ? " (fallback)" : "");
     }
     *nrows = n;
     return 0;
+}
+
+/* Prints one row of the side-by-side table without trailing blanks. */
+static void print_row(const char *label, const char *rank, const char *left, const char *right)
+{
+    char line[200];
+    snprintf(line, sizeof line, "  %-24s %3s  %-26s %s", label, rank, left, right);
+    size_t n = strlen(line);
+    while (n > 0 && line[n - 1] == ' ')
+        line[--n] = '\0';
+    printf("%s\n", line);
 }
 
 /* The tour's clients under the default logic and the example policy. */
@@ -194,9 +208,10 @@ static int tour_policy(struct demo *d)
     int rc;
 
     printf("\n== %d. The same clients under a policy\n", ++d->step);
-    printf("policies/examples/demo.lua orders and restricts each site's list; the\n"
-           "default logic on the left, the policy on the right (try `tsl --db %s\n"
-           "explain --client GUID --policy %s`).\n", d->db, d->policy);
+    printf("A policy orders and restricts each site's list and can block the\n"
+           "cross-country fallback.  Any of these, step by step:\n"
+           "\n$ tsl --db %s explain --client GUID --policy %s\n",
+           d->db, d->policy);
     if ((rc = cli_engine_open(&d->g, &def, NULL)) != CLI_OK)
         return rc;
     if ((rc = cli_engine_open(&d->g, &pol, d->policy)) != CLI_OK) {
@@ -207,17 +222,22 @@ static int tour_policy(struct demo *d)
         rc = cli_engine_error(&d->g, rc, "cannot allocate a result");
         goto done;
     }
+    printf("\n");
+    print_row("client", "#", "default logic", "policy");
     for (size_t t = 0; t < NTOUR; t++) {
-        char left[10][40], right[10][40];
+        char left[10][40], right[10][40], rank[16];
         int nl = 0, nr = 0;
         if ((rc = decide_column(res, def.worker, def.plan, &tour_clients[t], left, 10, &nl)) < 0 ||
             (rc = decide_column(res, pol.worker, pol.plan, &tour_clients[t], right, 10, &nr)) < 0) {
             rc = cli_engine_error(&d->g, rc, "cannot decide for %s", tour_clients[t].label);
             goto done;
         }
-        printf("\n  %-34s %-34s %s\n", tour_clients[t].label, "default logic", "policy");
-        for (int i = 0; i < nl || i < nr; i++)
-            printf("  %-34s %-34s %s\n", "", i < nl ? left[i] : "", i < nr ? right[i] : "");
+        printf("\n");
+        for (int i = 0; i < nl || i < nr; i++) {
+            snprintf(rank, sizeof rank, "%d", i + 1);
+            print_row(i == 0 ? tour_clients[t].label : "", rank, i < nl ? left[i] : "",
+                      i < nr ? right[i] : "");
+        }
     }
     rc = CLI_OK;
 done:
@@ -287,11 +307,12 @@ int cmd_demo(const struct cli_global *g, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"keep", required_argument, NULL, 'k'},
+        {"policy", required_argument, NULL, 'p'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct demo d;
-    const char *keep = NULL;
+    const char *keep = NULL, *policy = NULL;
     char tmpdir[4096] = "";
     int c, rc;
 
@@ -303,6 +324,9 @@ int cmd_demo(const struct cli_global *g, int argc, char **argv)
             if (!optarg[0])
                 return cli_usage_error(g, "--keep needs a directory");
             keep = optarg;
+            break;
+        case 'p':
+            policy = optarg;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -327,8 +351,14 @@ int cmd_demo(const struct cli_global *g, int argc, char **argv)
     if (!file_exists(d.estate))
         return cli_error(g, CLI_USAGE, "the demo estate %s is missing: tsl demo needs the "
                                        "source tree it was built from", d.estate);
-    if (!file_exists(d.policy))
+    if (policy) {
+        if (!file_exists(policy))
+            return cli_error(g, CLI_USAGE, "--policy %s: no such file", policy);
+        if (!path_join(d.policy, sizeof d.policy, policy, ""))
+            return cli_error(g, CLI_USAGE, "--policy %s: the name is too long", policy);
+    } else if (!file_exists(d.policy)) {
         d.policy[0] = '\0';
+    }
 
     if (keep) {
         if (mkdir(keep, 0777) != 0 && errno != EEXIST)
