@@ -1,4 +1,5 @@
 # Writes OUT, a C file defining the numbered migrations from FILES (schema/NNN_*.sql).
+string(REPLACE "|" ";" FILES "${FILES}")
 set(body "/* Generated from the schema/ migrations by cmake/embed_schema.cmake. Do not edit. */\n#include <stddef.h>\n")
 set(entries "")
 set(count 0)

@@ -34,6 +34,8 @@ static const struct command {
     {"explain", cmd_explain, "every step of a decision with its reason, then the list"},
     {"report", cmd_report, "active-servers | server-clients | client-assignments"},
     {"doctor", cmd_doctor, "the ITMS validation checklist for one client"},
+    /* the broker */
+    {"serve", cmd_serve, "run the broker: the HTTP service CTAs ask for their lists"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -258,6 +258,38 @@ TSL_API void tsl_policy_free(tsl_policy *pol);
 /* Content hash ("sha256:..." style short form), borrowed from the policy. */
 TSL_API const char *tsl_policy_version(const tsl_policy *pol);
 
+/* The policy's text and file name, borrowed from the policy. */
+TSL_API const char *tsl_policy_source(const tsl_policy *pol, size_t *len);
+TSL_API const char *tsl_policy_name(const tsl_policy *pol);
+/* How many site blocks, group blocks and rules the policy declares. */
+TSL_API void tsl_policy_counts(const tsl_policy *pol, size_t *sites, size_t *groups,
+                               size_t *rules);
+
+/* Checks a policy for an admin (`tsl check`): appends one line per finding
+ * to `out` ("london.lua:4: warning: allow pattern \"ts-lnd-*\" matches no
+ * server") and sets *out_worst to 0 (clean), 1 (warnings only) or 2
+ * (errors).  Without a snapshot only the text is checked (syntax, fields,
+ * fallback cycles); with one, also names and globs that match nothing,
+ * unknown sites and groups, sites that block fallback with an empty or
+ * unavailable approved set, and rules that fail on a sample of the
+ * inventory's clients.  `now` 0 means the current time.  Returns 0 when the
+ * check ran, whatever it found; a negative code only when it could not. */
+TSL_API int tsl_policy_check(int *out_worst, tsl_buf *out, const char *src, size_t len,
+                             const char *name, tsl_snapshot *snap, int64_t now);
+
+/* Admin-written policy tests (`tsl test`): a test file is a small Lua file
+ * declaring the policy under test, an inventory fragment, and cases with
+ * a request and the expected list (docs/policy-language.md).  Runs one
+ * file, appending TAP lines to `out` numbered after counts->run, and
+ * updates the counts.  `policy_path` overrides the file's own `policy`
+ * line (NULL: use it).  A file that cannot run is one failed test.
+ * Returns 0 when the file ran, whatever the results. */
+typedef struct tsl_test_counts {
+    int run, passed, failed;
+} tsl_test_counts;
+TSL_API int tsl_policy_test_file(tsl_buf *out, tsl_test_counts *counts, const char *path,
+                                 const char *policy_path);
+
 typedef struct tsl_plan tsl_plan;
 
 /* Binds a snapshot to a policy (NULL: the default logic).  Takes its own
@@ -338,6 +370,23 @@ typedef struct tsl_doctor_summary {
 TSL_API int tsl_doctor(tsl_buf *out, tsl_doctor_summary *summary, tsl_worker *w,
                        const tsl_plan *plan, tsl_store *store, const char *guid,
                        tsl_format fmt, int64_t now);
+
+/* ------------------------------------------------------------------------
+ * Policy versions in the store
+ * ---------------------------------------------------------------------- */
+
+/* Policy versions in the store (schema 002).  Stores the policy's text as
+ * a version named by its content hash; the same text twice is the same
+ * version (*out_existed).  With TSL_POLICY_ACTIVATE it also becomes the
+ * active policy.  `now` 0 means the current time. */
+#define TSL_POLICY_ACTIVATE 0x1u
+TSL_API int tsl_store_policy_add(int64_t *out_id, bool *out_existed, tsl_store *st,
+                                 const tsl_policy *pol, const char *author,
+                                 const char *comment, unsigned flags, int64_t now);
+/* Compiles the active policy; *out is NULL (and 0 returned) when none is. */
+TSL_API int tsl_store_policy_active(tsl_policy **out, tsl_store *st);
+/* Appends the stored versions, oldest first, as a table, JSON or CSV. */
+TSL_API int tsl_store_policy_list(tsl_buf *out, tsl_store *st, tsl_format fmt);
 
 #ifdef __cplusplus
 }

@@ -83,6 +83,20 @@ int tsl_buf_printf(tsl_buf *b, const char *fmt, ...)
     return 0;
 }
 
+int tsl_buf_put_i64(tsl_buf *b, int64_t v)
+{
+    char tmp[24], *p = tmp + sizeof tmp;
+    /* via the unsigned magnitude, so INT64_MIN is fine too */
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    return tsl_buf_put(b, p, (size_t)(tmp + sizeof tmp - p));
+}
+
 int tsl_buf_json_str(tsl_buf *b, const char *s)
 {
     static const char hex[] = "0123456789abcdef";

@@ -45,6 +45,8 @@ TSL_INTERNAL int tsl_buf_grow(tsl_buf *b, size_t extra);
 TSL_INTERNAL int tsl_buf_put(tsl_buf *b, const char *s, size_t n);
 TSL_INTERNAL int tsl_buf_puts(tsl_buf *b, const char *s);
 TSL_INTERNAL int tsl_buf_printf(tsl_buf *b, const char *fmt, ...) TSL_PRINTF(2, 3);
+/* Appends a decimal integer (no printf: the list response is hot). */
+TSL_INTERNAL int tsl_buf_put_i64(tsl_buf *b, int64_t v);
 /* Appends s as a JSON string literal, quotes included; NULL gives null. */
 TSL_INTERNAL int tsl_buf_json_str(tsl_buf *b, const char *s);
 /* Appends s as one CSV field (quoted when it holds , " or a line break). */

@@ -269,6 +269,20 @@ static void resolve_site(decide_ctx *ctx, tsl_result *res, tsl_trace *tr)
                res->site_source);
 }
 
+static void consider_error(decide_ctx *ctx, uint32_t server, int64_t at, tsl_trace *tr)
+{
+    const tsl_snapshot *s = ctx->snap;
+    if (ctx->now - at > s->settings.error_window || at > ctx->now)
+        return;
+    if (decide_recent_error(ctx, server) || ctx->ndemoted == DECIDE_MAX_DEMOTED)
+        return;
+    ctx->demoted[ctx->ndemoted++] = server;
+    trace_addf(tr, "connection error with %s %lld s ago (inside the %lld s error window): "
+                   "it ranks after all others",
+               s->servers[server].name, (long long)(ctx->now - at),
+               (long long)s->settings.error_window);
+}
+
 static void collect_errors(decide_ctx *ctx, tsl_trace *tr)
 {
     const tsl_snapshot *s = ctx->snap;
@@ -276,18 +290,13 @@ static void collect_errors(decide_ctx *ctx, tsl_trace *tr)
     if (ctx->client < 0)
         return;
     const snap_client *c = &s->clients[ctx->client];
-    for (uint32_t i = 0; i < c->nerr; i++) {
-        const snap_error *e = &s->errors[c->err_off + i];
-        if (ctx->now - e->at > s->settings.error_window || e->at > ctx->now)
-            continue;
-        if (decide_recent_error(ctx, e->server) || ctx->ndemoted == DECIDE_MAX_DEMOTED)
-            continue;
-        ctx->demoted[ctx->ndemoted++] = e->server;
-        trace_addf(tr, "connection error with %s %lld s ago (inside the %lld s error window): "
-                       "it ranks after all others",
-                   s->servers[e->server].name, (long long)(ctx->now - e->at),
-                   (long long)s->settings.error_window);
-    }
+    for (uint32_t i = 0; i < c->nerr; i++)
+        consider_error(ctx, s->errors[c->err_off + i].server, s->errors[c->err_off + i].at, tr);
+    /* errors reported since the snapshot's root was loaded (the broker) */
+    uint32_t nx;
+    const snap_extra_error *x = snap_client_extra_errors(s, (uint32_t)ctx->client, &nx);
+    for (uint32_t i = 0; i < nx; i++)
+        consider_error(ctx, x[i].server, x[i].at, tr);
 }
 
 int decide_context(decide_ctx *ctx, tsl_worker *w, const tsl_plan *plan, const tsl_request *req,

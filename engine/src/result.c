@@ -109,9 +109,11 @@ const tsl_entry *tsl_result_entry(const tsl_result *res, size_t i)
 int tsl_result_json(tsl_buf *out, const tsl_result *res)
 {
     int err = 0;
-#define PUT(s) do { if ((err = tsl_buf_puts(out, (s))) < 0) goto done; } while (0)
+    /* put, string, integer and boolean appenders: no printf on the hot path */
+#define PUT(s) do { if ((err = tsl_buf_put(out, (s), sizeof(s) - 1)) < 0) goto done; } while (0)
 #define STR(s) do { if ((err = tsl_buf_json_str(out, (s))) < 0) goto done; } while (0)
-#define FMT(...) do { if ((err = tsl_buf_printf(out, __VA_ARGS__)) < 0) goto done; } while (0)
+#define INT(v) do { if ((err = tsl_buf_put_i64(out, (int64_t)(v))) < 0) goto done; } while (0)
+#define BOOL(v) do { if ((v)) PUT("true"); else PUT("false"); } while (0)
     PUT("{\"client\":");
     STR(res->has_client ? res->client : NULL);
     PUT(",\"site\":");
@@ -120,12 +122,21 @@ int tsl_result_json(tsl_buf *out, const tsl_result *res)
     STR(res->site_source);
     PUT(",\"policy\":");
     STR(res->policy);
-    FMT(",\"blocked\":%s,\"blocked_reason\":", res->blocked ? "true" : "false");
+    PUT(",\"blocked\":");
+    BOOL(res->blocked);
+    PUT(",\"blocked_reason\":");
     STR(res->blocked_reason);
-    FMT(",\"strict\":%s,\"ttl\":%d,\"servers\":[", res->strict ? "true" : "false", res->ttl);
+    PUT(",\"strict\":");
+    BOOL(res->strict);
+    PUT(",\"ttl\":");
+    INT(res->ttl);
+    PUT(",\"servers\":[");
     for (uint32_t i = 0; i < res->n; i++) {
         const tsl_entry *e = &res->entries[i];
-        PUT(i ? ",{\"name\":" : "{\"name\":");
+        if (i)
+            PUT(",{\"name\":");
+        else
+            PUT("{\"name\":");
         STR(e->name);
         PUT(",\"host\":");
         STR(e->host);
@@ -133,17 +144,29 @@ int tsl_result_json(tsl_buf *out, const tsl_result *res)
         STR(e->ip);
         PUT(",\"site\":");
         STR(e->site);
-        FMT(",\"tier\":%d,\"after\":%d,\"reason\":", e->tier, e->after);
+        PUT(",\"tier\":");
+        INT(e->tier);
+        PUT(",\"after\":");
+        INT(e->after);
+        PUT(",\"reason\":");
         STR(e->reason);
-        FMT(",\"capacity\":%lld,\"connections\":%lld,\"response_ms\":%lld,\"full\":%s,"
-            "\"recent_error\":%s}",
-            (long long)e->capacity, (long long)e->connections, (long long)e->response_ms,
-            e->full ? "true" : "false", e->recent_error ? "true" : "false");
+        PUT(",\"capacity\":");
+        INT(e->capacity);
+        PUT(",\"connections\":");
+        INT(e->connections);
+        PUT(",\"response_ms\":");
+        INT(e->response_ms);
+        PUT(",\"full\":");
+        BOOL(e->full);
+        PUT(",\"recent_error\":");
+        BOOL(e->recent_error);
+        PUT("}");
     }
     PUT("]}");
 #undef PUT
 #undef STR
-#undef FMT
+#undef INT
+#undef BOOL
 done:
     return err;
 }

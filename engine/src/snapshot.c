@@ -7,6 +7,8 @@
  * every server's home site, each site's default candidates and the
  * per-client error slices, so decisions only read.  After sealing nothing
  * changes, which is what lets many threads decide against one snapshot.
+ * A changed picture of the servers is a new snapshot derived from the old
+ * one (tsl_snapshot_derive), sharing everything that did not change.
  */
 #include "snapshot.h"
 
@@ -443,6 +445,213 @@ int tsl_snapshot_seal(tsl_snapshot *s)
 }
 
 /* ------------------------------------------------------------------------
+ * Deriving: new server state and connection errors over a shared root
+ * ---------------------------------------------------------------------- */
+
+/* The capacity a server gets when a heartbeat registers it without one
+ * (the schema's default, and ITMS's registration cap). */
+#define SNAP_DEFAULT_CAPACITY 5000
+
+/* Copies a server's strings and manual sites into this snapshot's arena
+ * (they may live in the arena of the snapshot it was copied from). */
+static int own_server_strings(tsl_snapshot *d, snap_server *sv)
+{
+    sv->name = snap_strdup(d, sv->name);
+    sv->host = snap_strdup(d, sv->host);
+    sv->ip = snap_strdup(d, sv->ip);
+    if (!sv->name || !sv->host || !sv->ip)
+        return tsl_oom();
+    if (sv->nsites) {
+        int32_t *sites = arena_alloc(d, sv->nsites * sizeof *sites);
+        if (!sites)
+            return tsl_oom();
+        memcpy(sites, sv->sites, sv->nsites * sizeof *sites);
+        sv->sites = sites;
+    }
+    sv->own_strings = true;
+    return 0;
+}
+
+static int apply_server_update(tsl_snapshot *d, snap_server *sv, const snap_server_update *u)
+{
+    int err;
+    if (u->set & SNAP_UP_HOST) {
+        if (!(sv->host = snap_strdup(d, u->host && *u->host ? u->host : sv->name)))
+            return tsl_oom();
+        sv->own_strings = true;
+    }
+    if (u->set & SNAP_UP_IP) {
+        tsl_ip addr;
+        bool has = u->ip && *u->ip;
+        if (has && (err = tsl_ip_parse(&addr, u->ip)) < 0)
+            return tsl_seterr(err, "task server \"%s\": %s", sv->name, tsl_error_last());
+        if (!(sv->ip = snap_strdup(d, has ? u->ip : "")))
+            return tsl_oom();
+        sv->has_addr = has;
+        if (has)
+            sv->addr = addr;
+        sv->own_strings = true;
+    }
+    if (u->set & SNAP_UP_SITES) {
+        int32_t *sites = u->nsites ? arena_alloc(d, u->nsites * sizeof *sites) : NULL;
+        if (u->nsites && !sites)
+            return tsl_oom();
+        for (size_t i = 0; i < u->nsites; i++) {
+            if ((sites[i] = snap_find_site(d, u->sites[i])) < 0)
+                return tsl_seterr(TSL_ENOTFOUND, "task server \"%s\" is assigned to unknown site \"%s\"",
+                                  sv->name, u->sites[i]);
+        }
+        sv->sites = sites;
+        sv->nsites = (uint32_t)u->nsites;
+        sv->own_strings = true;
+    }
+    if (u->set & SNAP_UP_REGISTERED)
+        sv->registered = u->registered;
+    if (u->set & SNAP_UP_RUNNING)
+        sv->running = u->running;
+    if (u->set & SNAP_UP_CAPACITY)
+        sv->capacity = u->capacity;
+    if (u->set & SNAP_UP_CONNECTIONS)
+        sv->connections = u->connections;
+    if (u->set & SNAP_UP_RESPONSE)
+        sv->response_ms = u->response_ms;
+    if (u->set & SNAP_UP_HEARTBEAT)
+        sv->heartbeat = u->heartbeat;
+    return 0;
+}
+
+static int cmp_extra(const void *a, const void *b)
+{
+    const snap_extra_error *x = a, *y = b;
+    if (x->client != y->client)
+        return x->client < y->client ? -1 : 1;
+    if (x->at != y->at)
+        return x->at > y->at ? -1 : 1; /* newest first */
+    return (x->server > y->server) - (x->server < y->server);
+}
+
+/* The errors of `base` still inside the window, plus the new ones. */
+static int derive_errors(tsl_snapshot *d, const tsl_snapshot *base, const snap_error_update *errs,
+                         size_t nerrs, int64_t now)
+{
+    size_t cap = (size_t)base->nextra + nerrs;
+    if (!cap)
+        return 0;
+    if (cap > UINT32_MAX)
+        return tsl_seterr(TSL_ELIMIT, "too many connection errors (%zu)", cap);
+    if (!(d->extra = malloc(cap * sizeof *d->extra)))
+        return tsl_oom();
+    for (uint32_t i = 0; i < base->nextra; i++) {
+        if (now - base->extra[i].at <= d->settings.error_window)
+            d->extra[d->nextra++] = base->extra[i];
+    }
+    for (size_t i = 0; i < nerrs; i++) {
+        int32_t ci = snap_find_client(d, errs[i].client);
+        int32_t si = snap_find_server(d, errs[i].server);
+        if (ci >= 0 && si >= 0)
+            d->extra[d->nextra++] = (snap_extra_error){(uint32_t)ci, (uint32_t)si, errs[i].at};
+    }
+    qsort(d->extra, d->nextra, sizeof *d->extra, cmp_extra);
+    return 0;
+}
+
+int tsl_snapshot_derive(tsl_snapshot **out, tsl_snapshot *base, const snap_server_update *ups,
+                        size_t nups, const snap_error_update *errs, size_t nerrs, int64_t now)
+{
+    tsl_snapshot *d = NULL;
+    int err;
+
+    TSL_ARG(out);
+    *out = NULL;
+    TSL_ARG(base && base->sealed);
+    tsl_snapshot *root = base->root ? base->root : base;
+    if ((err = tsl_snapshot_begin(&d, &base->settings)) < 0)
+        goto done;
+    d->root = tsl_snapshot_ref(root);
+    d->built_at = now;
+    /* borrowed from the root (see tsl_snapshot_free) */
+    d->lpm = root->lpm;
+    d->site_idx = root->site_idx;
+    d->client_idx = root->client_idx;
+    d->clients = root->clients;
+    d->nclients = root->nclients;
+    d->errors = root->errors;
+    d->nerrors = root->nerrors;
+
+    /* sites: a copy, since the candidate lists are recomputed below */
+    if (base->nsites) {
+        if (!(d->sites = malloc(base->nsites * sizeof *d->sites))) {
+            err = tsl_oom();
+            goto done;
+        }
+        memcpy(d->sites, base->sites, base->nsites * sizeof *d->sites);
+        for (uint32_t i = 0; i < base->nsites; i++) {
+            d->sites[i].cand = NULL;
+            d->sites[i].ncand = 0;
+        }
+        d->nsites = d->cap_sites = base->nsites;
+    }
+
+    /* servers: a copy with the updates applied and new ones appended */
+    if (base->nservers) {
+        if ((err = grow((void **)&d->servers, &d->cap_servers, base->nservers - 1,
+                        sizeof *d->servers)) < 0)
+            goto done;
+        memcpy(d->servers, base->servers, base->nservers * sizeof *d->servers);
+    }
+    for (uint32_t i = 0; i < base->nservers; i++) {
+        if ((d->servers[i].own_strings && (err = own_server_strings(d, &d->servers[i])) < 0) ||
+            (err = index_add(d, &d->server_idx, server_name, i)) < 0)
+            goto done;
+        d->servers[i].home = TSL_NO_SITE; /* recomputed when sealing */
+        d->nservers = i + 1;
+    }
+    for (size_t i = 0; i < nups; i++) {
+        const snap_server_update *u = &ups[i];
+        int32_t si = snap_find_server(d, u->name);
+        if (si < 0) {
+            /* a new name registers the server: defaults, then the update */
+            if ((err = snap_add_server(d, u->name, NULL, NULL, NULL, 0, true, true,
+                                       SNAP_DEFAULT_CAPACITY, 0, 0, 0)) < 0)
+                goto done;
+            si = (int32_t)d->nservers - 1;
+            d->servers[si].own_strings = true;
+        }
+        if ((err = apply_server_update(d, &d->servers[si], u)) < 0)
+            goto done;
+    }
+
+    if ((err = derive_errors(d, base, errs, nerrs, now)) < 0 ||
+        (err = seal_candidates(d)) < 0)
+        goto done;
+    d->sealed = true;
+    *out = d;
+    d = NULL;
+
+done:
+    tsl_snapshot_free(d);
+    return err;
+}
+
+const snap_extra_error *snap_client_extra_errors(const tsl_snapshot *s, uint32_t ci, uint32_t *n)
+{
+    uint32_t lo = 0, hi = s->nextra;
+    *n = 0;
+    while (lo < hi) { /* first entry of client ci */
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (s->extra[mid].client < ci)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    uint32_t end = lo;
+    while (end < s->nextra && s->extra[end].client == ci)
+        end++;
+    *n = end - lo;
+    return *n ? &s->extra[lo] : NULL;
+}
+
+/* ------------------------------------------------------------------------
  * Sharing and the public getters
  * ---------------------------------------------------------------------- */
 
@@ -457,20 +666,26 @@ void tsl_snapshot_free(tsl_snapshot *snap)
 {
     if (!snap || atomic_fetch_sub_explicit(&snap->refs, 1, memory_order_acq_rel) != 1)
         return;
-    tsl_lpm_free(&snap->lpm);
-    free(snap->site_idx.slots);
+    tsl_snapshot *root = snap->root;
+    if (!root) {
+        /* a derived snapshot borrows these from its root */
+        tsl_lpm_free(&snap->lpm);
+        free(snap->site_idx.slots);
+        free(snap->client_idx.slots);
+        free(snap->clients);
+        free(snap->errors);
+    }
     free(snap->server_idx.slots);
-    free(snap->client_idx.slots);
     free(snap->sites);
     free(snap->servers);
-    free(snap->clients);
-    free(snap->errors);
     free(snap->pending);
+    free(snap->extra);
     for (snap_arena *a = snap->arena, *next; a; a = next) {
         next = a->next;
         free(a);
     }
     free(snap);
+    tsl_snapshot_free(root);
 }
 
 const tsl_settings *tsl_snapshot_settings(const tsl_snapshot *snap) { return &snap->settings; }

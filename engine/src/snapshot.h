@@ -40,6 +40,8 @@ typedef struct snap_server {
     int64_t capacity, connections, response_ms;
     int64_t heartbeat;     /* Unix seconds, 0 = none recorded */
     uint64_t hash;         /* of the name, for the tie-break */
+    bool own_strings;      /* derived snapshots: name, host, ip and sites live in this
+                            * snapshot's arena, not the root's (see tsl_snapshot_derive) */
 } snap_server;
 
 typedef struct snap_error {
@@ -77,6 +79,12 @@ struct tsl_snapshot {
     uint32_t cap_sites, cap_servers, cap_clients, cap_errors; /* while building */
     struct snap_pending_error *pending; /* errors added before seal */
     bool sealed;
+    /* Derived snapshots only (tsl_snapshot_derive): the root lends its
+     * sites' names and subnets, trie, site and client indexes, clients and
+     * their errors (a reference is held); `extra` are the connection errors
+     * reported since, sorted by client, newest first. */
+    tsl_snapshot *root;
+    struct snap_extra_error *extra; uint32_t nextra;
 };
 
 /* ---- lookups (snapshot.c) ---- */
@@ -108,6 +116,58 @@ TSL_INTERNAL int snap_add_client(tsl_snapshot *s, const char *guid, const char *
 TSL_INTERNAL int snap_add_error(tsl_snapshot *s, const char *guid, const char *server,
                                 int64_t at);
 TSL_INTERNAL int tsl_snapshot_seal(tsl_snapshot *s);
+/* ---- deriving (snapshot.c) ----
+ * A new snapshot from `base` with changed server state and new connection
+ * errors, without reloading anything: it shares the root's sites, trie,
+ * clients and indexes (holding a reference to the root, never to `base`,
+ * so chains of derivations do not pile up) and owns a copy of the server
+ * table (2,000 servers: a few hundred kilobytes) with the updates applied,
+ * new servers appended, and the site candidates recomputed.  The broker
+ * derives one at most every refresh interval from heartbeats and
+ * registration reports.  Connection errors naming an unknown client or
+ * server are skipped; carried-over errors older than error_window at `now`
+ * are dropped. */
+enum {
+    SNAP_UP_HOST = 1u << 0,
+    SNAP_UP_IP = 1u << 1,
+    SNAP_UP_SITES = 1u << 2,
+    SNAP_UP_REGISTERED = 1u << 3,
+    SNAP_UP_RUNNING = 1u << 4,
+    SNAP_UP_CAPACITY = 1u << 5,
+    SNAP_UP_CONNECTIONS = 1u << 6,
+    SNAP_UP_RESPONSE = 1u << 7,
+    SNAP_UP_HEARTBEAT = 1u << 8
+};
+
+typedef struct snap_server_update {
+    const char *name;
+    unsigned set;          /* SNAP_UP_* bits: the fields below that apply */
+    const char *host, *ip;
+    const char *const *sites;
+    size_t nsites;
+    bool registered, running;
+    int64_t capacity, connections, response_ms, heartbeat;
+} snap_server_update;
+
+typedef struct snap_error_update {
+    const char *client, *server;
+    int64_t at;
+} snap_error_update;
+
+typedef struct snap_extra_error {
+    uint32_t client, server;
+    int64_t at;
+} snap_extra_error;
+
+TSL_INTERNAL int tsl_snapshot_derive(tsl_snapshot **out, tsl_snapshot *base,
+                                     const snap_server_update *servers, size_t nservers,
+                                     const snap_error_update *errors, size_t nerrors,
+                                     int64_t now);
+/* The connection errors of client `ci` reported since the root was built
+ * (derived snapshots), newest first; NULL and 0 when none. */
+TSL_INTERNAL const snap_extra_error *snap_client_extra_errors(const tsl_snapshot *s, uint32_t ci,
+                                                              uint32_t *n);
+
 /* Copies a string into the snapshot arena (NULL stays NULL). */
 TSL_INTERNAL const char *snap_strdup(tsl_snapshot *s, const char *str);
 

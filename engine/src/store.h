@@ -112,7 +112,26 @@
       "SELECT c.guid, t.name, e.at FROM connection_errors e"                   \
       " JOIN clients c ON c.id = e.client_id"                                  \
       " JOIN task_servers t ON t.id = e.server_id"                             \
-      " ORDER BY e.client_id, e.at, e.id")
+      " ORDER BY e.client_id, e.at, e.id")                                  \
+    /* ---- policy versions (policy_store.c) ---- */                         \
+    X(TSL_STMT_POLICY_INSERT,                                                  \
+      "INSERT INTO policies(version, sha256, name, content, author, comment,"  \
+      " created_at, sites, groups, rules)"                                     \
+      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")                     \
+    X(TSL_STMT_POLICY_ID, "SELECT id FROM policies WHERE sha256 = ?1")         \
+    X(TSL_STMT_POLICY_ACTIVATE,                                                \
+      "INSERT INTO policy_active(id, policy_id, activated_at, activated_by)"   \
+      " VALUES (1, ?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET"                  \
+      "  policy_id = excluded.policy_id, activated_at = excluded.activated_at,"\
+      "  activated_by = excluded.activated_by")                                \
+    X(TSL_STMT_POLICY_ACTIVE,                                                  \
+      "SELECT p.name, p.content FROM policy_active a"                          \
+      " JOIN policies p ON p.id = a.policy_id WHERE a.id = 1")                 \
+    X(TSL_STMT_POLICY_LIST,                                                    \
+      "SELECT p.id, p.version, p.name, p.author, p.comment, p.created_at,"     \
+      " p.sites, p.groups, p.rules, a.policy_id IS NOT NULL"                   \
+      " FROM policies p LEFT JOIN policy_active a ON a.policy_id = p.id"       \
+      " ORDER BY p.id")
 
 typedef enum tsl_stmt_id {
 #define TSL_STMT_ENUM_(name, sql) name,

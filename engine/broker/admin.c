@@ -1,0 +1,320 @@
+/*
+ * admin.c - the admin routes that need the store or walk every client,
+ * run as jobs on the control thread so no HTTP worker ever blocks on
+ * SQLite:
+ *
+ *   POST /v1/policy, GET /v1/policy, POST /v1/policy/VERSION/activate,
+ *   POST /v1/policy/rollback       (the jobs themselves are in bpolicy.c)
+ *   GET  /v1/reports/NAME          active-servers, server-clients,
+ *                                  client-assignments, fallback
+ *   POST /v1/inventory             import, then reload the inventory
+ *
+ * A job's life: the worker checks the request, copies what the job needs
+ * (the request object itself stays on the worker's thread), creates the
+ * reply event on its own base and posts the job; the control thread runs
+ * it and activates the event; the worker sends exactly one reply and frees
+ * the job.  If the client has gone meanwhile, evhttp frees the request
+ * when we reply.
+ *
+ * Used by: http.c's route table, broker.c (broker_run_job).
+ * Needs: broker_internal.h.
+ */
+#include "broker_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------
+ * Worker side
+ * ---------------------------------------------------------------------- */
+
+static void on_job_reply(evutil_socket_t fd, short what, void *arg)
+{
+    job *j = arg;
+    bworker *w = j->w;
+    tsl_broker *b = w->b;
+    (void)fd;
+    (void)what;
+    if (!j->status)
+        job_error(j, 500, "the job produced no answer");
+    http_reply(w, j->req, j->route, j->status,
+               j->content_type ? j->content_type : "application/json", j->out.ptr, j->out.len);
+    event_free(j->reply_ev);
+    free(j->body);
+    tsl_buf_free(&j->out);
+    free(j);
+    atomic_fetch_sub(&b->jobs_pending, 1);
+}
+
+static job *job_new(bworker *w, struct evhttp_request *req, route_ctx *c, job_kind kind)
+{
+    job *j = calloc(1, sizeof *j);
+    if (!j || !(j->reply_ev = event_new(w->base, -1, 0, on_job_reply, j))) {
+        free(j);
+        http_error(w, req, c->route, 503, "out of memory");
+        return NULL;
+    }
+    j->kind = kind;
+    j->route = c->route;
+    j->w = w;
+    j->req = req;
+    j->started_ns = broker_mono_ns();
+    if (c->arg) {
+        if (strlen(c->arg) >= sizeof j->arg) {
+            http_error(w, req, c->route, 404, "no such %s: the name is too long",
+                       kind == JOB_REPORT ? "report" : "policy version");
+            event_free(j->reply_ev);
+            free(j);
+            return NULL;
+        }
+        snprintf(j->arg, sizeof j->arg, "%s", c->arg);
+    }
+    return j;
+}
+
+static void job_discard(job *j)
+{
+    if (!j)
+        return;
+    event_free(j->reply_ev);
+    free(j->body);
+    free(j);
+}
+
+/* Copies the request body into the job (up to `limit`). */
+static bool job_body(bworker *w, struct evhttp_request *req, route_ctx *c, job *j, size_t limit)
+{
+    size_t len;
+    const char *body = http_body(w, req, c->route, limit, &len);
+    if (!body)
+        return false;
+    if (!(j->body = malloc(len + 1))) {
+        http_error(w, req, c->route, 503, "out of memory");
+        return false;
+    }
+    memcpy(j->body, body, len + 1);
+    j->body_len = len;
+    return true;
+}
+
+static bool copy_param(bworker *w, struct evhttp_request *req, route_ctx *c, char *dst,
+                       size_t size, const http_param *p)
+{
+    if (strlen(p->value) >= size) {
+        http_error(w, req, c->route, 400, "parameter \"%s\" is longer than %zu characters",
+                   p->key, size - 1);
+        return false;
+    }
+    snprintf(dst, size, "%s", p->value);
+    return true;
+}
+
+void route_policy_upload(bworker *w, struct evhttp_request *req, route_ctx *c)
+{
+    http_param p[HTTP_MAX_PARAMS];
+    job *j = NULL;
+    int n = http_query(w, req, c->route, c->query, p, HTTP_MAX_PARAMS);
+    if (n < 0 || !(j = job_new(w, req, c, JOB_POLICY_UPLOAD)))
+        goto fail;
+    snprintf(j->author, sizeof j->author, "api");
+    for (int i = 0; i < n; i++) {
+        if (strcmp(p[i].key, "author") == 0) {
+            if (!copy_param(w, req, c, j->author, sizeof j->author, &p[i]))
+                goto fail;
+        } else if (strcmp(p[i].key, "comment") == 0) {
+            if (!copy_param(w, req, c, j->comment, sizeof j->comment, &p[i]))
+                goto fail;
+        } else {
+            http_error(w, req, c->route, 400,
+                       "unknown parameter \"%s\" (expected author, comment)", p[i].key);
+            goto fail;
+        }
+    }
+    if (!job_body(w, req, c, j, w->b->cfg.max_body))
+        goto fail;
+    if (!j->body_len) {
+        http_error(w, req, c->route, 400, "the body must be the policy's Lua source; it is empty");
+        goto fail;
+    }
+    broker_post_job(w->b, j);
+    return;
+fail:
+    job_discard(j);
+}
+
+static void simple_job(bworker *w, struct evhttp_request *req, route_ctx *c, job_kind kind)
+{
+    job *j;
+    if (!http_no_params(w, req, c) || !(j = job_new(w, req, c, kind)))
+        return;
+    broker_post_job(w->b, j);
+}
+
+void route_policy_list(bworker *w, struct evhttp_request *req, route_ctx *c)
+{
+    simple_job(w, req, c, JOB_POLICY_LIST);
+}
+
+void route_policy_activate(bworker *w, struct evhttp_request *req, route_ctx *c)
+{
+    simple_job(w, req, c, JOB_POLICY_ACTIVATE);
+}
+
+void route_policy_rollback(bworker *w, struct evhttp_request *req, route_ctx *c)
+{
+    simple_job(w, req, c, JOB_POLICY_ROLLBACK);
+}
+
+void route_report(bworker *w, struct evhttp_request *req, route_ctx *c)
+{
+    http_param p[HTTP_MAX_PARAMS];
+    job *j = NULL;
+    int n = http_query(w, req, c->route, c->query, p, HTTP_MAX_PARAMS);
+    if (n < 0 || !(j = job_new(w, req, c, JOB_REPORT)))
+        goto fail;
+    snprintf(j->format, sizeof j->format, "json");
+    j->days = 30;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(p[i].key, "format") == 0) {
+            if (strcmp(p[i].value, "json") != 0 && strcmp(p[i].value, "csv") != 0 &&
+                strcmp(p[i].value, "text") != 0) {
+                http_error(w, req, c->route, 400,
+                           "parameter \"format\" must be json, csv or text");
+                goto fail;
+            }
+            snprintf(j->format, sizeof j->format, "%s", p[i].value);
+        } else if (strcmp(p[i].key, "days") == 0 && strcmp(j->arg, "fallback") == 0) {
+            char *end;
+            long days = strtol(p[i].value, &end, 10);
+            if (!p[i].value[0] || *end || days < 1 || days > 3650) {
+                http_error(w, req, c->route, 400,
+                           "parameter \"days\" must be a whole number of days from 1 to 3650");
+                goto fail;
+            }
+            j->days = (int)days;
+        } else {
+            http_error(w, req, c->route, 400, "unknown parameter \"%s\" (expected format%s)",
+                       p[i].key, strcmp(j->arg, "fallback") == 0 ? ", days" : "");
+            goto fail;
+        }
+    }
+    broker_post_job(w->b, j);
+    return;
+fail:
+    job_discard(j);
+}
+
+void route_inventory(bworker *w, struct evhttp_request *req, route_ctx *c)
+{
+    job *j = NULL;
+    if (!http_no_params(w, req, c) || !(j = job_new(w, req, c, JOB_INVENTORY)))
+        goto fail;
+    if (!job_body(w, req, c, j, w->b->cfg.max_import_body))
+        goto fail;
+    broker_post_job(w->b, j);
+    return;
+fail:
+    job_discard(j);
+}
+
+/* ------------------------------------------------------------------------
+ * Control side
+ * ---------------------------------------------------------------------- */
+
+void job_error(job *j, int status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    tsl_buf_clear(&j->out);
+    j->status = status;
+    j->content_type = "application/json";
+    if (tsl_buf_puts(&j->out, "{\"error\":") < 0 || tsl_buf_json_str(&j->out, msg) < 0 ||
+        tsl_buf_puts(&j->out, "}\n") < 0) {
+        tsl_buf_clear(&j->out);
+        j->status = 500;
+    }
+}
+
+int status_for_error(int rc)
+{
+    switch (rc) {
+    case TSL_EINVALID:
+    case TSL_EEXISTS:
+        return 400;
+    case TSL_ENOTFOUND:
+        return 404;
+    case TSL_EPOLICY:
+        return 422;
+    case TSL_ELIMIT:
+        return 413;
+    default:
+        return 500;
+    }
+}
+
+static const char *content_type(tsl_format fmt)
+{
+    return fmt == TSL_FORMAT_JSON  ? "application/json"
+           : fmt == TSL_FORMAT_CSV ? "text/csv; charset=utf-8"
+                                   : "text/plain; charset=utf-8";
+}
+
+void admin_report_job(tsl_broker *b, job *j)
+{
+    tsl_format fmt = strcmp(j->format, "csv") == 0    ? TSL_FORMAT_CSV
+                     : strcmp(j->format, "text") == 0 ? TSL_FORMAT_TEXT
+                                                      : TSL_FORMAT_JSON;
+    int64_t now = broker_now(b);
+    int err;
+
+    if (strcmp(j->arg, "fallback") == 0) {
+        writer_flush(b); /* the latest reports count too */
+        err = writer_fallback_report(b, &j->out, fmt, now - (int64_t)j->days * 86400);
+    } else {
+        tsl_report_kind kind;
+        if (tsl_report_kind_parse(&kind, j->arg) < 0) {
+            job_error(j, 404,
+                      "no report \"%s\" (expected active-servers, server-clients, "
+                      "client-assignments or fallback)",
+                      j->arg);
+            return;
+        }
+        err = tsl_report(&j->out, b->ctl_worker, b->plan, kind, fmt, now);
+    }
+    if (err < 0) {
+        job_error(j, status_for_error(err), "report %s: %s", j->arg, tsl_error_last());
+        return;
+    }
+    j->status = 200;
+    j->content_type = content_type(fmt);
+    broker_log(b, TSL_LOG_INFO, "Report %s sent (%zu bytes, %.0f ms)", j->arg, j->out.len,
+               (double)(broker_mono_ns() - j->started_ns) / 1e6);
+}
+
+void admin_inventory_job(tsl_broker *b, job *j)
+{
+    int err;
+
+    writer_flush(b);
+    if ((err = tsl_store_import_json(b->store, j->body, j->body_len, "POST /v1/inventory")) < 0) {
+        job_error(j, err == TSL_ENOTFOUND ? 400 : status_for_error(err), "%s", tsl_error_last());
+        return;
+    }
+    if ((err = broker_reload(b)) < 0) {
+        job_error(j, 500, "imported, but the inventory cannot be loaded: %s", tsl_error_last());
+        return;
+    }
+    if (tsl_buf_printf(&j->out, "{\"imported\":true,\"sites\":%zu,\"task_servers\":%zu,"
+                                "\"clients\":%zu}\n",
+                       tsl_snapshot_site_count(b->snap), tsl_snapshot_server_count(b->snap),
+                       tsl_snapshot_client_count(b->snap)) < 0) {
+        job_error(j, 500, "%s", tsl_error_last());
+        return;
+    }
+    j->status = 200;
+    broker_log(b, TSL_LOG_INFO, "Inventory imported through the API (%zu bytes)", j->body_len);
+}

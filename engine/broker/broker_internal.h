@@ -1,0 +1,391 @@
+/*
+ * broker_internal.h - what the broker's files share: the broker and worker
+ * structures, routes, the write queue, admin jobs, metrics and logging.
+ *
+ * Who runs where:
+ *   control thread  broker.c (lifecycle, plan publishing, timers, signals),
+ *                   writer.c (SQLite batches, decision log, registrations),
+ *                   jobs in admin.c and bpolicy.c (everything that needs the
+ *                   store or walks every client);
+ *   HTTP workers    http.c (routing, parsing, replies), routes.c (the hot
+ *                   path, heartbeats, registrations, health, metrics,
+ *                   explain).  Workers never touch SQLite: they read the
+ *                   plan they hold a reference to and push records onto the
+ *                   write queue.
+ *
+ * Shared mutable state, all inside struct tsl_broker and documented there:
+ * the published plan (plan_mu + plan_gen), the write queue (q_mu), the job
+ * queue (job_mu) and a few atomic counters.
+ *
+ * Used by: engine/broker/ (every .c).  Needs: broker.h, the engine's internal
+ * headers (decide.h, store.h), libevent, jansson, pthreads.
+ */
+#ifndef TSL_BROKER_INTERNAL_H
+#define TSL_BROKER_INTERNAL_H
+
+#include "broker.h"
+#include "decide.h"
+#include "store.h"
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* ------------------------------------------------------------------------
+ * Routes: one callback each (http.c dispatches), named for metrics.
+ * ---------------------------------------------------------------------- */
+
+#define BROKER_ROUTES(X)                                                       \
+    X(ROUTE_TASK_SERVERS, "task-servers")                                      \
+    X(ROUTE_HEARTBEAT, "heartbeat")                                            \
+    X(ROUTE_REGISTRATION, "registration")                                      \
+    X(ROUTE_POLICY_UPLOAD, "policy-upload")                                    \
+    X(ROUTE_POLICY_ACTIVATE, "policy-activate")                                \
+    X(ROUTE_POLICY_ROLLBACK, "policy-rollback")                                \
+    X(ROUTE_POLICY_LIST, "policy-list")                                        \
+    X(ROUTE_EXPLAIN, "explain")                                                \
+    X(ROUTE_REPORT, "reports")                                                 \
+    X(ROUTE_INVENTORY, "inventory")                                            \
+    X(ROUTE_HEALTHZ, "healthz")                                                \
+    X(ROUTE_METRICS, "metrics")                                                \
+    X(ROUTE_OTHER, "other")
+
+typedef enum broker_route {
+#define BROKER_ROUTE_ENUM_(id, name) id,
+    BROKER_ROUTES(BROKER_ROUTE_ENUM_)
+#undef BROKER_ROUTE_ENUM_
+    ROUTE__COUNT
+} broker_route;
+
+extern const char *const broker_route_names[ROUTE__COUNT];
+
+/* The status codes the broker sends, for the requests-by-status counters. */
+#define BROKER_STATUSES(X)                                                     \
+    X(200) X(201) X(400) X(401) X(404) X(405) X(409) X(413) X(414) X(415)       \
+    X(422) X(431) X(500) X(503)
+
+enum {
+#define BROKER_STATUS_ENUM_(code) STATUS_##code,
+    BROKER_STATUSES(BROKER_STATUS_ENUM_)
+#undef BROKER_STATUS_ENUM_
+    STATUS__COUNT
+};
+
+/* Index of `code` in BROKER_STATUSES (500's for an unlisted code). */
+int broker_status_index(int code);
+extern const int broker_status_codes[STATUS__COUNT];
+
+/* ------------------------------------------------------------------------
+ * Metrics: per worker (one writer each, read by /metrics through relaxed
+ * atomics) and per broker (control-thread events).
+ * ---------------------------------------------------------------------- */
+
+/* Decision latency buckets (seconds' upper bounds, Prometheus `le`). */
+#define BROKER_LATENCY_BUCKETS 12
+extern const double broker_latency_bounds[BROKER_LATENCY_BUCKETS];
+
+#define BROKER_MAX_TIER 4 /* fallback tiers counted 1..4, deeper ones as 4 */
+
+typedef struct worker_metrics {
+    _Atomic uint64_t requests[ROUTE__COUNT][STATUS__COUNT];
+    _Atomic uint64_t latency[BROKER_LATENCY_BUCKETS + 1]; /* last: +Inf */
+    _Atomic uint64_t latency_sum_ns, latency_count;
+    _Atomic uint64_t blocked;
+    _Atomic uint64_t fallback[BROKER_MAX_TIER + 1]; /* [k]: first entry in tier k (k>=1) */
+    _Atomic uint64_t empty;                          /* empty lists, blocked or not */
+    _Atomic uint64_t policy_errors;                  /* rule errors absorbed by decisions */
+    _Atomic uint64_t heartbeats, registrations_ok, registrations_failed;
+    _Atomic uint64_t registrations_outside; /* landed outside the approved set */
+    _Atomic uint64_t dlog_dropped;          /* decisions over the decision-log rate */
+} worker_metrics;
+
+/* One writer per counter: a plain load and store, no lock prefix. */
+#define METRIC_ADD(field, n)                                                   \
+    atomic_store_explicit(&(field),                                            \
+                          atomic_load_explicit(&(field), memory_order_relaxed) + (n), \
+                          memory_order_relaxed)
+#define METRIC_INC(field) METRIC_ADD(field, 1)
+#define METRIC_GET(field) atomic_load_explicit(&(field), memory_order_relaxed)
+
+/* ------------------------------------------------------------------------
+ * The write queue: records the workers acknowledge and the control thread
+ * writes to SQLite in one transaction per batch.  Heartbeats and failed
+ * registrations also feed the next derived snapshot (the overlay).
+ * ---------------------------------------------------------------------- */
+
+typedef enum wrec_kind { WREC_HEARTBEAT, WREC_REGISTRATION, WREC_DECISION } wrec_kind;
+
+typedef struct wrec {
+    struct wrec *next;
+    wrec_kind kind;
+    int refs;      /* control thread only: the unwritten list and the overlay */
+    int64_t at;    /* Unix seconds, the broker's clock when received */
+    union {
+        struct {   /* POST /v1/task-servers/NAME/heartbeat */
+            snap_server_update up;   /* name and the fields the body gave */
+            const char *service;     /* "running" | "stopped" when given */
+        } hb;
+        struct {   /* POST /v1/clients/GUID/registration */
+            const char *client, *server, *error, *site, *policy;
+            bool ok, listed, judged, outside_approved; /* judged: against a list */
+            int tier;                /* when listed */
+        } reg;
+        struct {   /* one GET /v1/task-servers answer, for decision_log */
+            const char *client, *ips, *department, *task, *site, *policy, *servers;
+            bool blocked;
+            int count;
+        } dec;
+    } u;
+    /* strings and arrays follow, in the same allocation */
+} wrec;
+
+/* ------------------------------------------------------------------------
+ * Admin jobs: a worker hands a request that needs the store (or walks
+ * every client) to the control thread and replies when it comes back.
+ * ---------------------------------------------------------------------- */
+
+typedef struct bworker bworker;
+
+typedef enum job_kind {
+    JOB_POLICY_UPLOAD,
+    JOB_POLICY_ACTIVATE,
+    JOB_POLICY_ROLLBACK,
+    JOB_POLICY_LIST,
+    JOB_REPORT,
+    JOB_INVENTORY,
+    JOB_SYNC /* tsl_broker_sync: no request */
+} job_kind;
+
+typedef struct job {
+    struct job *next;
+    job_kind kind;
+    broker_route route;
+    bworker *w;                  /* replies on this worker's thread */
+    struct evhttp_request *req;  /* touched by the worker thread only */
+    struct event *reply_ev;      /* on the worker's base, activated by control */
+    char *body;                  /* a copy of the request body (NUL-terminated) */
+    size_t body_len;
+    char arg[256];               /* path argument: a policy version, a report name */
+    char author[128], comment[512], format[8];
+    int days;                    /* the fallback report's window */
+    /* the answer */
+    int status;
+    tsl_buf out;
+    const char *content_type;
+    uint64_t started_ns;
+    /* JOB_SYNC */
+    pthread_mutex_t *done_mu;
+    pthread_cond_t *done_cv;
+    bool *done;
+    int *result;
+} job;
+
+/* ------------------------------------------------------------------------
+ * Workers and the broker
+ * ---------------------------------------------------------------------- */
+
+struct bworker {
+    tsl_broker *b;
+    int index;
+    pthread_t thread;
+    bool thread_started;
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    struct event *stop_ev;     /* control -> worker: stop accepting, drain */
+    struct event *refresh_ev;  /* control -> worker: a new plan is published */
+    bool draining;             /* worker thread only */
+    /* the plan this worker decides against, and its generation */
+    tsl_plan *plan;
+    uint64_t plan_gen;
+    tsl_worker *tw;
+    tsl_result *res;
+    tsl_trace *trace;
+    tsl_buf out, line;         /* response body, log lines */
+    tsl_buf body;              /* the request body, NUL-terminated */
+    uint64_t seen_policy_errors; /* tsl_worker_policy_errors already counted */
+    worker_metrics m;
+};
+
+struct tsl_broker {
+    tsl_broker_config cfg;     /* strings below are the broker's own copies */
+    char *db_path, *listen, *policy_path, *token_path;
+    char token[80];
+    evutil_socket_t listen_fd;
+    int port;
+    int64_t started_at;
+
+    /* ---- control thread only ---- */
+    tsl_store *store;
+    struct event_base *base;
+    struct event *tick_ev, *job_ev, *stop_ev, *flush_ev;
+    struct event *sig_term, *sig_int, *sig_hup;
+    tsl_snapshot *snap;        /* the latest snapshot (a root or derived) */
+    tsl_policy *policy;        /* the active policy, NULL: default logic */
+    tsl_worker *ctl_worker;    /* reports */
+    wrec *unwritten, **unwritten_tail; /* taken off the queue, not yet committed */
+    wrec **overlay;            /* heartbeats and failed registrations not yet derived */
+    size_t noverlay, overlay_cap;
+    uint64_t last_derive_ms;
+    int64_t last_refill;       /* the second the decision-log budget was refilled */
+    bool stopping;
+    int64_t dlog_seq;          /* next decision_log sequence number */
+    int64_t last_retention;    /* last registrations clean-up */
+    sqlite3_stmt *stmts[16];   /* writer.c's statement cache */
+
+    /* ---- the published plan: plan_mu guards plan; plan_gen bumps on swap ---- */
+    pthread_mutex_t plan_mu;
+    tsl_plan *plan;
+    _Atomic uint64_t plan_gen;
+    char policy_version[96];   /* under plan_mu: the version in force, "" none */
+    _Atomic int64_t plan_built_at;
+
+    /* ---- the write queue: q_mu guards head/tail ---- */
+    pthread_mutex_t q_mu;
+    wrec *q_head, **q_tail;
+    _Atomic size_t q_len;      /* records acknowledged and not yet committed */
+    _Atomic int dlog_budget;   /* decisions the log may still take this second */
+
+    /* ---- admin jobs: job_mu guards the list ---- */
+    pthread_mutex_t job_mu;
+    job *jobs, **jobs_tail;
+    _Atomic int jobs_pending;  /* queued or running, not yet replied to */
+
+    /* ---- lifecycle ---- */
+    pthread_t thread;          /* tsl_broker_start's control thread */
+    bool thread_started;
+    _Atomic bool running, stop_requested;
+    pthread_mutex_t start_mu;
+    pthread_cond_t start_cv;
+    bool start_done;
+    int start_result, run_result;
+
+    /* ---- counters for /metrics (atomic: written by control, read by workers) ---- */
+    _Atomic uint64_t writes_committed, write_errors, policy_load_failures, derives,
+        reloads, jobs_done;
+
+    bworker *workers;
+    int nworkers;
+};
+
+/* ---- broker.c ---- */
+int64_t broker_now(const tsl_broker *b);
+uint64_t broker_mono_ns(void);
+/* Publishes a new plan (takes the reference) and pokes the workers. */
+void broker_publish(tsl_broker *b, tsl_plan *plan);
+/* Takes the worker's reference on the current plan if it changed. */
+void worker_refresh_plan(bworker *w);
+/* Loads the whole inventory again (after flushing) and rebinds the policy. */
+int broker_reload(tsl_broker *b);
+/* Binds `pol` (NULL: default logic) to the latest snapshot and publishes
+ * it; on failure nothing changes.  Takes no reference from the caller. */
+int broker_swap_policy(tsl_broker *b, tsl_policy *pol);
+/* Hands a job to the control thread (worker side). */
+void broker_post_job(tsl_broker *b, job *j);
+/* Runs a job (control side). */
+void broker_run_job(tsl_broker *b, job *j);
+
+/* ---- writer.c (control thread) ---- */
+/* Enqueues a record (worker side); TSL_ELIMIT when the queue is full. */
+int writer_enqueue(tsl_broker *b, wrec *r);
+/* Writes everything queued in one transaction, feeding the overlay. */
+int writer_flush(tsl_broker *b);
+/* Derives and publishes a new plan from the overlay if it is not empty. */
+int writer_derive(tsl_broker *b);
+/* Adds a record to the overlay (a reference). */
+int overlay_add(tsl_broker *b, wrec *r);
+/* *out: `base` with the overlay applied (a new reference; `base` itself,
+ * referenced again, when the overlay is empty).  The overlay is emptied on
+ * success. */
+int overlay_apply(tsl_broker *b, tsl_snapshot *base, tsl_snapshot **out);
+/* Deletes registrations older than registrations_keep_days. */
+void writer_retention(tsl_broker *b, int64_t now);
+void writer_close(tsl_broker *b);
+int writer_open(tsl_broker *b);
+/* The fallback report from the registrations table (after a flush). */
+int writer_fallback_report(tsl_broker *b, tsl_buf *out, tsl_format fmt, int64_t since);
+void wrec_release(wrec *r);
+
+/* ---- http.c (worker threads) ---- */
+int http_worker_setup(bworker *w);
+/* Replies with a JSON body from w->out (or `body`), counting the metric. */
+void http_reply(bworker *w, struct evhttp_request *req, broker_route route, int status,
+                const char *content_type, const char *body, size_t len);
+/* Replies {"error": "..."} with `status`. */
+void http_error(bworker *w, struct evhttp_request *req, broker_route route, int status,
+                const char *fmt, ...) TSL_PRINTF(5, 6);
+/* The request body as a NUL-terminated copy in w->out's sibling buffer;
+ * NULL after replying 413 when it is over `limit`. */
+const char *http_body(bworker *w, struct evhttp_request *req, broker_route route,
+                      size_t limit, size_t *len);
+/* Splits and percent-decodes a query string in place.  Returns the count
+ * or -1 (reply done) on a malformed one. */
+#define HTTP_MAX_PARAMS 32
+typedef struct http_param {
+    char *key, *value;
+} http_param;
+int http_query(bworker *w, struct evhttp_request *req, broker_route route, char *query,
+               http_param *out, int max);
+/* Percent-decodes s in place ('+' is a space when `plus`); false on a bad
+ * escape or an encoded NUL. */
+bool http_decode(char *s, bool plus);
+/* true when the request carries the admin bearer token; else replies 401. */
+bool http_authorized(bworker *w, struct evhttp_request *req, broker_route route);
+
+/* ---- routes.c and admin.c (worker threads): one callback per route ---- */
+typedef struct route_ctx {
+    broker_route route;
+    char *query;      /* the raw query string (mutable), "" when none */
+    const char *arg;  /* the path's variable segment, percent-decoded, or NULL */
+} route_ctx;
+
+typedef void (*route_fn)(bworker *w, struct evhttp_request *req, route_ctx *c);
+
+void route_task_servers(bworker *w, struct evhttp_request *req, route_ctx *c);
+void route_heartbeat(bworker *w, struct evhttp_request *req, route_ctx *c);
+void route_registration(bworker *w, struct evhttp_request *req, route_ctx *c);
+void route_explain(bworker *w, struct evhttp_request *req, route_ctx *c);
+void route_healthz(bworker *w, struct evhttp_request *req, route_ctx *c);
+void route_metrics(bworker *w, struct evhttp_request *req, route_ctx *c);
+/* admin.c: these hand the request to the control thread as a job */
+void route_policy_upload(bworker *w, struct evhttp_request *req, route_ctx *c);
+void route_policy_list(bworker *w, struct evhttp_request *req, route_ctx *c);
+void route_policy_activate(bworker *w, struct evhttp_request *req, route_ctx *c);
+void route_policy_rollback(bworker *w, struct evhttp_request *req, route_ctx *c);
+void route_report(bworker *w, struct evhttp_request *req, route_ctx *c);
+void route_inventory(bworker *w, struct evhttp_request *req, route_ctx *c);
+
+/* Replies 400 when the request has any query parameter (routes that take none). */
+bool http_no_params(bworker *w, struct evhttp_request *req, route_ctx *c);
+
+/* ---- metrics.c ---- */
+int metrics_render(tsl_broker *b, tsl_buf *out);
+void metrics_observe_latency(worker_metrics *m, uint64_t ns);
+
+/* ---- log.c ---- */
+void broker_log(const tsl_broker *b, tsl_log_level level, const char *fmt, ...) TSL_PRINTF(3, 4);
+/* Appends a JSON-safe-ish rendering for log fields: NULL as "-". */
+const char *log_str(const char *s);
+bool broker_log_enabled(const tsl_broker *b, tsl_log_level level);
+/* Writes a prepared line (no newline) through the configured sink. */
+void broker_log_line(const tsl_broker *b, tsl_log_level level, const char *line);
+
+/* ---- token.c ---- */
+int token_load_or_create(tsl_broker *b);
+bool token_matches(const tsl_broker *b, const char *given);
+
+/* ---- bpolicy.c (control thread) ---- */
+int bpolicy_start(tsl_broker *b);   /* loads --policy or the active version */
+int bpolicy_sighup(tsl_broker *b);  /* reloads --policy or the active version */
+void bpolicy_job(tsl_broker *b, job *j);
+
+/* ---- admin.c (control thread) ---- */
+void admin_report_job(tsl_broker *b, job *j);
+void admin_inventory_job(tsl_broker *b, job *j);
+/* Sets j->status and a {"error": ...} body. */
+void job_error(job *j, int status, const char *fmt, ...) TSL_PRINTF(3, 4);
+/* Maps an engine error code to an HTTP status. */
+int status_for_error(int rc);
+
+#endif

@@ -1,0 +1,739 @@
+/*
+ * routes.c - the routes a worker answers itself, without SQLite:
+ *
+ *   GET  /v1/task-servers                  the hot path: one decision
+ *   POST /v1/task-servers/NAME/heartbeat   a Task Server reports itself
+ *   POST /v1/clients/GUID/registration     a CTA reports a registration
+ *   GET  /v1/explain                       (admin) the trace of a decision
+ *   GET  /healthz, GET /metrics
+ *
+ * Heartbeats and registrations are validated completely here (nothing is
+ * queued for a request that gets a 4xx), then queued for the writer and
+ * acknowledged: the queue is flushed on stop, so an acknowledged write is
+ * never lost to a SIGTERM.
+ *
+ * Used by: http.c's route table.  Needs: broker_internal.h, jansson.
+ */
+#include "broker_internal.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NAME_MAX_LEN 255
+
+/* ------------------------------------------------------------------------
+ * Records for the write queue: one allocation, strings after the struct
+ * ---------------------------------------------------------------------- */
+
+static size_t str_size(const char *s)
+{
+    return s ? strlen(s) + 1 : 0;
+}
+
+static const char *put_str(char **cur, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    char *p = *cur;
+    memcpy(p, s, n);
+    *cur += n;
+    return p;
+}
+
+/* Checks a name from the path or a body: 1..255 printable characters. */
+static bool valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > NAME_MAX_LEN)
+        return false;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return false;
+    return true;
+}
+
+/* ------------------------------------------------------------------------
+ * GET /v1/task-servers (and the request part of explain)
+ * ---------------------------------------------------------------------- */
+
+/* Fills `r` from the query; replies 400 and returns -1 on bad input. */
+static int parse_list_request(bworker *w, struct evhttp_request *req, route_ctx *c,
+                              tsl_request *r)
+{
+    http_param p[HTTP_MAX_PARAMS];
+    int n = http_query(w, req, c->route, c->query, p, HTTP_MAX_PARAMS);
+    if (n < 0)
+        return -1;
+    memset(r, 0, sizeof *r);
+    for (int i = 0; i < n; i++) {
+        const char *k = p[i].key, *v = p[i].value;
+        const char **slot = NULL;
+        if (strcmp(k, "ip") == 0) {
+            if (r->nips == TSL_MAX_IPS) {
+                http_error(w, req, c->route, 400,
+                           "too many ip parameters (at most %d, one per network adapter)",
+                           TSL_MAX_IPS);
+                return -1;
+            }
+            r->ips[r->nips++] = v;
+            continue;
+        }
+        if (strcmp(k, "client") == 0)
+            slot = &r->client;
+        else if (strcmp(k, "department") == 0)
+            slot = &r->department;
+        else if (strcmp(k, "task") == 0)
+            slot = &r->task;
+        if (!slot) {
+            http_error(w, req, c->route, 400,
+                       "unknown parameter \"%s\" (expected client, ip, department, task)", k);
+            return -1;
+        }
+        if (*slot) {
+            http_error(w, req, c->route, 400, "parameter \"%s\" is given twice", k);
+            return -1;
+        }
+        if (!valid_name(v)) {
+            http_error(w, req, c->route, 400,
+                       "parameter \"%s\" must be 1 to %d printable characters", k, NAME_MAX_LEN);
+            return -1;
+        }
+        *slot = v;
+    }
+    if (!r->nips && !r->client) {
+        http_error(w, req, c->route, 400,
+                   "a list request needs ip=ADDRESS (one per network adapter) or client=GUID");
+        return -1;
+    }
+    r->now = broker_now(w->b);
+    return 0;
+}
+
+/* Appends "a,b,c" (or "none") of the list's server names. */
+static int servers_text(tsl_buf *out, const tsl_result *res)
+{
+    size_t n = tsl_result_count(res);
+    if (!n)
+        return tsl_buf_puts(out, "none");
+    for (size_t i = 0; i < n; i++) {
+        int err = tsl_buf_printf(out, "%s%s", i ? "," : "", tsl_result_entry(res, i)->name);
+        if (err < 0)
+            return err;
+    }
+    return 0;
+}
+
+static void log_list(bworker *w, const tsl_request *r, const tsl_result *res)
+{
+    tsl_buf *l = &w->line;
+    tsl_buf_clear(l);
+    int err = tsl_buf_printf(l, "Received Task Server list request: client %s, ip ",
+                             log_str(r->client));
+    for (size_t i = 0; i < r->nips && err == 0; i++)
+        err = tsl_buf_printf(l, "%s%s", i ? "," : "", r->ips[i]);
+    if (err == 0 && !r->nips)
+        err = tsl_buf_puts(l, "-");
+    if (err == 0)
+        err = tsl_buf_printf(l, ", department %s, task %s", log_str(r->department),
+                             log_str(r->task));
+    if (err == 0)
+        broker_log_line(w->b, TSL_LOG_INFO, l->ptr);
+    tsl_buf_clear(l);
+    err = tsl_buf_printf(l, "Sent Task Server list: client %s, site %s, policy %s, servers ",
+                         log_str(r->client), log_str(tsl_result_site(res)),
+                         tsl_result_policy(res) ? tsl_result_policy(res) : "none");
+    if (err == 0)
+        err = servers_text(l, res);
+    if (err == 0 && tsl_result_blocked(res))
+        err = tsl_buf_printf(l, " (blocked: %s)", log_str(tsl_result_blocked_reason(res)));
+    if (err == 0)
+        broker_log_line(w->b, TSL_LOG_INFO, l->ptr);
+}
+
+/* Queues one decision_log row, within the per-second budget. */
+static void log_decision(bworker *w, const tsl_request *r, const tsl_result *res)
+{
+    tsl_broker *b = w->b;
+    tsl_buf *l = &w->line;
+    int err = 0;
+
+    if (b->cfg.decision_log_max <= 0)
+        return;
+    if (atomic_load_explicit(&b->dlog_budget, memory_order_relaxed) <= 0 ||
+        atomic_fetch_sub(&b->dlog_budget, 1) <= 0) {
+        METRIC_INC(w->m.dlog_dropped);
+        return;
+    }
+    tsl_buf_clear(l);
+    err = tsl_buf_puts(l, "[");
+    for (size_t i = 0; i < r->nips && err == 0; i++)
+        if ((err = tsl_buf_puts(l, i ? "," : "")) == 0)
+            err = tsl_buf_json_str(l, r->ips[i]);
+    if (err == 0)
+        err = tsl_buf_put(l, "]", 2); /* with its NUL: the two strings sit back to back */
+    size_t split = l->len;
+    if (err == 0)
+        err = tsl_buf_puts(l, "[");
+    for (size_t i = 0; i < tsl_result_count(res) && err == 0; i++)
+        if ((err = tsl_buf_puts(l, i ? "," : "")) == 0)
+            err = tsl_buf_json_str(l, tsl_result_entry(res, i)->name);
+    if (err == 0)
+        err = tsl_buf_puts(l, "]");
+    if (err < 0) {
+        METRIC_INC(w->m.dlog_dropped);
+        return;
+    }
+    const char *site = tsl_result_site(res), *policy = tsl_result_policy(res);
+    size_t extra = l->len + 1 + str_size(r->client) + str_size(r->department) +
+                   str_size(r->task) + str_size(site) + str_size(policy);
+    wrec *rec = calloc(1, sizeof *rec + extra);
+    if (!rec) {
+        METRIC_INC(w->m.dlog_dropped);
+        return;
+    }
+    char *cur = (char *)(rec + 1);
+    rec->kind = WREC_DECISION;
+    rec->at = r->now;
+    rec->u.dec.ips = put_str(&cur, l->ptr);
+    rec->u.dec.servers = put_str(&cur, l->ptr + split);
+    rec->u.dec.client = put_str(&cur, r->client);
+    rec->u.dec.department = put_str(&cur, r->department);
+    rec->u.dec.task = put_str(&cur, r->task);
+    rec->u.dec.site = put_str(&cur, site);
+    rec->u.dec.policy = put_str(&cur, policy);
+    rec->u.dec.blocked = tsl_result_blocked(res);
+    rec->u.dec.count = (int)tsl_result_count(res);
+    if (writer_enqueue(b, rec) < 0) {
+        free(rec);
+        METRIC_INC(w->m.dlog_dropped);
+    }
+}
+
+/* Counts what the decision says into the metrics; logs new rule errors. */
+static void count_decision(bworker *w, const tsl_result *res, uint64_t ns)
+{
+    metrics_observe_latency(&w->m, ns);
+    size_t n = tsl_result_count(res);
+    if (tsl_result_blocked(res))
+        METRIC_INC(w->m.blocked);
+    if (!n)
+        METRIC_INC(w->m.empty);
+    else if (tsl_result_entry(res, 0)->tier > 0) {
+        int t = tsl_result_entry(res, 0)->tier;
+        METRIC_INC(w->m.fallback[t > BROKER_MAX_TIER ? BROKER_MAX_TIER : t]);
+    }
+    uint64_t errors = tsl_worker_policy_errors(w->tw);
+    if (errors != w->seen_policy_errors) {
+        METRIC_ADD(w->m.policy_errors, errors - w->seen_policy_errors);
+        w->seen_policy_errors = errors;
+        broker_log(w->b, TSL_LOG_WARNING, "Policy rule error (policy %s): %s",
+                   tsl_result_policy(res) ? tsl_result_policy(res) : "none",
+                   log_str(tsl_worker_last_policy_error(w->tw)));
+    }
+}
+
+void route_task_servers(bworker *w, struct evhttp_request *req, route_ctx *c)
+{
+    tsl_request r;
+    int rc;
+
+    if (parse_list_request(w, req, c, &r) < 0)
+        return;
+    uint64_t t0 = broker_mono_ns();
+    rc = tsl_decide(w->res, w->tw, w->plan, &r, NULL);
+    uint64_t ns = broker_mono_ns() - t0;
+    if (rc < 0) {
+        http_error(w, req, c->route, rc == TSL_EINVALID ? 400 : 500, "%s", tsl_error_last());
+        return;
+    }
+    count_decision(w, w->res, ns);
+    tsl_buf_clear(&w->out);
+    if (tsl_result_json(&w->out, w->res) < 0 || tsl_buf_puts(&w->out, "\n") < 0) {
+        http_error(w, req, c->route, 500, "%s", tsl_error_last());
+        return;
+    }
+    char cache[48];
+    snprintf(cache, sizeof cache, "private, max-age=%d", tsl_result_ttl(w->res));
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", cache);
+    http_reply(w, req, c->route, 200, "application/json", w->out.ptr, w->out.len);
+    if (broker_log_enabled(w->b, TSL_LOG_INFO))
+        log_list(w, &r, w->res);
+    log_decision(w, &r, w->res);
+}
+
+/* ------------------------------------------------------------------------
+ * GET /v1/explain (admin): the same request, every step
+ * ---------------------------------------------------------------------- */
+
+void route_explain(bworker *w, struct evhttp_request *req, route_ctx *c)
+{
+    tsl_request r;
+    int err;
+
+    if (parse_list_request(w, req, c, &r) < 0)
+        return;
+    tsl_trace_clear(w->trace);
+    if ((err = tsl_decide(w->res, w->tw, w->plan, &r, w->trace)) < 0) {
+        http_error(w, req, c->route, err == TSL_EINVALID ? 400 : 500, "%s", tsl_error_last());
+        return;
+    }
+    tsl_buf *o = &w->out;
+    tsl_buf_clear(o);
+    err = tsl_buf_puts(o, "{\"steps\":[");
+    for (size_t i = 0; i < tsl_trace_count(w->trace) && err == 0; i++) {
+        if ((err = tsl_buf_puts(o, i ? ",\n  " : "\n  ")) == 0)
+            err = tsl_buf_json_str(o, tsl_trace_line(w->trace, i));
+    }
+    if (err == 0)
+        err = tsl_buf_puts(o, "],\n\"result\":");
+    if (err == 0)
+        err = tsl_result_json(o, w->res);
+    if (err == 0)
+        err = tsl_buf_puts(o, "}\n");
+    if (err < 0) {
+        http_error(w, req, c->route, 500, "%s", tsl_error_last());
+        return;
+    }
+    http_reply(w, req, c->route, 200, "application/json", o->ptr, o->len);
+}
+
+/* ------------------------------------------------------------------------
+ * JSON bodies
+ * ---------------------------------------------------------------------- */
+
+/* Parses the body as a JSON object; replies 4xx and returns NULL otherwise. */
+static json_t *json_body(bworker *w, struct evhttp_request *req, route_ctx *c)
+{
+    size_t len;
+    json_error_t jerr;
+    const char *body = http_body(w, req, c->route, w->b->cfg.max_body, &len);
+    if (!body)
+        return NULL;
+    if (!len) {
+        http_error(w, req, c->route, 400, "invalid JSON: the body is empty (expected an object)");
+        return NULL;
+    }
+    json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!doc) {
+        http_error(w, req, c->route, 400, "invalid JSON: %s (line %d, column %d)", jerr.text,
+                   jerr.line, jerr.column);
+        return NULL;
+    }
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        http_error(w, req, c->route, 400, "invalid JSON: the body must be an object");
+        return NULL;
+    }
+    return doc;
+}
+
+/* A non-negative integer field; replies 400 and returns false otherwise. */
+static bool get_count(bworker *w, struct evhttp_request *req, route_ctx *c, const char *key,
+                      json_t *v, int64_t *out)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        http_error(w, req, c->route, 400, "field \"%s\" must be a non-negative integer", key);
+        return false;
+    }
+    *out = (int64_t)json_integer_value(v);
+    return true;
+}
+
+/* ------------------------------------------------------------------------
+ * POST /v1/task-servers/NAME/heartbeat
+ * ---------------------------------------------------------------------- */
+
+void route_heartbeat(bworker *w, struct evhttp_request *req, route_ctx *c)
+{
+    const tsl_snapshot *snap = tsl_plan_snapshot(w->plan);
+    snap_server_update up;
+    const char *service = NULL;
+    const char *sites[64];
+    json_t *doc = NULL, *v;
+    const char *key;
+    wrec *rec = NULL;
+
+    memset(&up, 0, sizeof up);
+    if (!http_no_params(w, req, c))
+        goto done;
+    if (!valid_name(c->arg)) {
+        http_error(w, req, c->route, 400, "a task server name is 1 to %d printable characters",
+                   NAME_MAX_LEN);
+        goto done;
+    }
+    if (!(doc = json_body(w, req, c)))
+        goto done;
+    json_object_foreach(doc, key, v) {
+        if (strcmp(key, "connections") == 0) {
+            if (!get_count(w, req, c, key, v, &up.connections))
+                goto done;
+            up.set |= SNAP_UP_CONNECTIONS;
+        } else if (strcmp(key, "capacity") == 0) {
+            if (!get_count(w, req, c, key, v, &up.capacity))
+                goto done;
+            up.set |= SNAP_UP_CAPACITY;
+        } else if (strcmp(key, "response_ms") == 0) {
+            if (!get_count(w, req, c, key, v, &up.response_ms))
+                goto done;
+            up.set |= SNAP_UP_RESPONSE;
+        } else if (strcmp(key, "service") == 0) {
+            const char *s = json_string_value(v);
+            if (!s || (strcmp(s, "running") != 0 && strcmp(s, "stopped") != 0)) {
+                http_error(w, req, c->route, 400,
+                           "field \"service\" must be \"running\" or \"stopped\"");
+                goto done;
+            }
+            service = s;
+            up.running = strcmp(s, "running") == 0;
+            up.set |= SNAP_UP_RUNNING;
+        } else if (strcmp(key, "registered") == 0) {
+            if (!json_is_boolean(v)) {
+                http_error(w, req, c->route, 400, "field \"registered\" must be true or false");
+                goto done;
+            }
+            up.registered = json_is_true(v);
+            up.set |= SNAP_UP_REGISTERED;
+        } else if (strcmp(key, "host") == 0) {
+            if (!json_is_string(v) || !valid_name(json_string_value(v))) {
+                http_error(w, req, c->route, 400,
+                           "field \"host\" must be a host name of 1 to %d characters",
+                           NAME_MAX_LEN);
+                goto done;
+            }
+            up.host = json_string_value(v);
+            up.set |= SNAP_UP_HOST;
+        } else if (strcmp(key, "ip") == 0) {
+            tsl_ip ip;
+            if (!json_is_string(v) || tsl_ip_parse(&ip, json_string_value(v)) < 0) {
+                http_error(w, req, c->route, 400, "field \"ip\": %s",
+                           json_is_string(v) ? tsl_error_last() : "expected an IP address");
+                goto done;
+            }
+            up.ip = json_string_value(v);
+            up.set |= SNAP_UP_IP;
+        } else if (strcmp(key, "sites") == 0) {
+            size_t i;
+            json_t *s;
+            if (!json_is_array(v) || json_array_size(v) > sizeof sites / sizeof sites[0]) {
+                http_error(w, req, c->route, 400,
+                           "field \"sites\" must be an array of at most %zu site names",
+                           sizeof sites / sizeof sites[0]);
+                goto done;
+            }
+            json_array_foreach(v, i, s) {
+                int32_t si = json_is_string(s) ? snap_find_site(snap, json_string_value(s)) : -1;
+                if (si < 0) {
+                    if (json_is_string(s))
+                        http_error(w, req, c->route, 422, "sites[%zu]: unknown site \"%s\"", i,
+                                   json_string_value(s));
+                    else
+                        http_error(w, req, c->route, 400, "sites[%zu] must be a site name", i);
+                    goto done;
+                }
+                sites[i] = snap->sites[si].name; /* the inventory's spelling */
+            }
+            up.sites = sites;
+            up.nsites = json_array_size(v);
+            up.set |= SNAP_UP_SITES;
+        } else {
+            http_error(w, req, c->route, 400,
+                       "unknown field \"%s\" (expected connections, capacity, response_ms, "
+                       "service, registered, host, ip, sites)",
+                       key);
+            goto done;
+        }
+    }
+
+    /* the inventory's spelling of a known name; a new name registers it */
+    int32_t known = snap_find_server(snap, c->arg);
+    const snap_server *sv = known >= 0 ? &snap->servers[known] : NULL;
+    up.name = sv ? sv->name : c->arg;
+    up.heartbeat = broker_now(w->b);
+    up.set |= SNAP_UP_HEARTBEAT;
+
+    size_t extra = up.nsites * sizeof(char *) + str_size(up.name) + str_size(up.host) +
+                   str_size(up.ip) + str_size(service);
+    for (size_t i = 0; i < up.nsites; i++)
+        extra += str_size(up.sites[i]);
+    if (!(rec = calloc(1, sizeof *rec + extra))) {
+        http_error(w, req, c->route, 503, "out of memory");
+        goto done;
+    }
+    const char **rsites = (const char **)(void *)(rec + 1);
+    char *cur = (char *)(rsites + up.nsites);
+    rec->kind = WREC_HEARTBEAT;
+    rec->at = up.heartbeat;
+    rec->u.hb.up = up;
+    rec->u.hb.up.name = put_str(&cur, up.name);
+    rec->u.hb.up.host = put_str(&cur, up.host);
+    rec->u.hb.up.ip = put_str(&cur, up.ip);
+    for (size_t i = 0; i < up.nsites; i++)
+        rsites[i] = put_str(&cur, up.sites[i]);
+    rec->u.hb.up.sites = up.nsites ? rsites : NULL;
+    rec->u.hb.service = put_str(&cur, service);
+    if (writer_enqueue(w->b, rec) < 0) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        http_error(w, req, c->route, 503, "%s: try again shortly", tsl_error_last());
+        goto done;
+    }
+    rec = NULL;
+    METRIC_INC(w->m.heartbeats);
+
+    tsl_buf_clear(&w->out);
+    if (tsl_buf_puts(&w->out, "{\"server\":") < 0 || tsl_buf_json_str(&w->out, up.name) < 0 ||
+        tsl_buf_printf(&w->out, ",\"new\":%s,\"at\":%lld}\n", sv ? "false" : "true",
+                       (long long)up.heartbeat) < 0) {
+        http_error(w, req, c->route, 500, "%s", tsl_error_last());
+        goto done;
+    }
+    http_reply(w, req, c->route, 200, "application/json", w->out.ptr, w->out.len);
+
+    if (!sv)
+        broker_log(w->b, TSL_LOG_INFO, "New Task Server %s registered by its heartbeat (service %s)",
+                   up.name, service ? service : "running");
+    else if (service && up.running != sv->running)
+        broker_log(w->b, TSL_LOG_INFO, "Task Server %s reports service %s: it %s the lists",
+                   up.name, service, up.running ? "rejoins" : "leaves");
+    else
+        broker_log(w->b, TSL_LOG_DEBUG, "Heartbeat from Task Server %s", up.name);
+
+done:
+    free(rec);
+    json_decref(doc);
+}
+
+/* ------------------------------------------------------------------------
+ * POST /v1/clients/GUID/registration
+ * ---------------------------------------------------------------------- */
+
+void route_registration(bworker *w, struct evhttp_request *req, route_ctx *c)
+{
+    const tsl_snapshot *snap = tsl_plan_snapshot(w->plan);
+    json_t *doc = NULL, *v;
+    const char *key, *server = NULL, *error = NULL;
+    int ok = -1;
+    tsl_request r;
+    wrec *rec = NULL;
+
+    memset(&r, 0, sizeof r);
+    if (!http_no_params(w, req, c))
+        goto done;
+    if (!valid_name(c->arg) || strlen(c->arg) > TSL_GUID_MAX) {
+        http_error(w, req, c->route, 400, "a client GUID is 1 to %d printable characters",
+                   TSL_GUID_MAX);
+        goto done;
+    }
+    if (!(doc = json_body(w, req, c)))
+        goto done;
+    json_object_foreach(doc, key, v) {
+        if (strcmp(key, "server") == 0) {
+            if (!json_is_string(v) || !valid_name(json_string_value(v))) {
+                http_error(w, req, c->route, 400, "field \"server\" must be a task server name");
+                goto done;
+            }
+            server = json_string_value(v);
+        } else if (strcmp(key, "ok") == 0) {
+            if (!json_is_boolean(v)) {
+                http_error(w, req, c->route, 400, "field \"ok\" must be true or false");
+                goto done;
+            }
+            ok = json_is_true(v);
+        } else if (strcmp(key, "error") == 0) {
+            if (!json_is_string(v) && !json_is_null(v)) {
+                http_error(w, req, c->route, 400, "field \"error\" must be a string");
+                goto done;
+            }
+            error = json_string_value(v);
+            if (error && strlen(error) > 1024) {
+                http_error(w, req, c->route, 400, "field \"error\" is longer than 1024 characters");
+                goto done;
+            }
+        } else if (strcmp(key, "ip") == 0) {
+            /* the adapter IPs, to judge the site of a client the inventory lacks */
+            json_t *ips = json_is_string(v) ? NULL : v, *s;
+            size_t i;
+            if (json_is_string(v)) {
+                r.ips[r.nips++] = json_string_value(v);
+            } else if (json_is_array(v) && json_array_size(v) <= TSL_MAX_IPS) {
+                json_array_foreach(ips, i, s) {
+                    if (!json_is_string(s)) {
+                        http_error(w, req, c->route, 400, "ip[%zu] must be an IP address", i);
+                        goto done;
+                    }
+                    r.ips[r.nips++] = json_string_value(s);
+                }
+            } else {
+                http_error(w, req, c->route, 400,
+                           "field \"ip\" must be an IP address or an array of at most %d",
+                           TSL_MAX_IPS);
+                goto done;
+            }
+            for (size_t k = 0; k < r.nips; k++) {
+                tsl_ip ip;
+                if (tsl_ip_parse(&ip, r.ips[k]) < 0) {
+                    http_error(w, req, c->route, 400, "field \"ip\": %s", tsl_error_last());
+                    goto done;
+                }
+            }
+        } else {
+            http_error(w, req, c->route, 400,
+                       "unknown field \"%s\" (expected server, ok, error, ip)", key);
+            goto done;
+        }
+    }
+    if (!server || ok < 0) {
+        http_error(w, req, c->route, 400, "missing field \"%s\"", !server ? "server" : "ok");
+        goto done;
+    }
+    int32_t si = snap_find_server(snap, server);
+    if (si < 0) {
+        http_error(w, req, c->route, 422, "unknown task server \"%s\"", server);
+        goto done;
+    }
+    server = snap->servers[si].name;
+    int32_t ci = snap_find_client(snap, c->arg);
+    const char *guid = ci >= 0 ? snap->clients[ci].guid : c->arg;
+    if (!ok && (!error || !*error))
+        error = "unknown error";
+
+    /* judge it against the list the client would get now */
+    r.client = guid;
+    r.now = broker_now(w->b);
+    bool judged = tsl_decide(w->res, w->tw, w->plan, &r, NULL) == 0;
+    bool listed = false, outside = false;
+    int tier = 0;
+    const char *site = judged ? tsl_result_site(w->res) : NULL;
+    const char *policy = judged ? tsl_result_policy(w->res) : NULL;
+    if (judged) {
+        for (size_t i = 0; i < tsl_result_count(w->res); i++) {
+            const tsl_entry *e = tsl_result_entry(w->res, i);
+            if (e->name == server) {
+                listed = true;
+                tier = e->tier;
+                break;
+            }
+        }
+        outside = !listed || tier > 0;
+    }
+
+    size_t extra = str_size(guid) + str_size(server) + str_size(ok ? NULL : error) +
+                   str_size(site) + str_size(policy);
+    if (!(rec = calloc(1, sizeof *rec + extra))) {
+        http_error(w, req, c->route, 503, "out of memory");
+        goto done;
+    }
+    char *cur = (char *)(rec + 1);
+    rec->kind = WREC_REGISTRATION;
+    rec->at = r.now;
+    rec->u.reg.client = put_str(&cur, guid);
+    rec->u.reg.server = put_str(&cur, server);
+    rec->u.reg.error = put_str(&cur, ok ? NULL : error);
+    rec->u.reg.site = put_str(&cur, site);
+    rec->u.reg.policy = put_str(&cur, policy);
+    rec->u.reg.ok = ok;
+    rec->u.reg.listed = listed;
+    rec->u.reg.tier = tier;
+    rec->u.reg.judged = judged;
+    rec->u.reg.outside_approved = outside;
+    if (writer_enqueue(w->b, rec) < 0) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        http_error(w, req, c->route, 503, "%s: try again shortly", tsl_error_last());
+        goto done;
+    }
+    rec = NULL;
+    if (ok)
+        METRIC_INC(w->m.registrations_ok);
+    else
+        METRIC_INC(w->m.registrations_failed);
+    if (ok && outside)
+        METRIC_INC(w->m.registrations_outside);
+
+    tsl_buf *o = &w->out;
+    tsl_buf_clear(o);
+    int err = tsl_buf_puts(o, "{\"client\":");
+    if (err == 0) err = tsl_buf_json_str(o, guid);
+    if (err == 0) err = tsl_buf_puts(o, ",\"server\":");
+    if (err == 0) err = tsl_buf_json_str(o, server);
+    if (err == 0) err = tsl_buf_printf(o, ",\"ok\":%s,\"site\":", ok ? "true" : "false");
+    if (err == 0) err = tsl_buf_json_str(o, site);
+    if (err == 0) {
+        if (listed)
+            err = tsl_buf_printf(o, ",\"tier\":%d", tier);
+        else
+            err = tsl_buf_puts(o, ",\"tier\":null");
+    }
+    if (err == 0)
+        err = tsl_buf_printf(o, ",\"outside_approved\":%s}\n",
+                             !judged ? "null" : outside ? "true" : "false");
+    if (err < 0) {
+        http_error(w, req, c->route, 500, "%s", tsl_error_last());
+        goto done;
+    }
+    http_reply(w, req, c->route, 200, "application/json", o->ptr, o->len);
+
+    if (!ok)
+        broker_log(w->b, TSL_LOG_WARNING,
+                   "Registration failed: client %s, Task Server %s, error \"%s\", site %s, "
+                   "policy %s: %s ranks last for this client for the next %lld s",
+                   guid, server, error, log_str(site), policy ? policy : "none", server,
+                   (long long)tsl_snapshot_settings(snap)->error_window);
+    else
+        broker_log(w->b, TSL_LOG_INFO,
+                   "Registered to Task Server: %s: client %s, site %s, %s, policy %s", server,
+                   guid, log_str(site),
+                   !judged   ? "not judged (unknown client, no IP)"
+                   : !listed ? "not in its list"
+                   : tier    ? "fallback tier"
+                             : "tier 0",
+                   policy ? policy : "none");
+
+done:
+    free(rec);
+    json_decref(doc);
+}
+
+/* ------------------------------------------------------------------------
+ * GET /healthz, GET /metrics
+ * ---------------------------------------------------------------------- */
+
+void route_healthz(bworker *w, struct evhttp_request *req, route_ctx *c)
+{
+    if (!http_no_params(w, req, c))
+        return;
+    const tsl_snapshot *snap = tsl_plan_snapshot(w->plan);
+    const tsl_policy *pol = tsl_plan_policy(w->plan);
+    tsl_buf *o = &w->out;
+    tsl_buf_clear(o);
+    int err = tsl_buf_printf(o, "{\"status\":\"%s\",\"policy\":", w->draining ? "stopping" : "ok");
+    if (err == 0)
+        err = tsl_buf_json_str(o, pol ? tsl_policy_version(pol) : NULL);
+    if (err == 0)
+        err = tsl_buf_printf(o,
+                             ",\"sites\":%zu,\"task_servers\":%zu,\"clients\":%zu,"
+                             "\"snapshot_age_s\":%lld,\"write_queue\":%zu}\n",
+                             tsl_snapshot_site_count(snap), tsl_snapshot_server_count(snap),
+                             tsl_snapshot_client_count(snap),
+                             (long long)(broker_now(w->b) - tsl_snapshot_built_at(snap)),
+                             atomic_load(&w->b->q_len));
+    if (err < 0) {
+        http_error(w, req, c->route, 500, "%s", tsl_error_last());
+        return;
+    }
+    http_reply(w, req, c->route, w->draining ? 503 : 200, "application/json", o->ptr, o->len);
+}
+
+void route_metrics(bworker *w, struct evhttp_request *req, route_ctx *c)
+{
+    if (!http_no_params(w, req, c))
+        return;
+    tsl_buf_clear(&w->out);
+    if (metrics_render(w->b, &w->out) < 0) {
+        http_error(w, req, c->route, 500, "%s", tsl_error_last());
+        return;
+    }
+    http_reply(w, req, c->route, 200, "text/plain; version=0.0.4; charset=utf-8", w->out.ptr,
+               w->out.len);
+}

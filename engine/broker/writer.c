@@ -1,0 +1,545 @@
+/*
+ * writer.c - the broker's writes, off the hot path: the queue the workers
+ * push acknowledged heartbeats, registration reports and decision-log rows
+ * onto, the control thread's batches into SQLite (one transaction per
+ * flush), the overlay those records feed, and the new snapshots derived
+ * from it without reloading the clients.
+ *
+ * A record's life: a worker validates a request, builds one wrec (strings
+ * in the same allocation) and enqueues it before it acknowledges; the
+ * control thread moves it to `unwritten`, writes it, and (heartbeats and
+ * failed registrations) adds it to the overlay; every refresh interval the
+ * overlay becomes a derived snapshot and a new plan.  A record is freed
+ * once both are done (refs).  A failed transaction keeps its records for
+ * the next flush, so nothing acknowledged is dropped while the broker runs,
+ * and stopping flushes the rest.
+ *
+ * Statements: the broker's own, in a cache indexed by an enum (prepared
+ * once, SQLITE_PREPARE_PERSISTENT, reset after each use), plus the store's
+ * task-server upsert so a heartbeat writes exactly what an import would.
+ *
+ * Used by: broker.c (timer, stop, reload), admin.c (fallback report).
+ * Needs: broker_internal.h, store.h.
+ */
+#include "broker_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------
+ * The statement cache
+ * ---------------------------------------------------------------------- */
+
+#define WRITER_STATEMENTS(X)                                                   \
+    X(W_REG_INSERT,                                                            \
+      "INSERT INTO registrations(client, server, at, ok, error, site, tier,"   \
+      " outside_approved, policy) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)") \
+    /* only for clients and servers the inventory knows (foreign keys) */     \
+    X(W_ERROR_INSERT,                                                          \
+      "INSERT INTO connection_errors(client_id, server_id, at, error)"         \
+      " SELECT c.id, t.id, ?3, ?4 FROM clients c, task_servers t"              \
+      " WHERE c.guid = ?1 AND t.name = ?2 ON CONFLICT DO NOTHING")            \
+    X(W_CLIENT_ASSIGN,                                                         \
+      "UPDATE clients SET assigned_server = ?2, assigned_at = ?3 WHERE guid = ?1") \
+    X(W_DLOG_PUT,                                                              \
+      "INSERT OR REPLACE INTO decision_log(slot, seq, at, client, ips,"        \
+      " department, task, site, policy, servers, blocked)"                     \
+      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")                \
+    X(W_DLOG_NEXT, "SELECT coalesce(max(seq) + 1, 0) FROM decision_log")       \
+    X(W_DLOG_TRIM, "DELETE FROM decision_log WHERE slot >= ?1")                \
+    X(W_REG_RETENTION, "DELETE FROM registrations WHERE at < ?1")              \
+    X(W_FALLBACK_REPORT,                                                       \
+      "SELECT site, date(at, 'unixepoch'), count(*),"                          \
+      " sum(outside_approved), sum(coalesce(tier, 0) > 0), sum(tier IS NULL)"  \
+      " FROM registrations WHERE ok = 1 AND at >= ?1"                          \
+      " GROUP BY site, date(at, 'unixepoch')"                                  \
+      " ORDER BY date(at, 'unixepoch'), site")
+
+enum {
+#define WRITER_ENUM_(id, sql) id,
+    WRITER_STATEMENTS(WRITER_ENUM_)
+#undef WRITER_ENUM_
+    W__COUNT
+};
+
+static const char *const writer_sql[W__COUNT] = {
+#define WRITER_SQL_(id, sql) [id] = sql,
+    WRITER_STATEMENTS(WRITER_SQL_)
+#undef WRITER_SQL_
+};
+
+_Static_assert(W__COUNT <= sizeof ((tsl_broker *)0)->stmts / sizeof(sqlite3_stmt *),
+               "tsl_broker.stmts is too small for the writer's statements");
+
+static sqlite3_stmt *stmt(tsl_broker *b, int id)
+{
+    if (!b->stmts[id]) {
+        if (sqlite3_prepare_v3(tsl_store_db(b->store), writer_sql[id], -1,
+                               SQLITE_PREPARE_PERSISTENT, &b->stmts[id], NULL) != SQLITE_OK) {
+            tsl_store_err(b->store, "preparing a broker statement");
+            b->stmts[id] = NULL;
+            return NULL;
+        }
+    }
+    return b->stmts[id];
+}
+
+/* Steps a write statement to its end and resets it. */
+static int run(tsl_broker *b, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st);
+    int err = 0;
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        err = tsl_store_err(b->store, what);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return err;
+}
+
+int writer_open(tsl_broker *b)
+{
+    sqlite3_stmt *st;
+    int err = 0;
+
+    if (!(st = stmt(b, W_DLOG_NEXT)))
+        return TSL_ESTORE;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        b->dlog_seq = sqlite3_column_int64(st, 0);
+    else
+        err = tsl_store_err(b->store, "reading the decision log");
+    sqlite3_reset(st);
+    if (err < 0)
+        return err;
+    /* a smaller ring than last time: drop the slots past its end */
+    if (b->cfg.decision_log_max > 0) {
+        if (!(st = stmt(b, W_DLOG_TRIM)))
+            return TSL_ESTORE;
+        sqlite3_bind_int64(st, 1, b->cfg.decision_log_max);
+        err = run(b, st, "trimming the decision log");
+    }
+    return err;
+}
+
+void writer_close(tsl_broker *b)
+{
+    for (size_t i = 0; i < sizeof b->stmts / sizeof b->stmts[0]; i++) {
+        sqlite3_finalize(b->stmts[i]);
+        b->stmts[i] = NULL;
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Records
+ * ---------------------------------------------------------------------- */
+
+void wrec_release(wrec *r)
+{
+    if (r && --r->refs <= 0)
+        free(r);
+}
+
+int writer_enqueue(tsl_broker *b, wrec *r)
+{
+    /* decision-log rows never count against the limit (they are dropped
+     * by rate, not by backlog) */
+    if (r->kind != WREC_DECISION && atomic_load(&b->q_len) >= b->cfg.max_queue)
+        return tsl_seterr(TSL_ELIMIT, "the write queue is full (%zu records)", b->cfg.max_queue);
+    r->next = NULL;
+    r->refs = 1;
+    atomic_fetch_add(&b->q_len, 1);
+    pthread_mutex_lock(&b->q_mu);
+    *b->q_tail = r;
+    b->q_tail = &r->next;
+    pthread_mutex_unlock(&b->q_mu);
+    return 0;
+}
+
+int overlay_add(tsl_broker *b, wrec *r)
+{
+    if (b->noverlay == b->overlay_cap) {
+        size_t cap = b->overlay_cap ? b->overlay_cap * 2 : 64;
+        wrec **p = realloc(b->overlay, cap * sizeof *p);
+        if (!p)
+            return tsl_oom();
+        b->overlay = p;
+        b->overlay_cap = cap;
+    }
+    r->refs++;
+    b->overlay[b->noverlay++] = r;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Writing one record
+ * ---------------------------------------------------------------------- */
+
+static int bind_opt_int(sqlite3_stmt *st, int idx, bool has, int64_t v)
+{
+    return has ? sqlite3_bind_int64(st, idx, v) : sqlite3_bind_null(st, idx);
+}
+
+static int write_heartbeat(tsl_broker *b, const wrec *r)
+{
+    const snap_server_update *u = &r->u.hb.up;
+    sqlite3_stmt *st = tsl_store_stmt(b->store, TSL_STMT_SERVER_UPSERT);
+    int64_t id = 0;
+    int err = 0, mask = 128; /* last_heartbeat, always */
+
+    if (!st)
+        return TSL_ESTORE;
+    mask |= (u->set & SNAP_UP_HOST ? 1 : 0) | (u->set & SNAP_UP_IP ? 2 : 0) |
+            (u->set & SNAP_UP_REGISTERED ? 4 : 0) | (u->set & SNAP_UP_RUNNING ? 8 : 0) |
+            (u->set & SNAP_UP_CAPACITY ? 16 : 0) | (u->set & SNAP_UP_CONNECTIONS ? 32 : 0) |
+            (u->set & SNAP_UP_RESPONSE ? 64 : 0);
+    /* a new server: defaults where the heartbeat says nothing (as the schema) */
+    tsl_store_bind_text(st, 1, u->name);
+    tsl_store_bind_text(st, 2, u->set & SNAP_UP_HOST && u->host && *u->host ? u->host : NULL);
+    tsl_store_bind_text(st, 3, u->set & SNAP_UP_IP && u->ip && *u->ip ? u->ip : NULL);
+    sqlite3_bind_int(st, 4, u->set & SNAP_UP_REGISTERED ? u->registered : 1);
+    tsl_store_bind_text(st, 5, u->set & SNAP_UP_RUNNING && !u->running ? "stopped" : "running");
+    sqlite3_bind_int64(st, 6, u->set & SNAP_UP_CAPACITY ? u->capacity : 5000);
+    sqlite3_bind_int64(st, 7, u->set & SNAP_UP_CONNECTIONS ? u->connections : 0);
+    sqlite3_bind_int64(st, 8, u->set & SNAP_UP_RESPONSE ? u->response_ms : 0);
+    sqlite3_bind_int64(st, 9, u->heartbeat);
+    sqlite3_bind_int(st, 10, mask);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        id = sqlite3_column_int64(st, 0);
+    else
+        err = tsl_store_err(b->store, "saving a heartbeat");
+    sqlite3_reset(st);
+    if (err < 0 || !(u->set & SNAP_UP_SITES))
+        return err;
+
+    /* manual site assignments, in the order given */
+    if (!(st = tsl_store_stmt(b->store, TSL_STMT_SERVER_SITES_CLEAR)))
+        return TSL_ESTORE;
+    sqlite3_bind_int64(st, 1, id);
+    if ((err = run(b, st, "clearing a server's sites")) < 0)
+        return err;
+    for (size_t i = 0; i < u->nsites; i++) {
+        int64_t site_id = -1;
+        if (!(st = tsl_store_stmt(b->store, TSL_STMT_SITE_ID)))
+            return TSL_ESTORE;
+        tsl_store_bind_text(st, 1, u->sites[i]);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            site_id = sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        if (site_id < 0)
+            continue; /* the site went away since the heartbeat was checked */
+        if (!(st = tsl_store_stmt(b->store, TSL_STMT_SERVER_SITE_INSERT)))
+            return TSL_ESTORE;
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, site_id);
+        sqlite3_bind_int64(st, 3, (int64_t)i);
+        if ((err = run(b, st, "saving a server's sites")) < 0)
+            return err;
+    }
+    return 0;
+}
+
+static int write_registration(tsl_broker *b, const wrec *r)
+{
+    sqlite3_stmt *st = stmt(b, W_REG_INSERT);
+    int err;
+
+    if (!st)
+        return TSL_ESTORE;
+    tsl_store_bind_text(st, 1, r->u.reg.client);
+    tsl_store_bind_text(st, 2, r->u.reg.server);
+    sqlite3_bind_int64(st, 3, r->at);
+    sqlite3_bind_int(st, 4, r->u.reg.ok);
+    tsl_store_bind_text(st, 5, r->u.reg.ok ? NULL : r->u.reg.error);
+    tsl_store_bind_text(st, 6, r->u.reg.site);
+    bind_opt_int(st, 7, r->u.reg.listed, r->u.reg.tier);
+    bind_opt_int(st, 8, r->u.reg.judged, r->u.reg.outside_approved);
+    tsl_store_bind_text(st, 9, r->u.reg.policy);
+    if ((err = run(b, st, "saving a registration")) < 0)
+        return err;
+
+    if (r->u.reg.ok) {
+        if (!(st = stmt(b, W_CLIENT_ASSIGN)))
+            return TSL_ESTORE;
+        tsl_store_bind_text(st, 1, r->u.reg.client);
+        tsl_store_bind_text(st, 2, r->u.reg.server);
+        sqlite3_bind_int64(st, 3, r->at);
+        return run(b, st, "saving a client's assigned server");
+    }
+    if (!(st = stmt(b, W_ERROR_INSERT)))
+        return TSL_ESTORE;
+    tsl_store_bind_text(st, 1, r->u.reg.client);
+    tsl_store_bind_text(st, 2, r->u.reg.server);
+    sqlite3_bind_int64(st, 3, r->at);
+    tsl_store_bind_text(st, 4, r->u.reg.error);
+    return run(b, st, "saving a connection error");
+}
+
+static int write_decision(tsl_broker *b, const wrec *r)
+{
+    sqlite3_stmt *st;
+    if (b->cfg.decision_log_max <= 0)
+        return 0;
+    if (!(st = stmt(b, W_DLOG_PUT)))
+        return TSL_ESTORE;
+    int64_t seq = b->dlog_seq++;
+    sqlite3_bind_int64(st, 1, seq % b->cfg.decision_log_max);
+    sqlite3_bind_int64(st, 2, seq);
+    sqlite3_bind_int64(st, 3, r->at);
+    tsl_store_bind_text(st, 4, r->u.dec.client);
+    tsl_store_bind_text(st, 5, r->u.dec.ips);
+    tsl_store_bind_text(st, 6, r->u.dec.department);
+    tsl_store_bind_text(st, 7, r->u.dec.task);
+    tsl_store_bind_text(st, 8, r->u.dec.site);
+    tsl_store_bind_text(st, 9, r->u.dec.policy);
+    tsl_store_bind_text(st, 10, r->u.dec.servers);
+    sqlite3_bind_int(st, 11, r->u.dec.blocked);
+    return run(b, st, "saving a decision-log row");
+}
+
+/* ------------------------------------------------------------------------
+ * Flushing
+ * ---------------------------------------------------------------------- */
+
+static int write_one(tsl_broker *b, const wrec *r)
+{
+    switch (r->kind) {
+    case WREC_HEARTBEAT:
+        return write_heartbeat(b, r);
+    case WREC_REGISTRATION:
+        return write_registration(b, r);
+    case WREC_DECISION:
+        return write_decision(b, r);
+    }
+    return TSL_ERROR;
+}
+
+/* Errors that say the record, not the store, is wrong: retrying the batch
+ * would fail the same way for ever. */
+static bool record_error(tsl_broker *b)
+{
+    int rc = sqlite3_errcode(tsl_store_db(b->store)) & 0xff;
+    return rc == SQLITE_CONSTRAINT || rc == SQLITE_MISMATCH || rc == SQLITE_RANGE ||
+           rc == SQLITE_TOOBIG;
+}
+
+static void release_unwritten(tsl_broker *b, size_t n)
+{
+    for (wrec *r = b->unwritten, *next; r; r = next) {
+        next = r->next;
+        wrec_release(r);
+    }
+    b->unwritten = NULL;
+    b->unwritten_tail = &b->unwritten;
+    atomic_fetch_sub(&b->q_len, n);
+}
+
+/* After a batch failed on a bad record: one transaction per record, and
+ * the records the store refuses are logged and dropped. */
+static void write_one_by_one(tsl_broker *b)
+{
+    size_t n = 0, ok = 0;
+    for (wrec *r = b->unwritten; r; r = r->next, n++) {
+        int64_t seq0 = b->dlog_seq;
+        int err = tsl_store_begin(b->store);
+        if (err == 0 && (err = write_one(b, r)) == 0 && (err = tsl_store_commit(b->store)) == 0) {
+            ok++;
+            continue;
+        }
+        tsl_store_rollback(b->store);
+        b->dlog_seq = seq0;
+        atomic_fetch_add(&b->write_errors, 1);
+        broker_log(b, TSL_LOG_ERROR, "Dropped a %s the store refuses: %s",
+                   r->kind == WREC_HEARTBEAT      ? "heartbeat"
+                   : r->kind == WREC_REGISTRATION ? "registration"
+                                                  : "decision-log row",
+                   tsl_error_last());
+    }
+    atomic_fetch_add(&b->writes_committed, ok);
+    release_unwritten(b, n);
+}
+
+int writer_flush(tsl_broker *b)
+{
+    int err = 0;
+    size_t n = 0;
+    int64_t seq0 = b->dlog_seq;
+
+    pthread_mutex_lock(&b->q_mu);
+    wrec *list = b->q_head;
+    b->q_head = NULL;
+    b->q_tail = &b->q_head;
+    pthread_mutex_unlock(&b->q_mu);
+
+    /* new records: to `unwritten`, and the overlay where they change a decision */
+    for (wrec *r = list, *next; r; r = next) {
+        next = r->next;
+        r->next = NULL;
+        *b->unwritten_tail = r;
+        b->unwritten_tail = &r->next;
+        if (r->kind == WREC_HEARTBEAT || (r->kind == WREC_REGISTRATION && !r->u.reg.ok)) {
+            if (overlay_add(b, r) < 0)
+                broker_log(b, TSL_LOG_ERROR, "out of memory: a heartbeat or registration "
+                                             "shows in lists only after the next reload");
+        }
+    }
+    if (!b->unwritten)
+        return 0;
+
+    if ((err = tsl_store_begin(b->store)) < 0)
+        goto done;
+    for (wrec *r = b->unwritten; r; r = r->next, n++) {
+        if ((err = write_one(b, r)) < 0)
+            goto done;
+    }
+    if ((err = tsl_store_commit(b->store)) < 0)
+        goto done;
+    atomic_fetch_add(&b->writes_committed, n);
+    release_unwritten(b, n);
+
+done:
+    if (err < 0) {
+        bool bad_record = record_error(b);
+        tsl_store_rollback(b->store);
+        b->dlog_seq = seq0;
+        if (bad_record) {
+            write_one_by_one(b);
+            return 0;
+        }
+        if (atomic_fetch_add(&b->write_errors, 1) % 100 == 0)
+            broker_log(b, TSL_LOG_ERROR, "Cannot save %zu queued writes (will retry): %s",
+                       atomic_load(&b->q_len), tsl_error_last());
+    }
+    return err;
+}
+
+void writer_retention(tsl_broker *b, int64_t now)
+{
+    sqlite3_stmt *st;
+    if (b->cfg.registrations_keep_days <= 0 || !(st = stmt(b, W_REG_RETENTION)))
+        return;
+    sqlite3_bind_int64(st, 1, now - (int64_t)b->cfg.registrations_keep_days * 86400);
+    if (run(b, st, "deleting old registrations") < 0)
+        broker_log(b, TSL_LOG_WARNING, "%s", tsl_error_last());
+}
+
+/* ------------------------------------------------------------------------
+ * The overlay: derived snapshots
+ * ---------------------------------------------------------------------- */
+
+int overlay_apply(tsl_broker *b, tsl_snapshot *base, tsl_snapshot **out)
+{
+    snap_server_update *ups = NULL;
+    snap_error_update *errs = NULL;
+    size_t nups = 0, nerrs = 0;
+    int err = 0;
+
+    *out = NULL;
+    if (!b->noverlay) {
+        *out = tsl_snapshot_ref(base);
+        return 0;
+    }
+    if (!(ups = malloc(b->noverlay * sizeof *ups)) || !(errs = malloc(b->noverlay * sizeof *errs))) {
+        err = tsl_oom();
+        goto done;
+    }
+    for (size_t i = 0; i < b->noverlay; i++) {
+        const wrec *r = b->overlay[i];
+        if (r->kind == WREC_HEARTBEAT)
+            ups[nups++] = r->u.hb.up;
+        else
+            errs[nerrs++] = (snap_error_update){r->u.reg.client, r->u.reg.server, r->at};
+    }
+    if ((err = tsl_snapshot_derive(out, base, ups, nups, errs, nerrs, broker_now(b))) < 0)
+        goto done;
+    for (size_t i = 0; i < b->noverlay; i++)
+        wrec_release(b->overlay[i]);
+    b->noverlay = 0;
+
+done:
+    free(ups);
+    free(errs);
+    return err;
+}
+
+int writer_derive(tsl_broker *b)
+{
+    tsl_snapshot *snap = NULL;
+    tsl_plan *plan = NULL;
+    int err;
+    uint64_t t0 = broker_mono_ns();
+    size_t n = b->noverlay;
+
+    if (!n)
+        return 0;
+    if ((err = overlay_apply(b, b->snap, &snap)) < 0 ||
+        (err = tsl_plan_new(&plan, snap, b->policy)) < 0) {
+        broker_log(b, TSL_LOG_ERROR, "Cannot apply %zu heartbeats and reports: %s", n,
+                   tsl_error_last());
+        goto done;
+    }
+    broker_publish(b, plan);
+    plan = NULL;
+    atomic_fetch_add(&b->derives, 1);
+    broker_log(b, TSL_LOG_DEBUG, "New plan from %zu heartbeats and reports in %.2f ms", n,
+               (double)(broker_mono_ns() - t0) / 1e6);
+
+done:
+    tsl_plan_free(plan);
+    tsl_snapshot_free(snap);
+    return err;
+}
+
+/* ------------------------------------------------------------------------
+ * The fallback report
+ * ---------------------------------------------------------------------- */
+
+int writer_fallback_report(tsl_broker *b, tsl_buf *out, tsl_format fmt, int64_t since)
+{
+    sqlite3_stmt *st = stmt(b, W_FALLBACK_REPORT);
+    size_t rows = 0;
+    int err = 0, rc = SQLITE_DONE;
+
+    if (!st)
+        return TSL_ESTORE;
+    sqlite3_bind_int64(st, 1, since);
+    if (fmt == TSL_FORMAT_JSON)
+        err = tsl_buf_puts(out, "[");
+    else if (fmt == TSL_FORMAT_CSV)
+        err = tsl_buf_puts(out, "site,day,registrations,outside_approved,fallback_tier,not_listed\n");
+    else
+        err = tsl_buf_printf(out, "%-20s  %-10s  %13s  %16s  %13s  %10s\n", "site", "day",
+                             "registrations", "outside_approved", "fallback_tier", "not_listed");
+    while (err == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *site = (const char *)sqlite3_column_text(st, 0);
+        const char *day = (const char *)sqlite3_column_text(st, 1);
+        long long total = sqlite3_column_int64(st, 2), outside = sqlite3_column_int64(st, 3),
+                  fallback = sqlite3_column_int64(st, 4), unlisted = sqlite3_column_int64(st, 5);
+        if (fmt == TSL_FORMAT_JSON) {
+            if ((err = tsl_buf_puts(out, rows ? ",\n {\"site\":" : "\n {\"site\":")) < 0 ||
+                (err = tsl_buf_json_str(out, site)) < 0 ||
+                (err = tsl_buf_puts(out, ",\"day\":")) < 0 || (err = tsl_buf_json_str(out, day)) < 0)
+                break;
+            err = tsl_buf_printf(out,
+                                 ",\"registrations\":%lld,\"outside_approved\":%lld,"
+                                 "\"fallback_tier\":%lld,\"not_listed\":%lld}",
+                                 total, outside, fallback, unlisted);
+        } else if (fmt == TSL_FORMAT_CSV) {
+            if ((err = tsl_buf_csv_field(out, site ? site : "")) < 0)
+                break;
+            err = tsl_buf_printf(out, ",%s,%lld,%lld,%lld,%lld\n", day ? day : "", total,
+                                 outside, fallback, unlisted);
+        } else {
+            err = tsl_buf_printf(out, "%-20s  %-10s  %13lld  %16lld  %13lld  %10lld\n",
+                                 site ? site : "-", day ? day : "-", total, outside, fallback,
+                                 unlisted);
+        }
+        rows++;
+    }
+    if (err == 0 && rc != SQLITE_DONE)
+        err = tsl_store_err(b->store, "reading registrations");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (err == 0 && fmt == TSL_FORMAT_JSON)
+        err = tsl_buf_puts(out, rows ? "\n]\n" : "]\n");
+    return err;
+}

@@ -1,0 +1,538 @@
+/*
+ * policy_eval.c - one decision under a policy (policy_decide), pure C over
+ * the bound sets of policy_bind.c; Lua runs only for `rule` functions.
+ *
+ *   1. the blocks that apply: the client's site block, its department's
+ *      group;
+ *   2. tier 0, the approved set: the site block's static set (or the site's
+ *      candidates), intersected with the group's allow, minus both denies,
+ *      minus unavailable servers; group order, then site order, then the
+ *      rest ranked by the selection mode; full servers (at their cap) spill
+ *      behind the non-full ones, keeping their relative order;
+ *   3. the fallback in force (the stricter of site and group): "block"
+ *      lists nothing more (empty -> blocked), "default" lists every
+ *      available server as tier 1 when tier 0 is empty, a list adds one
+ *      tier per named site (and "*"), each ranked and spilled the same way;
+ *   4. rules, in file order (policy_rules.c); on a rule error the list as
+ *      it stood before that rule, or the default logic (on_error);
+ *   5. at most `max` entries into the result, with tier, after and reason.
+ *
+ * A site no block names, for a department no group names, gets the default
+ * logic (decide_default) with the policy's selection, max and ttl.
+ * Nothing allocates once the worker is warm.
+ */
+#include "decide.h"
+#include "policy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char REASON_GENERIC_DEFAULT[] =
+    "no approved server available; fallback \"default\": any available server";
+static const char REASON_ONERR_DEFAULT[] =
+    "a policy rule failed: the default logic decided this request";
+
+/* ------------------------------------------------------------------------
+ * Worker state
+ * ---------------------------------------------------------------------- */
+
+static void wstate_free(policy_wstate *ws)
+{
+    if (!ws)
+        return;
+    sandbox_free(ws->sb);
+    tsl_policy_free(ws->loaded);
+    free(ws->list);
+    free(ws->saved);
+    free(ws->mark);
+    free(ws);
+}
+
+void policy_worker_release(tsl_worker *w)
+{
+    wstate_free(w->policy_state);
+    w->policy_state = NULL;
+    w->policy_state_for = NULL;
+}
+
+int policy_wstate_get(policy_wstate **out, tsl_worker *w, uint32_t nservers)
+{
+    policy_wstate *ws = w->policy_state;
+    uint32_t need = nservers + 8;
+
+    *out = NULL;
+    if (!ws) {
+        if (!(ws = calloc(1, sizeof *ws)))
+            return tsl_oom();
+        w->policy_state = ws;
+    }
+    if (need > ws->cap) {
+        pl_entry *l = realloc(ws->list, sizeof *l * need);
+        if (!l)
+            return tsl_oom();
+        ws->list = l;
+        pl_entry *s = realloc(ws->saved, sizeof *s * need);
+        if (!s)
+            return tsl_oom();
+        ws->saved = s;
+        ws->cap = need;
+    }
+    if (nservers > ws->mark_cap) {
+        uint32_t *m = calloc(nservers, sizeof *m);
+        if (!m)
+            return tsl_oom();
+        free(ws->mark);
+        ws->mark = m;
+        ws->mark_cap = nservers;
+        ws->mark_gen = 0;
+    }
+    if (++ws->mark_gen == 0) {
+        memset(ws->mark, 0, sizeof *ws->mark * ws->mark_cap);
+        ws->mark_gen = 1;
+    }
+    *out = ws;
+    return 0;
+}
+
+bool policy_in_approved(const policy_wstate *ws, uint32_t server)
+{
+    return server < ws->mark_cap && ws->mark[server] == ws->mark_gen;
+}
+
+/* ------------------------------------------------------------------------
+ * Building the list
+ * ---------------------------------------------------------------------- */
+
+typedef struct build {
+    pol_eval *ev;
+    tsl_worker *w;
+    policy_wstate *ws;
+    decide_ctx *ctx;
+    const tsl_snapshot *snap;
+    const policy_bound *pb;
+    uint32_t *cand;     /* scratch 2 */
+    uint32_t *ranked;   /* scratch 3: ranking input, then output after it */
+    uint32_t max;
+} build;
+
+static bool denied(const pol_eval *ev, uint32_t s)
+{
+    return (ev->site_blk && pol_bit(ev->site_blk->deny_bits, s)) ||
+           (ev->group_blk && pol_bit(ev->group_blk->deny_bits, s));
+}
+
+static bool is_full(const build *b, uint32_t s)
+{
+    const snap_server *sv = &b->snap->servers[s];
+    return sv->connections >= policy_cap(b->pb, b->ev->site_blk, sv);
+}
+
+static void push(build *b, uint32_t s, int tier, int after, const char *reason, bool full)
+{
+    pl_entry *e = &b->ws->list[b->ws->n++];
+    e->server = s;
+    e->tier = tier;
+    e->after = after;
+    e->reason = reason;
+    e->full = full;
+}
+
+static void trace_dropped(build *b, uint32_t s, const char *why)
+{
+    trace_addf(b->ev->tr, "  %s dropped: %s", b->snap->servers[s].name, why);
+}
+
+static bool in_arr(const uint32_t *a, uint32_t n, uint32_t s)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (a[i] == s)
+            return true;
+    return false;
+}
+
+/* One tier from candidates cand[0..nc) (available, allowed, not yet
+ * listed): order members first (those among the candidates; order1, then
+ * order2), then the rest ranked; full entries behind the non-full ones,
+ * in the same order.  Stops when the list holds `max` entries.  Marks
+ * everything it lists as seen. */
+static int add_tier(build *b, uint32_t nc, const uint32_t *order1, uint32_t norder1,
+                    const char *const *r1, const char *const *r1full, const uint32_t *order2,
+                    uint32_t norder2, const char *const *r2, const char *const *r2full, int tier,
+                    int after, const char *reason, const char *reason_full)
+{
+    policy_wstate *ws = b->ws;
+    tsl_worker *w = b->w;
+    tsl_trace *tr = b->ev->tr;
+    char key[128];
+
+    for (int full = 0; full < 2; full++) {
+        /* order members (non-full on the first round, full on the second) */
+        for (int pass = 0; pass < 2; pass++) {
+            const uint32_t *ord = pass ? order2 : order1;
+            uint32_t nord = pass ? norder2 : norder1;
+            const char *const *rr = full ? (pass ? r2full : r1full) : (pass ? r2 : r1);
+            for (uint32_t i = 0; i < nord && ws->n < b->max; i++) {
+                uint32_t s = ord[i];
+                if (!in_arr(b->cand, nc, s)) {
+                    if (tr && !full && !decide_seen_has(w, s))
+                        trace_addf(tr, "  order #%u %s: not an available approved server, "
+                                       "skipped",
+                                   i + 1, b->snap->servers[s].name);
+                    continue;
+                }
+                if (decide_seen_has(w, s) || is_full(b, s) != (bool)full)
+                    continue;
+                decide_seen_add(w, s);
+                push(b, s, tier, after, rr[i], full);
+                b->ev->strict = true; /* an order is in the list: try it in order */
+                trace_addf(tr, "  tier %d #%u %s: order #%u%s", tier, ws->n,
+                           b->snap->servers[s].name, i + 1,
+                           full ? " (at its registration cap, spilled)" : "");
+            }
+        }
+        /* the rest of this round, ranked */
+        if (ws->n >= b->max)
+            break;
+        uint32_t nin = 0;
+        for (uint32_t k = 0; k < nc; k++) {
+            uint32_t s = b->cand[k];
+            if (decide_seen_has(w, s) || in_arr(order1, norder1, s) ||
+                in_arr(order2, norder2, s) || is_full(b, s) != (bool)full)
+                continue;
+            b->ranked[nin++] = s;
+        }
+        /* rank from `ranked` into the tail of cand's scratch twin: use the
+         * part of `ranked` after the inputs as output */
+        uint32_t room = b->max - ws->n;
+        uint32_t got = decide_rank(w, b->ctx, b->ctx->selection, b->ranked, nin,
+                                   b->ranked + nin, room);
+        if (got == 0 && nin > 0)
+            return tsl_oom();
+        for (uint32_t i = 0; i < got; i++) {
+            uint32_t s = b->ranked[nin + i];
+            decide_seen_add(w, s);
+            push(b, s, tier, after, full ? reason_full : reason, full);
+            if (tr) {
+                decide_rank_key_text(b->ctx, b->ctx->selection, s, key, sizeof key);
+                trace_addf(tr, "  tier %d #%u %s: %s%s", tier, ws->n, b->snap->servers[s].name,
+                           key, full ? " (at its registration cap, spilled)" : "");
+            }
+        }
+    }
+    return 0;
+}
+
+/* Tier 0: the approved set of this request. */
+static int build_tier0(build *b)
+{
+    pol_eval *ev = b->ev;
+    const bound_block *B = ev->site_blk, *G = ev->group_blk;
+    const tsl_snapshot *s = b->snap;
+    const uint32_t *src = NULL;
+    uint32_t nsrc = 0, nc = 0;
+    char why[128];
+
+    if (B) {
+        src = B->approved;
+        nsrc = B->napproved;
+        trace_addf(ev->tr, "%s (line %d): static approved set of %u server(s)%s", B->label,
+                   B->pb->line, nsrc,
+                   B->pb->has_allow ? " from allow" : B->pb->has_order ? " from order"
+                                                                       : " from its candidates");
+    } else if (b->ctx->site != TSL_NO_SITE) {
+        src = s->sites[b->ctx->site].cand;
+        nsrc = s->sites[b->ctx->site].ncand;
+        trace_addf(ev->tr, "site \"%s\": no site block; approved set = its %u candidate(s)",
+                   s->sites[b->ctx->site].name, nsrc);
+    } else if (G && G->pb->has_allow) {
+        src = G->approved;
+        nsrc = G->napproved;
+        trace_addf(ev->tr, "no site: approved set = %s allow, %u server(s)", G->label, nsrc);
+    } else {
+        trace_addf(ev->tr, "no site and no group allow: the approved set is empty");
+    }
+    if (G)
+        trace_addf(ev->tr, "%s (line %d) applies to department \"%s\"%s", G->label, G->pb->line,
+                   b->ctx->department, G->pb->has_allow ? ": its allow narrows the set" : "");
+
+    for (uint32_t i = 0; i < nsrc; i++) {
+        uint32_t sv = src[i];
+        if (G && G->allow_bits && !pol_bit(G->allow_bits, sv)) {
+            if (ev->tr)
+                trace_dropped(b, sv, "outside the group's allow");
+            continue;
+        }
+        if (denied(ev, sv)) {
+            if (ev->tr)
+                trace_dropped(b, sv, "denied");
+            continue;
+        }
+        if (!decide_available(b->ctx, sv)) {
+            if (ev->tr)
+                trace_dropped(b, sv, decide_unavailable_why(b->ctx, sv, why, sizeof why));
+            continue;
+        }
+        b->ws->mark[sv] = b->ws->mark_gen;
+        b->cand[nc++] = sv;
+    }
+    trace_addf(ev->tr, "tier 0: %u available approved server(s)", nc);
+
+    static const char *const no_reasons[1] = {NULL};
+    const char *r = G ? G->r_approved : B ? B->r_approved : REASON_GENERIC_DEFAULT;
+    const char *rf = G ? G->r_approved_full : B ? B->r_approved_full : REASON_GENERIC_DEFAULT;
+    return add_tier(b, nc, G ? G->order : NULL, G ? G->norder : 0,
+                    G ? G->r_order : no_reasons, G ? G->r_order_full : no_reasons,
+                    B ? B->order : NULL, B ? B->norder : 0, B ? B->r_order : no_reasons,
+                    B ? B->r_order_full : no_reasons, 0, 0, r, rf);
+}
+
+/* Every available server not yet listed and not denied into cand. */
+static uint32_t collect_all(build *b)
+{
+    uint32_t nc = 0;
+    for (uint32_t s = 0; s < b->snap->nservers; s++)
+        if (!decide_seen_has(b->w, s) && !denied(b->ev, s) && decide_available(b->ctx, s))
+            b->cand[nc++] = s;
+    return nc;
+}
+
+static int build_fallback(build *b, const bound_block *winner)
+{
+    pol_eval *ev = b->ev;
+    policy_wstate *ws = b->ws;
+    static const char *const no_reasons[1] = {NULL};
+    int err = 0;
+
+    switch (ev->fb) {
+    case POL_FB_BLOCK:
+        ev->fb_blocked = true;
+        trace_addf(ev->tr, "fallback \"block\" (%s): nothing outside the approved set",
+                   winner ? winner->label : "policy");
+        if (ws->n == 0) {
+            ev->blocked_reason = winner ? winner->r_blocked : "fallback is blocked";
+            trace_addf(ev->tr, "no approved server is available: the list is empty (blocked)");
+        }
+        return 0;
+    case POL_FB_DEFAULT:
+    case POL_FB_UNSET:
+        if (ws->n > 0) {
+            trace_addf(ev->tr, "fallback \"default\": the approved set has available servers, "
+                               "so no tier 1");
+            return 0;
+        }
+        trace_addf(ev->tr, "fallback \"default\": no approved server is available; tier 1 is "
+                           "every available server%s",
+                   ev->after ? " (delayed)" : "");
+        return add_tier(b, collect_all(b), NULL, 0, no_reasons, no_reasons, NULL, 0,
+                        no_reasons, no_reasons, 1, ev->after,
+                        winner ? winner->r_default : REASON_GENERIC_DEFAULT,
+                        winner ? winner->r_default_full : REASON_GENERIC_DEFAULT);
+    case POL_FB_LIST:
+        break;
+    }
+
+    trace_addf(ev->tr, "fallback list of %s: %u tier(s)%s", winner->label, winner->nfb,
+               ev->after ? ", delayed" : "");
+    for (uint32_t i = 0; i < winner->nfb && ws->n < b->max && err == 0; i++) {
+        const bound_fb *f = &winner->fbv[i];
+        uint32_t nc = 0;
+        if (f->site == TSL_NO_SITE) {
+            nc = collect_all(b);
+            trace_addf(ev->tr, "fallback tier %d: \"*\", %u other available server(s)", f->tier,
+                       nc);
+            err = add_tier(b, nc, NULL, 0, no_reasons, no_reasons, NULL, 0, no_reasons,
+                           no_reasons, f->tier, ev->after, f->reason, f->reason_full);
+            continue;
+        }
+        const uint32_t *src = f->blk ? f->blk->approved : b->snap->sites[f->site].cand;
+        uint32_t nsrc = f->blk ? f->blk->napproved : b->snap->sites[f->site].ncand;
+        for (uint32_t k = 0; k < nsrc; k++) {
+            uint32_t s = src[k];
+            if (!decide_seen_has(b->w, s) && !denied(ev, s) && decide_available(b->ctx, s))
+                b->cand[nc++] = s;
+        }
+        trace_addf(ev->tr, "fallback tier %d: site \"%s\" (%s), %u available server(s)",
+                   f->tier, b->snap->sites[f->site].name,
+                   f->blk ? "its approved set" : "its candidates", nc);
+        err = add_tier(b, nc, f->blk ? f->blk->order : NULL, f->blk ? f->blk->norder : 0,
+                       f->blk ? f->blk->r_order : no_reasons,
+                       f->blk ? f->blk->r_order_full : no_reasons, NULL, 0, no_reasons,
+                       no_reasons, f->tier, ev->after, f->reason, f->reason_full);
+    }
+    return err;
+}
+
+/* ------------------------------------------------------------------------
+ * Results
+ * ---------------------------------------------------------------------- */
+
+static int emit(tsl_result *res, pol_eval *ev)
+{
+    policy_wstate *ws = ev->ws;
+    uint32_t n = ws->n < (uint32_t)ev->max ? ws->n : (uint32_t)ev->max;
+    int err = 0;
+
+    for (uint32_t i = 0; i < n && err == 0; i++) {
+        const pl_entry *e = &ws->list[i];
+        if ((err = result_push(res, ev->ctx, e->server, e->tier, e->reason, e->after)) == 0)
+            res->entries[res->n - 1].full = e->full;
+    }
+    res->strict = ev->strict && n > 0;
+    if (n == 0 && ev->fb_blocked) {
+        res->blocked = true;
+        res->blocked_reason = ev->blocked_reason ? ev->blocked_reason : "fallback is blocked";
+    }
+    if (ws->n > n)
+        trace_addf(ev->tr, "max %d: %u entr%s cut", ev->max, ws->n - n,
+                   ws->n - n == 1 ? "y" : "ies");
+    return err;
+}
+
+/* Loads the entries decide_default put in res into the working list. */
+static void import_result(tsl_result *res, policy_wstate *ws)
+{
+    ws->n = 0;
+    for (uint32_t i = 0; i < res->n; i++) {
+        pl_entry *e = &ws->list[ws->n++];
+        e->server = res->servers[i];
+        e->tier = res->entries[i].tier;
+        e->after = res->entries[i].after;
+        e->reason = res->entries[i].reason;
+        e->full = res->entries[i].full;
+    }
+    res->n = 0;
+}
+
+/* on_error = "default": the default logic, kept inside the approved set
+ * when fallback is blocked. */
+static int decide_on_error_default(tsl_result *res, tsl_worker *w, pol_eval *ev)
+{
+    int err;
+    res->n = 0;
+    res->strict = false;
+    if ((err = decide_default(res, w, ev->ctx, ev->tr)) < 0)
+        return err;
+    for (uint32_t i = 0; i < res->n; i++)
+        res->entries[i].reason = REASON_ONERR_DEFAULT;
+    if (!ev->fb_blocked)
+        return 0;
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < res->n; i++) {
+        if (!policy_in_approved(ev->ws, res->servers[i]))
+            continue;
+        res->entries[k] = res->entries[i];
+        res->entries[k].tier = 0;
+        res->servers[k++] = res->servers[i];
+    }
+    trace_addf(ev->tr, "fallback is blocked: kept %u of %u default entries (the approved set)",
+               k, res->n);
+    res->n = k;
+    if (k == 0) {
+        res->blocked = true;
+        res->blocked_reason = ev->blocked_reason ? ev->blocked_reason : "fallback is blocked";
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * policy_decide
+ * ---------------------------------------------------------------------- */
+
+int policy_decide(tsl_result *res, tsl_worker *w, const tsl_plan *plan, struct decide_ctx *ctx,
+                  tsl_trace *tr)
+{
+    const policy_bound *pb = plan->bound;
+    const tsl_policy *pol = pb->pol;
+    const tsl_snapshot *snap = plan->snap;
+    policy_wstate *ws;
+    pol_eval ev;
+    build b;
+    int err;
+
+    if ((err = policy_wstate_get(&ws, w, snap->nservers)) < 0)
+        return err;
+    memset(&ev, 0, sizeof ev);
+    ev.w = w;
+    ev.ws = ws;
+    ev.pb = pb;
+    ev.ctx = ctx;
+    ev.tr = tr;
+    ev.site_blk = ctx->site != TSL_NO_SITE ? pb->site_blk[ctx->site] : NULL;
+    ev.group_blk = policy_find_group(pb, ctx->department);
+    ws->n = 0;
+
+    const pol_block *sp = ev.site_blk ? ev.site_blk->pb : NULL;
+    ctx->selection = sp && sp->selection >= 0 ? (tsl_selection)sp->selection : pb->selection;
+    ctx->max = sp && sp->max > 0 ? sp->max : pb->max;
+    ctx->ttl = sp && sp->ttl >= 0 ? sp->ttl : pb->ttl;
+    ev.max = ctx->max;
+    res->ttl = ctx->ttl;
+    trace_addf(tr, "policy %s (%s): selection %s, max %d, ttl %d s", pol->version, pol->name,
+               tsl_selection_name(ctx->selection), ctx->max, ctx->ttl);
+
+    if (!ev.site_blk && !ev.group_blk) {
+        trace_addf(tr, "no site block and no group block applies: the default logic decides");
+        if ((err = decide_default(res, w, ctx, tr)) < 0 || pol->nrules == 0)
+            return err;
+        /* rules still run: the approved set is the site's available candidates */
+        if (ctx->site != TSL_NO_SITE) {
+            const snap_site *ss = &snap->sites[ctx->site];
+            for (uint32_t i = 0; i < ss->ncand; i++)
+                if (decide_available(ctx, ss->cand[i]))
+                    ws->mark[ss->cand[i]] = ws->mark_gen;
+        }
+        import_result(res, ws);
+        ev.fb = POL_FB_DEFAULT;
+    } else {
+        memset(&b, 0, sizeof b);
+        b.ev = &ev;
+        b.w = w;
+        b.ws = ws;
+        b.ctx = ctx;
+        b.snap = snap;
+        b.pb = pb;
+        b.max = (uint32_t)ctx->max;
+        b.cand = decide_scratch(w, 2, snap->nservers);
+        b.ranked = decide_scratch(w, 3, 2 * snap->nservers + 1);
+        if (!b.cand || !b.ranked)
+            return tsl_oom();
+
+        const bound_block *B = ev.site_blk, *G = ev.group_blk;
+        /* the stricter fallback wins: block > list > default; the group's on a tie */
+        const bound_block *winner = B;
+        ev.fb = B ? B->fb : POL_FB_DEFAULT;
+        if (G && G->fb != POL_FB_UNSET && G->fb >= ev.fb) {
+            winner = G;
+            ev.fb = G->fb;
+        }
+        ev.after = winner ? winner->after : pol->defaults.after > 0 ? pol->defaults.after : 0;
+        if (!winner && G)
+            winner = G; /* group without a fallback of its own: default, its reasons */
+
+        if ((err = build_tier0(&b)) < 0)
+            return err;
+        if ((err = build_fallback(&b, winner)) < 0)
+            return err;
+    }
+
+    if (pol->nrules > 0) {
+        char msg[512];
+        int failed = policy_run_rules(&ev, msg, sizeof msg);
+        if (failed > 0) {
+            const pol_rule *r = &pol->rules[failed - 1];
+            w->policy_errors++;
+            snprintf(w->last_policy_error, sizeof w->last_policy_error,
+                     "policy %s: rule \"%s\" (%s:%d) failed: %.300s", pol->version, r->name,
+                     pol->name, r->line, msg);
+            trace_addf(tr, "rule \"%s\" failed: %s", r->name, msg);
+            if (pol->on_error == POL_ONERR_DEFAULT) {
+                trace_addf(tr, "on_error \"default\": the default logic decides this request");
+                return decide_on_error_default(res, w, &ev);
+            }
+            trace_addf(tr, "on_error \"approved\": the list as it stood before rule \"%s\"",
+                       r->name);
+        }
+    }
+    return emit(res, &ev);
+}

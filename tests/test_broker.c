@@ -1,0 +1,1047 @@
+/*
+ * test_broker.c - the broker over real HTTP: it runs in-process on
+ * 127.0.0.1 port 0 (read back), fed by a small store made per test, and
+ * every assertion is on what a client receives or what the store holds.
+ *
+ * Covers: the list (identical to the engine's JSON), bad input with the
+ * problem named and nothing written, 404/405, auth, heartbeats (change,
+ * stopped, new servers, staleness by the clock), registrations (demotion,
+ * assignment, the fallback report), reports, explain, inventory import,
+ * metrics, health, header and body limits, slow clients, keep-alive, the
+ * decision log, plan swaps under concurrent requests, and the flush on stop.
+ */
+#include "broker.h"
+#include "broker_client.h"
+#include "harness.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define T0 1800000000LL
+
+static const char inventory[] =
+    "{\"sites\": ["
+    "  {\"name\": \"London\", \"subnets\": [\"10.10.0.0/16\", \"fd00:10::/48\"], \"country\": \"GB\"},"
+    "  {\"name\": \"Paris\", \"subnets\": [\"10.20.0.0/16\"], \"country\": \"FR\"},"
+    "  {\"name\": \"Madrid\", \"subnets\": [\"10.30.0.0/16\"], \"country\": \"ES\"}],"
+    " \"task_servers\": ["
+    "  {\"name\": \"ts-lon-01\", \"host\": \"ts-lon-01.corp\", \"ip\": \"10.10.0.5\", \"sites\": [\"London\"],"
+    "   \"capacity\": 1000, \"connections\": 250, \"response_ms\": 12},"
+    "  {\"name\": \"ts-lon-02\", \"ip\": \"10.10.0.6\", \"sites\": [\"London\"], \"capacity\": 1000, \"connections\": 500},"
+    "  {\"name\": \"ts-par-01\", \"ip\": \"10.20.0.5\", \"sites\": [\"Paris\"], \"capacity\": 1000, \"connections\": 100},"
+    "  {\"name\": \"ts-mad-01\", \"ip\": \"10.30.0.5\", \"sites\": [\"Madrid\"], \"service\": \"stopped\"}],"
+    " \"clients\": ["
+    "  {\"guid\": \"A1\", \"name\": \"LON-PC-0001\", \"ip\": \"10.10.3.17\", \"department\": \"Finance\"},"
+    "  {\"guid\": \"P1\", \"name\": \"PAR-PC-0001\", \"ip\": \"10.20.1.1\"},"
+    "  {\"guid\": \"M1\", \"name\": \"MAD-PC-0001\", \"ip\": \"10.30.1.1\"}]}";
+
+/* The tests' clock (cfg.clock), so staleness needs no sleeping. */
+static _Atomic int64_t test_now = T0;
+static int64_t test_clock(void *ud)
+{
+    (void)ud;
+    return atomic_load(&test_now);
+}
+
+typedef struct fixture {
+    char dir[512], db[600];
+    tsl_broker *b;
+    int port;
+    char auth[200]; /* "Authorization: Bearer ...\r\n" */
+} fixture;
+
+static int fixture_count;
+
+/* A fresh store with `inv` and a running broker; cfg tweaks through `tune`. */
+static bool start(fixture *f, const char *inv, void (*tune)(tsl_broker_config *))
+{
+    tsl_store *st = NULL;
+    tsl_broker_config cfg;
+    memset(f, 0, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "%s/t%d", tsl_test_tmpdir(), fixture_count++);
+    mkdir(f->dir, 0700);
+    snprintf(f->db, sizeof f->db, "%s/store.db", f->dir);
+    if (tsl_store_open(&st, f->db, 0) < 0 ||
+        (inv && tsl_store_import_json(st, inv, strlen(inv), "fixture") < 0)) {
+        fprintf(stderr, "fixture: %s\n", tsl_error_last());
+        tsl_store_free(st);
+        return false;
+    }
+    tsl_store_free(st);
+    atomic_store(&test_now, T0);
+    tsl_broker_config_init(&cfg);
+    cfg.db_path = f->db;
+    cfg.listen = "127.0.0.1:0";
+    cfg.threads = 2;
+    cfg.refresh_ms = 50;
+    cfg.flush_ms = 20;
+    cfg.drain_ms = 20;
+    cfg.log_level = TSL_LOG_ERROR;
+    cfg.clock = test_clock;
+    if (tune)
+        tune(&cfg);
+    if (tsl_broker_new(&f->b, &cfg) < 0 || tsl_broker_start(f->b) < 0) {
+        fprintf(stderr, "broker: %s\n", tsl_error_last());
+        tsl_broker_free(f->b);
+        f->b = NULL;
+        return false;
+    }
+    f->port = tsl_broker_bound_port(f->b);
+    snprintf(f->auth, sizeof f->auth, "Authorization: Bearer %s\r\n", tsl_broker_admin_token(f->b));
+    return true;
+}
+
+static void stop(fixture *f)
+{
+    if (f->b) {
+        tsl_broker_stop(f->b);
+        tsl_broker_join(f->b);
+        tsl_broker_free(f->b);
+        f->b = NULL;
+    }
+}
+
+/* One integer from the store (a fresh read-only connection). */
+static long long db_int(const fixture *f, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    long long v = -999;
+    if (sqlite3_open_v2(f->db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_type(st, 0) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 0);
+    else
+        fprintf(stderr, "db_int(%s): %s\n", sql, db ? sqlite3_errmsg(db) : "no db");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* One text value from the store, in a static buffer ("" for NULL). */
+static const char *db_text(const fixture *f, const char *sql)
+{
+    static char buf[4096];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    snprintf(buf, sizeof buf, "<no row>");
+    if (sqlite3_open_v2(f->db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        snprintf(buf, sizeof buf, "%s", t ? (const char *)t : "");
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return buf;
+}
+
+static int post(const fixture *f, const char *path, const char *body, http_resp *r)
+{
+    return http_do(f->port, "POST", path, NULL, body, r);
+}
+
+/* The names of the list's servers, "a,b,c", in a static rotating buffer. */
+static const char *names_of(const char *json)
+{
+    static char bufs[8][1024];
+    static int next;
+    char *out = bufs[next];
+    size_t n = 0;
+    next = (next + 1) % 8;
+    out[0] = '\0';
+    const char *p = strstr(json, "\"servers\":[");
+    for (p = p ? strstr(p, "{\"name\":\"") : NULL; p; p = strstr(p + 1, "{\"name\":\"")) {
+        const char *s = p + 9, *e = strchr(s, '"');
+        if (!e)
+            break;
+        n += (size_t)snprintf(out + n, sizeof bufs[0] - n, "%s%.*s", n ? "," : "", (int)(e - s), s);
+    }
+    return out;
+}
+
+/* ------------------------------------------------------------------------
+ * The list
+ * ---------------------------------------------------------------------- */
+
+TEST(broker__list_is_the_engines_json_plus_cache_header)
+{
+    fixture f;
+    CHECK(start(&f, inventory, NULL));
+    http_resp r;
+    int status = http_do(f.port, "GET", "/v1/task-servers?client=A1&ip=10.10.3.17", NULL, NULL, &r);
+
+    /* the same decision straight from the engine */
+    tsl_store *st = NULL;
+    tsl_snapshot *snap = NULL;
+    tsl_plan *plan = NULL;
+    tsl_worker *w = NULL;
+    tsl_result *res = NULL;
+    tsl_buf want = TSL_BUF_INIT;
+    tsl_request req = {.client = "A1", .ips = {"10.10.3.17"}, .nips = 1, .now = T0};
+    int ok = tsl_store_open(&st, f.db, TSL_STORE_READONLY) == 0 &&
+             tsl_snapshot_load(&snap, st, NULL) == 0 && tsl_plan_new(&plan, snap, NULL) == 0 &&
+             tsl_worker_new(&w) == 0 && tsl_result_new(&res) == 0 &&
+             tsl_decide(res, w, plan, &req, NULL) == 0 && tsl_result_json(&want, res) == 0;
+    char cache[64], type[64];
+    bool has_cache = http_header(&r, "Cache-Control", cache, sizeof cache) != NULL;
+    bool has_type = http_header(&r, "Content-Type", type, sizeof type) != NULL;
+    tsl_result_free(res);
+    tsl_worker_free(w);
+    tsl_plan_free(plan);
+    tsl_snapshot_free(snap);
+    tsl_store_free(st);
+    stop(&f);
+
+    CHECK(ok);
+    CHECK_INT(status, 200);
+    CHECK_INT(r.len, want.len + 1);
+    CHECK(memcmp(r.body, want.ptr, want.len) == 0);
+    CHECK(has_cache && has_type);
+    CHECK_STR(cache, "private, max-age=3600");
+    CHECK_STR(type, "application/json");
+    CHECK_CONTAINS(r.body, "\"ttl\":3600");
+    CHECK_STR(names_of(r.body), "ts-lon-01,ts-lon-02");
+    http_resp_free(&r);
+    tsl_buf_free(&want);
+}
+
+TEST(broker__list_by_ipv6_multi_adapter_and_fallback_tier)
+{
+    fixture f;
+    int s1, s2, s3;
+    CHECK(start(&f, inventory, NULL));
+    /* adapter 1 in no site, adapter 2 in London over IPv6 */
+    const char *b1 = http_get_body(f.port, "/v1/task-servers?ip=192.168.1.1&ip=fd00%3A10%3A%3A7", NULL, &s1);
+    /* Madrid's only server is stopped: every available server, tier 1 */
+    const char *b2 = http_get_body(f.port, "/v1/task-servers?client=M1", NULL, &s2);
+    /* a client the inventory lacks, with its IP */
+    const char *b3 = http_get_body(f.port, "/v1/task-servers?client=NEW-1&ip=10.20.9.9&task=imaging", NULL, &s3);
+    stop(&f);
+    CHECK_INT(s1, 200);
+    CHECK_CONTAINS(b1, "\"site\":\"London\",\"site_source\":\"subnet fd00:10::/48 (adapter 2)\"");
+    CHECK_INT(s2, 200);
+    CHECK_CONTAINS(b2, "\"site\":\"Madrid\"");
+    CHECK_STR(names_of(b2), "ts-par-01,ts-lon-01,ts-lon-02");
+    CHECK_CONTAINS(b2, "\"tier\":1");
+    CHECK_INT(s3, 200);
+    CHECK_CONTAINS(b3, "\"client\":\"NEW-1\",\"site\":\"Paris\"");
+}
+
+TEST(broker__list_bad_input_names_the_problem)
+{
+    fixture f;
+    int s;
+    const char *b;
+    CHECK(start(&f, inventory, NULL));
+    static const struct {
+        const char *path;
+        int status;
+        const char *error;
+    } cases[] = {
+        {"/v1/task-servers?ip=10.10.3.300", 400,
+         "{\"error\":\"ip #1: \\\"10.10.3.300\\\" is not a valid IPv4 or IPv6 address\"}"},
+        {"/v1/task-servers?ip=10.10.3.1&color=red", 400,
+         "{\"error\":\"unknown parameter \\\"color\\\" (expected client, ip, department, task)\"}"},
+        {"/v1/task-servers", 400,
+         "{\"error\":\"a list request needs ip=ADDRESS (one per network adapter) or client=GUID\"}"},
+        {"/v1/task-servers?client=A1&client=B2", 400,
+         "{\"error\":\"parameter \\\"client\\\" is given twice\"}"},
+        {"/v1/task-servers?ip=10.1.1.1%zz", 400,
+         "{\"error\":\"malformed query string: bad percent-encoding in parameter \\\"ip\\\"\"}"},
+        {"/v1/task-servers?client=UNKNOWN", 400,
+         "{\"error\":\"client \\\"UNKNOWN\\\" is not in the inventory and the request has no IP\"}"},
+        {"/v1/task-servers/", 404,
+         "{\"error\":\"no such endpoint: GET /v1/task-servers/ (see docs/http-api.md)\"}"},
+        {"/v2/anything", 404, "{\"error\":\"no such endpoint: GET /v2/anything (see docs/http-api.md)\"}"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        b = http_get_body(f.port, cases[i].path, NULL, &s);
+        if (s != cases[i].status || strncmp(b, cases[i].error, strlen(cases[i].error)) != 0) {
+            stop(&f);
+            FAILF_("%s: %d %s, expected %d %s", cases[i].path, s, b, cases[i].status, cases[i].error);
+        }
+    }
+    /* seventeen adapters */
+    char path[1024] = "/v1/task-servers?client=A1";
+    for (int i = 0; i < 17; i++)
+        strcat(path, "&ip=10.10.0.1");
+    b = http_get_body(f.port, path, NULL, &s);
+    CHECK_INT(s, 400);
+    CHECK_CONTAINS(b, "too many ip parameters (at most 16");
+    /* a method the path does not take */
+    http_resp r;
+    s = http_do(f.port, "DELETE", "/v1/task-servers?ip=10.10.0.1", NULL, NULL, &r);
+    char allow[64];
+    bool has_allow = http_header(&r, "Allow", allow, sizeof allow) != NULL;
+    stop(&f);
+    CHECK_INT(s, 405);
+    CHECK(has_allow);
+    CHECK_STR(allow, "GET, HEAD");
+    CHECK_STR(r.body, "{\"error\":\"method DELETE is not allowed on /v1/task-servers?ip=10.10.0.1 "
+                      "(allowed: GET, HEAD)\"}\n");
+    http_resp_free(&r);
+}
+
+TEST(broker__keep_alive_serves_many_requests_on_one_connection)
+{
+    fixture f;
+    CHECK(start(&f, inventory, NULL));
+    int fd = http_connect(f.port), ok = 0;
+    for (int i = 0; i < 50 && fd >= 0; i++) {
+        http_resp r;
+        if (http_on(fd, "GET", "/v1/task-servers?ip=10.20.1.1", NULL, NULL, 0, &r) == 0 &&
+            r.status == 200 && strstr(r.body, "ts-par-01"))
+            ok++;
+        http_resp_free(&r);
+    }
+    if (fd >= 0)
+        close(fd);
+    stop(&f);
+    CHECK_INT(ok, 50);
+}
+
+/* ------------------------------------------------------------------------
+ * Heartbeats
+ * ---------------------------------------------------------------------- */
+
+static void real_time(tsl_broker_config *c)
+{
+    c->clock = NULL;
+    c->refresh_ms = 500; /* the defaults: a heartbeat shows within a second */
+    c->flush_ms = 100;
+}
+
+TEST(broker__heartbeat_changes_the_next_list_within_a_second)
+{
+    fixture f;
+    int s;
+    http_resp r;
+    CHECK(start(&f, inventory, real_time));
+    const char *before = names_of(http_get_body(f.port, "/v1/task-servers?ip=10.10.3.17", NULL, &s));
+    CHECK_STR(before, "ts-lon-01,ts-lon-02");
+    /* ts-lon-02 empties: it has the most room now */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int hs = post(&f, "/v1/task-servers/ts-lon-02/heartbeat",
+                  "{\"connections\":0,\"capacity\":1000,\"response_ms\":3,\"service\":\"running\"}", &r);
+    bool changed = false;
+    double waited = 0;
+    while (!changed && waited < 2.0) {
+        const char *now = names_of(http_get_body(f.port, "/v1/task-servers?ip=10.10.3.17", NULL, &s));
+        changed = strcmp(now, "ts-lon-02,ts-lon-01") == 0;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        if (!changed)
+            usleep(20000);
+    }
+    stop(&f);
+    CHECK_INT(hs, 200);
+    CHECK_CONTAINS(r.body, "{\"server\":\"ts-lon-02\",\"new\":false,\"at\":");
+    http_resp_free(&r);
+    CHECK(changed);
+    if (waited >= 1.0)
+        FAILF_("the heartbeat took %.2f s to show", waited);
+    /* and the store has it */
+    CHECK_INT(db_int(&f, "SELECT connections FROM task_servers WHERE name = 'ts-lon-02'"), 0);
+    CHECK_INT(db_int(&f, "SELECT response_ms FROM task_servers WHERE name = 'ts-lon-02'"), 3);
+}
+
+TEST(broker__stopped_server_leaves_and_running_rejoins)
+{
+    fixture f;
+    int s;
+    http_resp r;
+    CHECK(start(&f, inventory, NULL));
+    CHECK_INT(post(&f, "/v1/task-servers/TS-LON-01/heartbeat", "{\"service\":\"stopped\"}", &r), 200);
+    CHECK_CONTAINS(r.body, "\"server\":\"ts-lon-01\""); /* the inventory's spelling */
+    http_resp_free(&r);
+    CHECK_OK(tsl_broker_sync(f.b));
+    const char *l1 = names_of(http_get_body(f.port, "/v1/task-servers?ip=10.10.3.17", NULL, &s));
+    CHECK_STR(l1, "ts-lon-02");
+    CHECK_INT(post(&f, "/v1/task-servers/ts-lon-01/heartbeat", "{\"service\":\"running\"}", &r), 200);
+    http_resp_free(&r);
+    CHECK_OK(tsl_broker_sync(f.b));
+    const char *l2 = names_of(http_get_body(f.port, "/v1/task-servers?ip=10.10.3.17", NULL, &s));
+    stop(&f);
+    CHECK_STR(l2, "ts-lon-01,ts-lon-02");
+    CHECK_STR(db_text(&f, "SELECT service FROM task_servers WHERE name = 'ts-lon-01'"), "running");
+}
+
+TEST(broker__heartbeat_from_a_new_name_registers_the_server)
+{
+    fixture f;
+    int s;
+    http_resp r;
+    CHECK(start(&f, inventory, NULL));
+    CHECK_INT(post(&f, "/v1/task-servers/ts-par-02/heartbeat",
+                   "{\"host\":\"ts-par-02.corp\",\"ip\":\"10.20.0.6\",\"sites\":[\"paris\"],"
+                   "\"capacity\":2000,\"connections\":0}", &r), 200);
+    CHECK_STR(r.body, "{\"server\":\"ts-par-02\",\"new\":true,\"at\":1800000000}\n");
+    http_resp_free(&r);
+    CHECK_OK(tsl_broker_sync(f.b));
+    const char *body = http_get_body(f.port, "/v1/task-servers?ip=10.20.1.1", NULL, &s);
+    stop(&f);
+    CHECK_STR(names_of(body), "ts-par-02,ts-par-01");
+    CHECK_CONTAINS(body, "\"host\":\"ts-par-02.corp\",\"ip\":\"10.20.0.6\",\"site\":\"Paris\"");
+    CHECK_INT(db_int(&f, "SELECT capacity FROM task_servers WHERE name = 'ts-par-02'"), 2000);
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM server_sites ss JOIN task_servers t ON t.id = ss.server_id"
+                         " JOIN sites s ON s.id = ss.site_id WHERE t.name = 'ts-par-02' AND s.name = 'Paris'"), 1);
+    CHECK_INT(db_int(&f, "SELECT last_heartbeat FROM task_servers WHERE name = 'ts-par-02'"), T0);
+}
+
+TEST(broker__heartbeat_bad_input_is_refused_and_nothing_written)
+{
+    fixture f;
+    http_resp r;
+    static const struct {
+        const char *path, *body;
+        int status;
+        const char *error;
+    } cases[] = {
+        {"/v1/task-servers/ts-lon-01/heartbeat", "{\"connections\": 1,", 400,
+         "{\"error\":\"invalid JSON: "},
+        {"/v1/task-servers/ts-lon-01/heartbeat", "[1,2]", 400,
+         "{\"error\":\"invalid JSON: the body must be an object\"}"},
+        {"/v1/task-servers/ts-lon-01/heartbeat", "", 400,
+         "{\"error\":\"invalid JSON: the body is empty (expected an object)\"}"},
+        {"/v1/task-servers/ts-lon-01/heartbeat", "{\"conections\": 5}", 400,
+         "{\"error\":\"unknown field \\\"conections\\\" (expected connections, capacity, "
+         "response_ms, service, registered, host, ip, sites)\"}"},
+        {"/v1/task-servers/ts-lon-01/heartbeat", "{\"capacity\": -1}", 400,
+         "{\"error\":\"field \\\"capacity\\\" must be a non-negative integer\"}"},
+        {"/v1/task-servers/ts-lon-01/heartbeat", "{\"connections\": 1.5}", 400,
+         "{\"error\":\"field \\\"connections\\\" must be a non-negative integer\"}"},
+        {"/v1/task-servers/ts-lon-01/heartbeat", "{\"service\": \"paused\"}", 400,
+         "{\"error\":\"field \\\"service\\\" must be \\\"running\\\" or \\\"stopped\\\"\"}"},
+        {"/v1/task-servers/ts-new/heartbeat", "{\"ip\": \"10.20.0.256\"}", 400,
+         "{\"error\":\"field \\\"ip\\\": \\\"10.20.0.256\\\" is not a valid IPv4 or IPv6 address\"}"},
+        {"/v1/task-servers/ts-new/heartbeat", "{\"sites\": [\"Paris\", \"Atlantis\"]}", 422,
+         "{\"error\":\"sites[1]: unknown site \\\"Atlantis\\\"\"}"},
+        {"/v1/task-servers/ts-new/heartbeat", "{\"connections\": 1, \"connections\": 2}", 400,
+         "{\"error\":\"invalid JSON: duplicate object key"},
+        {"/v1/task-servers/ts-new/heartbeat?x=1", "{}", 400,
+         "{\"error\":\"unknown parameter \\\"x\\\" (this endpoint takes none)\"}"},
+        {"/v1/task-servers/%01bad/heartbeat", "{}", 400,
+         "{\"error\":\"a task server name is 1 to 255 printable characters\"}"},
+    };
+    CHECK(start(&f, inventory, NULL));
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int s = post(&f, cases[i].path, cases[i].body, &r);
+        bool ok = s == cases[i].status && r.body &&
+                  strncmp(r.body, cases[i].error, strlen(cases[i].error)) == 0;
+        if (!ok) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s %s: %d %s", cases[i].path, cases[i].body, s,
+                     r.body ? r.body : "(none)");
+            http_resp_free(&r);
+            stop(&f);
+            FAILF_("%s, expected %d %s", msg, cases[i].status, cases[i].error);
+        }
+        http_resp_free(&r);
+    }
+    /* a body over the limit */
+    char *big = malloc(70000);
+    CHECK(big);
+    memset(big, ' ', 69999);
+    big[0] = '{';
+    big[69998] = '}';
+    big[69999] = '\0';
+    int s = post(&f, "/v1/task-servers/ts-lon-01/heartbeat", big, &r);
+    free(big);
+    CHECK_OK(tsl_broker_sync(f.b));
+    stop(&f);
+    CHECK_INT(s, 413);
+    CHECK_STR(r.body, "{\"error\":\"request body of 69999 bytes is over the 65536-byte limit\"}\n");
+    http_resp_free(&r);
+    /* nothing reached the store */
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM task_servers"), 4);
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM task_servers WHERE last_heartbeat IS NOT NULL"), 0);
+}
+
+static void stale_10s(tsl_broker_config *c)
+{
+    c->settings.stale_after = 10;
+}
+
+TEST(broker__stale_servers_drop_out_by_the_clock)
+{
+    fixture f;
+    int s;
+    http_resp r;
+    CHECK(start(&f, inventory, stale_10s));
+    CHECK_INT(post(&f, "/v1/task-servers/ts-lon-01/heartbeat", "{}", &r), 200);
+    http_resp_free(&r);
+    CHECK_INT(post(&f, "/v1/task-servers/ts-lon-02/heartbeat", "{}", &r), 200);
+    http_resp_free(&r);
+    CHECK_OK(tsl_broker_sync(f.b));
+    atomic_store(&test_now, T0 + 5);
+    CHECK_INT(post(&f, "/v1/task-servers/ts-lon-02/heartbeat", "{}", &r), 200);
+    http_resp_free(&r);
+    CHECK_OK(tsl_broker_sync(f.b));
+    atomic_store(&test_now, T0 + 10);
+    const char *l1 = names_of(http_get_body(f.port, "/v1/task-servers?ip=10.10.3.17", NULL, &s));
+    CHECK_STR(l1, "ts-lon-01,ts-lon-02");
+    /* no new plan, no failed request: the clock alone moves ts-lon-01 out */
+    atomic_store(&test_now, T0 + 11);
+    const char *l2 = names_of(http_get_body(f.port, "/v1/task-servers?ip=10.10.3.17", NULL, &s));
+    atomic_store(&test_now, T0 + 16);
+    const char *l3 = http_get_body(f.port, "/v1/task-servers?ip=10.10.3.17", NULL, &s);
+    stop(&f);
+    CHECK_STR(l2, "ts-lon-02");
+    /* London empty: fallback to every available server */
+    CHECK_STR(names_of(l3), "ts-par-01");
+    CHECK_CONTAINS(l3, "\"tier\":1");
+}
+
+/* ------------------------------------------------------------------------
+ * Registrations
+ * ---------------------------------------------------------------------- */
+
+TEST(broker__registration_failure_demotes_the_server_for_that_client)
+{
+    fixture f;
+    int s;
+    http_resp r;
+    CHECK(start(&f, inventory, NULL));
+    CHECK_INT(post(&f, "/v1/clients/a1/registration",
+                   "{\"server\":\"ts-lon-01\",\"ok\":false,\"error\":\"timeout\"}", &r), 200);
+    CHECK_STR(r.body, "{\"client\":\"A1\",\"server\":\"ts-lon-01\",\"ok\":false,\"site\":\"London\","
+                      "\"tier\":0,\"outside_approved\":false}\n");
+    http_resp_free(&r);
+    CHECK_OK(tsl_broker_sync(f.b));
+    const char *mine = http_get_body(f.port, "/v1/task-servers?client=A1", NULL, &s);
+    const char *other = names_of(http_get_body(f.port, "/v1/task-servers?ip=10.10.3.18", NULL, &s));
+    CHECK_STR(names_of(mine), "ts-lon-02,ts-lon-01");
+    CHECK_CONTAINS(mine, "\"name\":\"ts-lon-01\"");
+    CHECK_CONTAINS(strstr(mine, "\"name\":\"ts-lon-01\""), "\"recent_error\":true");
+    CHECK_STR(other, "ts-lon-01,ts-lon-02");
+    /* an hour later the error is out of the window */
+    atomic_store(&test_now, T0 + 3601);
+    const char *later = names_of(http_get_body(f.port, "/v1/task-servers?client=A1", NULL, &s));
+    stop(&f);
+    CHECK_STR(later, "ts-lon-01,ts-lon-02");
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM registrations WHERE client = 'A1' AND ok = 0"
+                         " AND error = 'timeout' AND site = 'London' AND tier = 0"
+                         " AND outside_approved = 0 AND at = 1800000000"), 1);
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM connection_errors e JOIN clients c ON c.id = e.client_id"
+                         " WHERE c.guid = 'A1' AND e.error = 'timeout'"), 1);
+}
+
+TEST(broker__registration_success_records_assignment_and_fallback_report)
+{
+    fixture f;
+    http_resp r;
+    CHECK(start(&f, inventory, NULL));
+    CHECK_INT(post(&f, "/v1/clients/A1/registration", "{\"server\":\"ts-lon-02\",\"ok\":true}", &r), 200);
+    CHECK_STR(r.body, "{\"client\":\"A1\",\"server\":\"ts-lon-02\",\"ok\":true,\"site\":\"London\","
+                      "\"tier\":0,\"outside_approved\":false}\n");
+    http_resp_free(&r);
+    /* a London client on a Paris server: not in its list at all */
+    CHECK_INT(post(&f, "/v1/clients/A1/registration", "{\"server\":\"ts-par-01\",\"ok\":true}", &r), 200);
+    CHECK_STR(r.body, "{\"client\":\"A1\",\"server\":\"ts-par-01\",\"ok\":true,\"site\":\"London\","
+                      "\"tier\":null,\"outside_approved\":true}\n");
+    http_resp_free(&r);
+    /* Madrid falls back: ts-par-01 is tier 1 for M1 */
+    CHECK_INT(post(&f, "/v1/clients/M1/registration", "{\"server\":\"ts-par-01\",\"ok\":true}", &r), 200);
+    CHECK_STR(r.body, "{\"client\":\"M1\",\"server\":\"ts-par-01\",\"ok\":true,\"site\":\"Madrid\","
+                      "\"tier\":1,\"outside_approved\":true}\n");
+    http_resp_free(&r);
+    /* an unknown client without an IP cannot be judged */
+    CHECK_INT(post(&f, "/v1/clients/Z9/registration", "{\"server\":\"ts-par-01\",\"ok\":true}", &r), 200);
+    CHECK_STR(r.body, "{\"client\":\"Z9\",\"server\":\"ts-par-01\",\"ok\":true,\"site\":null,"
+                      "\"tier\":null,\"outside_approved\":null}\n");
+    http_resp_free(&r);
+    int s = http_do(f.port, "GET", "/v1/reports/fallback", f.auth, NULL, &r);
+    char csv[1024];
+    http_resp rc;
+    int s2 = http_do(f.port, "GET", "/v1/reports/fallback?format=csv&days=7", f.auth, NULL, &rc);
+    snprintf(csv, sizeof csv, "%s", rc.body ? rc.body : "");
+    http_resp_free(&rc);
+    stop(&f);
+    CHECK_INT(s, 200);
+    CHECK_STR(r.body, "[\n {\"site\":null,\"day\":\"2027-01-15\",\"registrations\":1,"
+                      "\"outside_approved\":0,\"fallback_tier\":0,\"not_listed\":1},\n"
+                      " {\"site\":\"London\",\"day\":\"2027-01-15\",\"registrations\":2,"
+                      "\"outside_approved\":1,\"fallback_tier\":0,\"not_listed\":1},\n"
+                      " {\"site\":\"Madrid\",\"day\":\"2027-01-15\",\"registrations\":1,"
+                      "\"outside_approved\":1,\"fallback_tier\":1,\"not_listed\":0}\n]\n");
+    http_resp_free(&r);
+    CHECK_INT(s2, 200);
+    CHECK_STR(csv, "site,day,registrations,outside_approved,fallback_tier,not_listed\n"
+                   ",2027-01-15,1,0,0,1\nLondon,2027-01-15,2,1,0,1\nMadrid,2027-01-15,1,1,1,0\n");
+    CHECK_STR(db_text(&f, "SELECT assigned_server FROM clients WHERE guid = 'A1'"), "ts-par-01");
+    CHECK_INT(db_int(&f, "SELECT assigned_at FROM clients WHERE guid = 'A1'"), T0);
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM registrations WHERE ok = 1"), 4);
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM registrations WHERE outside_approved IS NULL"), 1);
+}
+
+TEST(broker__registration_bad_input_is_refused_and_nothing_written)
+{
+    fixture f;
+    http_resp r;
+    static const struct {
+        const char *body;
+        int status;
+        const char *error;
+    } cases[] = {
+        {"{\"server\":\"ts-nowhere\",\"ok\":false}", 422,
+         "{\"error\":\"unknown task server \\\"ts-nowhere\\\"\"}"},
+        {"{\"server\":\"ts-lon-01\"}", 400, "{\"error\":\"missing field \\\"ok\\\"\"}"},
+        {"{\"ok\":true}", 400, "{\"error\":\"missing field \\\"server\\\"\"}"},
+        {"{\"server\":\"ts-lon-01\",\"ok\":\"yes\"}", 400,
+         "{\"error\":\"field \\\"ok\\\" must be true or false\"}"},
+        {"{\"server\":\"ts-lon-01\",\"ok\":true,\"ip\":\"10.1\"}", 400,
+         "{\"error\":\"field \\\"ip\\\": \\\"10.1\\\" is not a valid IPv4 or IPv6 address\"}"},
+        {"{\"server\":\"ts-lon-01\",\"ok\":true,\"why\":1}", 400,
+         "{\"error\":\"unknown field \\\"why\\\" (expected server, ok, error, ip)\"}"},
+        {"not json", 400, "{\"error\":\"invalid JSON: "},
+    };
+    CHECK(start(&f, inventory, NULL));
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int s = post(&f, "/v1/clients/A1/registration", cases[i].body, &r);
+        bool ok = s == cases[i].status && r.body &&
+                  strncmp(r.body, cases[i].error, strlen(cases[i].error)) == 0;
+        if (!ok) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s: %d %s", cases[i].body, s, r.body ? r.body : "");
+            http_resp_free(&r);
+            stop(&f);
+            FAILF_("%s, expected %d %s", msg, cases[i].status, cases[i].error);
+        }
+        http_resp_free(&r);
+    }
+    int s = http_do(f.port, "GET", "/v1/clients/A1/registration", NULL, NULL, &r);
+    CHECK_OK(tsl_broker_sync(f.b));
+    stop(&f);
+    CHECK_INT(s, 405);
+    http_resp_free(&r);
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM registrations"), 0);
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM connection_errors"), 0);
+}
+
+/* ------------------------------------------------------------------------
+ * Admin
+ * ---------------------------------------------------------------------- */
+
+TEST(broker__admin_endpoints_need_the_token_from_a_0600_file)
+{
+    fixture f;
+    http_resp r;
+    static const struct {
+        const char *method, *path;
+    } admin[] = {
+        {"POST", "/v1/policy"}, {"GET", "/v1/policy"}, {"POST", "/v1/policy/abc/activate"},
+        {"POST", "/v1/policy/rollback"}, {"GET", "/v1/explain?ip=10.10.0.1"},
+        {"GET", "/v1/reports/active-servers"}, {"GET", "/v1/reports/fallback"},
+        {"POST", "/v1/inventory"},
+    };
+    CHECK(start(&f, inventory, NULL));
+    struct stat st;
+    char path[700], token[100] = "";
+    snprintf(path, sizeof path, "%s.token", f.db);
+    CHECK_STR(tsl_broker_admin_token_path(f.b), path);
+    CHECK(stat(path, &st) == 0);
+    CHECK_INT(st.st_mode & 0777, 0600);
+    FILE *tf = fopen(path, "r");
+    CHECK(tf && fscanf(tf, "%99s", token) == 1);
+    fclose(tf);
+    CHECK_STR(token, tsl_broker_admin_token(f.b));
+    CHECK_INT(strlen(token), 64);
+    for (size_t i = 0; i < sizeof admin / sizeof admin[0]; i++) {
+        int s1 = http_do(f.port, admin[i].method, admin[i].path, NULL, "{}", &r);
+        char www[64] = "";
+        http_header(&r, "WWW-Authenticate", www, sizeof www);
+        bool ok1 = s1 == 401 && strstr(r.body, "needs the admin token") && strcmp(www, "Bearer realm=\"tsl admin\"") == 0;
+        http_resp_free(&r);
+        int s2 = http_do(f.port, admin[i].method, admin[i].path,
+                         "Authorization: Bearer 0123456789abcdef0123\r\n", "{}", &r);
+        bool ok2 = s2 == 401 && strstr(r.body, "wrong admin token");
+        http_resp_free(&r);
+        if (!ok1 || !ok2) {
+            stop(&f);
+            FAILF_("%s %s: %d, %d without and with a wrong token", admin[i].method, admin[i].path, s1, s2);
+        }
+    }
+    int s = http_do(f.port, "GET", "/v1/reports/active-servers", f.auth, NULL, &r);
+    stop(&f);
+    CHECK_INT(s, 200);
+    http_resp_free(&r);
+}
+
+TEST(broker__reports_in_three_formats)
+{
+    fixture f;
+    http_resp r1, r2, r3, r4, r5, r6;
+    CHECK(start(&f, inventory, NULL));
+    int s1 = http_do(f.port, "GET", "/v1/reports/active-servers", f.auth, NULL, &r1);
+    int s2 = http_do(f.port, "GET", "/v1/reports/server-clients?format=csv", f.auth, NULL, &r2);
+    int s3 = http_do(f.port, "GET", "/v1/reports/client-assignments?format=text", f.auth, NULL, &r3);
+    int s4 = http_do(f.port, "GET", "/v1/reports/nonsense", f.auth, NULL, &r4);
+    int s5 = http_do(f.port, "GET", "/v1/reports/active-servers?format=xml", f.auth, NULL, &r5);
+    int s6 = http_do(f.port, "GET", "/v1/reports/active-servers?days=3", f.auth, NULL, &r6);
+    char type[64] = "";
+    http_header(&r2, "Content-Type", type, sizeof type);
+    stop(&f);
+    CHECK_INT(s1, 200);
+    CHECK_CONTAINS(r1.body, "\"name\":\"ts-lon-01\"");
+    CHECK(!strstr(r1.body, "ts-mad-01")); /* stopped: not active */
+    CHECK_INT(s2, 200);
+    CHECK_STR(type, "text/csv; charset=utf-8");
+    CHECK(strncmp(r2.body, "server,", 7) == 0 || strstr(r2.body, "ts-lon-01,") != NULL);
+    CHECK_INT(s3, 200);
+    CHECK_CONTAINS(r3.body, "A1");
+    CHECK_INT(s4, 404);
+    CHECK_STR(r4.body, "{\"error\":\"no report \\\"nonsense\\\" (expected active-servers, "
+                       "server-clients, client-assignments or fallback)\"}\n");
+    CHECK_INT(s5, 400);
+    CHECK_STR(r5.body, "{\"error\":\"parameter \\\"format\\\" must be json, csv or text\"}\n");
+    CHECK_INT(s6, 400);
+    CHECK_STR(r6.body, "{\"error\":\"unknown parameter \\\"days\\\" (expected format)\"}\n");
+    http_resp_free(&r1);
+    http_resp_free(&r2);
+    http_resp_free(&r3);
+    http_resp_free(&r4);
+    http_resp_free(&r5);
+    http_resp_free(&r6);
+}
+
+TEST(broker__explain_gives_every_step_and_the_result)
+{
+    fixture f;
+    http_resp r;
+    CHECK(start(&f, inventory, NULL));
+    int s = http_do(f.port, "GET", "/v1/explain?client=M1", f.auth, NULL, &r);
+    stop(&f);
+    CHECK_INT(s, 200);
+    CHECK(strncmp(r.body, "{\"steps\":[", 10) == 0);
+    CHECK_CONTAINS(r.body, "longest matching subnet 10.30.0.0/16 of site \\\"Madrid\\\"");
+    CHECK_CONTAINS(r.body, "ts-mad-01");
+    CHECK_CONTAINS(r.body, "\"result\":{\"client\":\"M1\",\"site\":\"Madrid\"");
+    http_resp_free(&r);
+}
+
+TEST(broker__inventory_import_reloads_and_bad_input_changes_nothing)
+{
+    fixture f;
+    int s;
+    http_resp r;
+    CHECK(start(&f, inventory, NULL));
+    /* a heartbeat not yet saved survives the reload */
+    CHECK_INT(post(&f, "/v1/task-servers/ts-lon-02/heartbeat", "{\"connections\":0}", &r), 200);
+    http_resp_free(&r);
+    int s1 = http_do(f.port, "POST", "/v1/inventory", f.auth,
+                     "{\"sites\":[{\"name\":\"Oslo\",\"subnets\":[\"10.40.0.0/16\"]}],"
+                     "\"task_servers\":[{\"name\":\"ts-osl-01\",\"ip\":\"10.40.0.5\"}]}", &r);
+    CHECK_INT(s1, 200);
+    CHECK_STR(r.body, "{\"imported\":true,\"sites\":4,\"task_servers\":5,\"clients\":3}\n");
+    http_resp_free(&r);
+    const char *oslo = names_of(http_get_body(f.port, "/v1/task-servers?ip=10.40.1.1", NULL, &s));
+    const char *lon = names_of(http_get_body(f.port, "/v1/task-servers?ip=10.10.1.1", NULL, &s));
+    int s2 = http_do(f.port, "POST", "/v1/inventory", f.auth,
+                     "{\"task_servers\":[{\"name\":\"ts-x\",\"sites\":[\"Nowhere\"]}]}", &r);
+    http_resp_free(&r);
+    int s3 = http_do(f.port, "POST", "/v1/inventory", f.auth, "{\"sites\": [", &r);
+    http_resp r4;
+    int s4 = http_do(f.port, "POST", "/v1/inventory", f.auth, "{\"sites\":[{\"name\":\"Bad\",\"subnets\":[\"10.0.0.0/33\"]}]}", &r4);
+    const char *still = names_of(http_get_body(f.port, "/v1/task-servers?ip=10.40.1.1", NULL, &s));
+    stop(&f);
+    CHECK_STR(oslo, "ts-osl-01");
+    CHECK_STR(lon, "ts-lon-02,ts-lon-01");
+    CHECK_INT(s2, 400);
+    CHECK_INT(s3, 400);
+    CHECK_INT(s4, 400);
+    CHECK_CONTAINS(r4.body, "10.0.0.0/33");
+    http_resp_free(&r);
+    http_resp_free(&r4);
+    CHECK_STR(still, "ts-osl-01");
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM task_servers"), 5);
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM sites"), 4);
+}
+
+/* ------------------------------------------------------------------------
+ * Health, metrics, limits
+ * ---------------------------------------------------------------------- */
+
+TEST(broker__metrics_count_requests_and_decisions)
+{
+    fixture f;
+    int s;
+    http_resp r;
+    CHECK(start(&f, inventory, NULL));
+    for (int i = 0; i < 7; i++)
+        http_get_body(f.port, "/v1/task-servers?ip=10.10.3.17", NULL, &s);
+    http_get_body(f.port, "/v1/task-servers?ip=bad", NULL, &s);
+    http_get_body(f.port, "/v1/task-servers?client=M1", NULL, &s); /* fallback tier 1 */
+    CHECK_INT(post(&f, "/v1/task-servers/ts-lon-01/heartbeat", "{}", &r), 200);
+    http_resp_free(&r);
+    CHECK_INT(post(&f, "/v1/clients/A1/registration", "{\"server\":\"ts-lon-01\",\"ok\":false}", &r), 200);
+    http_resp_free(&r);
+    http_get_body(f.port, "/nowhere", NULL, &s);
+    const char *m = http_get_body(f.port, "/metrics", NULL, &s);
+    char type[80] = "";
+    http_do(f.port, "GET", "/metrics", NULL, NULL, &r);
+    http_header(&r, "Content-Type", type, sizeof type);
+    http_resp_free(&r);
+    const char *h = http_get_body(f.port, "/healthz", NULL, &s);
+    int hs = s;
+    stop(&f);
+    CHECK_STR(type, "text/plain; version=0.0.4; charset=utf-8");
+    CHECK_CONTAINS(m, "\ntsl_http_requests_total{endpoint=\"task-servers\",code=\"200\"} 8\n");
+    CHECK_CONTAINS(m, "\ntsl_http_requests_total{endpoint=\"task-servers\",code=\"400\"} 1\n");
+    CHECK_CONTAINS(m, "\ntsl_http_requests_total{endpoint=\"heartbeat\",code=\"200\"} 1\n");
+    CHECK_CONTAINS(m, "\ntsl_http_requests_total{endpoint=\"other\",code=\"404\"} 1\n");
+    CHECK_CONTAINS(m, "\ntsl_decision_duration_seconds_count 8\n");
+    CHECK_CONTAINS(m, "\ntsl_decision_duration_seconds_bucket{le=\"+Inf\"} 8\n");
+    CHECK_CONTAINS(m, "\ntsl_fallback_responses_total{tier=\"1\"} 1\n");
+    CHECK_CONTAINS(m, "\ntsl_blocked_responses_total 0\n");
+    CHECK_CONTAINS(m, "\ntsl_policy_active_info{version=\"none\"} 1\n");
+    CHECK_CONTAINS(m, "\ntsl_heartbeats_total 1\n");
+    CHECK_CONTAINS(m, "\ntsl_registrations_total{result=\"failed\"} 1\n");
+    CHECK_CONTAINS(m, "\ntsl_snapshot_clients 3\n");
+    CHECK_CONTAINS(m, "\n# TYPE tsl_snapshot_age_seconds gauge\ntsl_snapshot_age_seconds ");
+    CHECK_INT(hs, 200);
+    CHECK_CONTAINS(h, "{\"status\":\"ok\",\"policy\":null,\"sites\":3,\"task_servers\":4,\"clients\":3,"
+                      "\"snapshot_age_s\":0,\"write_queue\":");
+}
+
+static void tight_limits(tsl_broker_config *c)
+{
+    c->max_headers = 8;
+    c->max_headers_size = 1024;
+    c->timeout_s = 1;
+}
+
+TEST(broker__header_limits_and_slow_clients)
+{
+    fixture f;
+    http_resp r;
+    char extra[16384];
+    CHECK(start(&f, inventory, tight_limits));
+    /* nine header lines (Host + 8) */
+    extra[0] = '\0';
+    for (int i = 0; i < 8; i++)
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "X-H%d: v\r\n", i);
+    int s1 = http_do(f.port, "GET", "/v1/task-servers?ip=10.10.0.1", extra, NULL, &r);
+    char b1[256];
+    snprintf(b1, sizeof b1, "%s", r.body ? r.body : "");
+    http_resp_free(&r);
+    /* 2000 bytes of header: over the JSON limit, under evhttp's */
+    snprintf(extra, sizeof extra, "X-Big: %02000d\r\n", 0);
+    int s2 = http_do(f.port, "GET", "/v1/task-servers?ip=10.10.0.1", extra, NULL, &r);
+    char b2[256];
+    snprintf(b2, sizeof b2, "%s", r.body ? r.body : "");
+    http_resp_free(&r);
+    /* 10 KB: evhttp itself refuses */
+    snprintf(extra, sizeof extra, "X-Huge: %010000d\r\n", 0);
+    int s3 = http_do(f.port, "GET", "/v1/task-servers?ip=10.10.0.1", extra, NULL, &r);
+    http_resp_free(&r);
+    /* a client that never finishes its request is dropped */
+    int fd = http_connect(f.port);
+    bool closed = false;
+    if (fd >= 0 && http_send_all(fd, "GET /v1/task-servers?ip=10.1", 28)) {
+        char c;
+        closed = recv(fd, &c, 1, 0) == 0; /* the server closes after timeout_s */
+    }
+    if (fd >= 0)
+        close(fd);
+    stop(&f);
+    CHECK_INT(s1, 431);
+    CHECK_STR(b1, "{\"error\":\"too many header lines (9, at most 8)\"}\n");
+    CHECK_INT(s2, 431);
+    CHECK_CONTAINS(b2, "bytes are over the 1024-byte limit\"}");
+    CHECK(s3 >= 400 && s3 < 500);
+    CHECK(closed);
+}
+
+/* ------------------------------------------------------------------------
+ * The decision log
+ * ---------------------------------------------------------------------- */
+
+static void dlog_rate_3(tsl_broker_config *c)
+{
+    c->decision_log_rate = 3;
+    c->decision_log_max = 2;
+}
+
+TEST(broker__decision_log_is_bounded_and_queryable)
+{
+    fixture f;
+    int s;
+    CHECK(start(&f, inventory, dlog_rate_3));
+    http_get_body(f.port, "/v1/task-servers?ip=10.10.3.17&ip=fd00:10::1&department=Sales&task=patch", NULL, &s);
+    http_get_body(f.port, "/v1/task-servers?client=M1", NULL, &s);
+    http_get_body(f.port, "/v1/task-servers?client=P1", NULL, &s);
+    http_get_body(f.port, "/v1/task-servers?client=A1", NULL, &s); /* over the rate */
+    CHECK_OK(tsl_broker_sync(f.b));
+    const char *m = http_get_body(f.port, "/metrics", NULL, &s);
+    char metric[128];
+    const char *mp = strstr(m, "\ntsl_decision_log_dropped_total ");
+    snprintf(metric, sizeof metric, "%s", mp ? mp + 1 : "");
+    stop(&f);
+    /* a ring of two: the first row was overwritten by the third */
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM decision_log"), 2);
+    CHECK_INT(db_int(&f, "SELECT min(seq) FROM decision_log"), 1);
+    CHECK_STR(db_text(&f, "SELECT servers FROM decision_log WHERE client = 'M1'"),
+              "[\"ts-par-01\",\"ts-lon-01\",\"ts-lon-02\"]");
+    CHECK_STR(db_text(&f, "SELECT site || '|' || ips || '|' || blocked FROM decision_log WHERE seq = 2"),
+              "Paris|[]|0");
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM decision_log d, json_each(d.servers) WHERE d.client = 'M1'"), 3);
+    CHECK(strncmp(metric, "tsl_decision_log_dropped_total 1\n", 33) == 0);
+}
+
+/* ------------------------------------------------------------------------
+ * Plan swaps under load, and stopping
+ * ---------------------------------------------------------------------- */
+
+typedef struct hammer {
+    int port;
+    _Atomic bool *stop;
+    long ok, failed;
+} hammer;
+
+static void *hammer_main(void *arg)
+{
+    hammer *h = arg;
+    int fd = http_connect(h->port);
+    while (!atomic_load(h->stop)) {
+        http_resp r;
+        if (fd < 0 || http_on(fd, "GET", "/v1/task-servers?ip=10.10.3.17", NULL, NULL, 0, &r) < 0) {
+            h->failed++;
+            if (fd >= 0)
+                close(fd);
+            fd = http_connect(h->port);
+            continue;
+        }
+        if (r.status == 200 && strstr(r.body, "\"site\":\"London\"") &&
+            (strstr(r.body, "ts-lon-01") || strstr(r.body, "ts-lon-02")))
+            h->ok++;
+        else
+            h->failed++;
+        http_resp_free(&r);
+    }
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+TEST(broker__plan_swaps_under_concurrent_requests_fail_none)
+{
+    fixture f;
+    http_resp r;
+    _Atomic bool halt = false;
+    hammer h[4];
+    pthread_t th[4];
+    CHECK(start(&f, inventory, NULL));
+    for (int i = 0; i < 4; i++) {
+        h[i] = (hammer){f.port, &halt, 0, 0};
+        pthread_create(&th[i], NULL, hammer_main, &h[i]);
+    }
+    int bad = 0;
+    for (int i = 0; i < 40; i++) {
+        char body[96];
+        snprintf(body, sizeof body, "{\"connections\":%d}", (i * 37) % 1000);
+        if (post(&f, i % 2 ? "/v1/task-servers/ts-lon-01/heartbeat" : "/v1/task-servers/ts-lon-02/heartbeat", body, &r) != 200)
+            bad++;
+        http_resp_free(&r);
+        if (tsl_broker_sync(f.b) < 0)
+            bad++;
+        if (i % 10 == 0) { /* a full reload too */
+            if (http_do(f.port, "POST", "/v1/inventory", f.auth, "{\"clients\":[{\"guid\":\"X\",\"ip\":\"10.10.9.9\"}]}", &r) != 200)
+                bad++;
+            http_resp_free(&r);
+        }
+    }
+    atomic_store(&halt, true);
+    long ok = 0, failed = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        ok += h[i].ok;
+        failed += h[i].failed;
+    }
+    int bad_swaps = bad, ms;
+    const char *m = http_get_body(f.port, "/metrics", NULL, &ms);
+    long swaps = 0;
+    const char *p = strstr(m, "\ntsl_plan_swaps_total ");
+    if (p)
+        swaps = strtol(p + 22, NULL, 10);
+    stop(&f);
+    CHECK_INT(bad_swaps, 0);
+    CHECK_INT(failed, 0);
+    CHECK(ok > 100);
+    CHECK(swaps >= 40);
+}
+
+TEST(broker__stop_flushes_every_acknowledged_write)
+{
+    fixture f;
+    http_resp r;
+    CHECK(start(&f, inventory, NULL));
+    int acked = 0;
+    for (int i = 0; i < 200; i++) {
+        char path[96];
+        snprintf(path, sizeof path, "/v1/task-servers/ts-burst-%03d/heartbeat", i);
+        if (post(&f, path, "{\"capacity\":10}", &r) == 200)
+            acked++;
+        http_resp_free(&r);
+        if (post(&f, "/v1/clients/A1/registration", "{\"server\":\"ts-lon-01\",\"ok\":true}", &r) == 200)
+            acked++;
+        http_resp_free(&r);
+    }
+    stop(&f); /* no sync: the stop itself must flush */
+    CHECK_INT(acked, 400);
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM task_servers WHERE name LIKE 'ts-burst-%'"), 200);
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM registrations"), 200);
+}
+
+TEST(broker__starts_on_an_empty_store_and_refuses_a_bad_listen_address)
+{
+    fixture f;
+    int s;
+    CHECK(start(&f, NULL, NULL));
+    const char *b = http_get_body(f.port, "/v1/task-servers?ip=10.1.1.1", NULL, &s);
+    stop(&f);
+    CHECK_INT(s, 200);
+    CHECK_CONTAINS(b, "\"site\":null");
+    CHECK_STR(names_of(b), "");
+
+    tsl_broker_config cfg;
+    tsl_broker *bk = NULL;
+    tsl_broker_config_init(&cfg);
+    cfg.db_path = f.db;
+    cfg.listen = "localhost-ish";
+    cfg.log_level = TSL_LOG_ERROR;
+    CHECK_INT(tsl_broker_new(&bk, &cfg), TSL_EINVALID);
+    CHECK_NULL(bk);
+    CHECK_CONTAINS(tsl_error_last(), "--listen \"localhost-ish\": expected ADDRESS:PORT");
+    cfg.db_path = NULL;
+    CHECK_INT(tsl_broker_new(&bk, &cfg), TSL_EINVALID);
+}
+
+int main(void)
+{
+    RUN(broker__list_is_the_engines_json_plus_cache_header);
+    RUN(broker__list_by_ipv6_multi_adapter_and_fallback_tier);
+    RUN(broker__list_bad_input_names_the_problem);
+    RUN(broker__keep_alive_serves_many_requests_on_one_connection);
+    RUN(broker__heartbeat_changes_the_next_list_within_a_second);
+    RUN(broker__stopped_server_leaves_and_running_rejoins);
+    RUN(broker__heartbeat_from_a_new_name_registers_the_server);
+    RUN(broker__heartbeat_bad_input_is_refused_and_nothing_written);
+    RUN(broker__stale_servers_drop_out_by_the_clock);
+    RUN(broker__registration_failure_demotes_the_server_for_that_client);
+    RUN(broker__registration_success_records_assignment_and_fallback_report);
+    RUN(broker__registration_bad_input_is_refused_and_nothing_written);
+    RUN(broker__admin_endpoints_need_the_token_from_a_0600_file);
+    RUN(broker__reports_in_three_formats);
+    RUN(broker__explain_gives_every_step_and_the_result);
+    RUN(broker__inventory_import_reloads_and_bad_input_changes_nothing);
+    RUN(broker__metrics_count_requests_and_decisions);
+    RUN(broker__header_limits_and_slow_clients);
+    RUN(broker__decision_log_is_bounded_and_queryable);
+    RUN(broker__plan_swaps_under_concurrent_requests_fail_none);
+    RUN(broker__stop_flushes_every_acknowledged_write);
+    RUN(broker__starts_on_an_empty_store_and_refuses_a_bad_listen_address);
+    return tsl_test_main();
+}

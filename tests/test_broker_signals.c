@@ -1,0 +1,299 @@
+/*
+ * test_broker_signals.c - `tsl serve` as a real process: started as a
+ * child on 127.0.0.1 port 0 (read back from its log), driven over HTTP,
+ * stopped and reloaded by signals.  Proves: SIGTERM and SIGINT exit 0 after
+ * saving every acknowledged write; SIGHUP reloads the inventory; the log
+ * speaks the troubleshooting guide's words; the admin token file is made
+ * 0600 once and reused; with no --db the demo estate is served from a
+ * temporary store that is removed on exit.
+ */
+#include "broker_client.h"
+#include "harness.h"
+#include "tsl.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+
+static const char inventory[] =
+    "{\"sites\": [{\"name\": \"London\", \"subnets\": [\"10.10.0.0/16\"]},"
+    "             {\"name\": \"Paris\", \"subnets\": [\"10.20.0.0/16\"]}],"
+    " \"task_servers\": [{\"name\": \"ts-lon-01\", \"ip\": \"10.10.0.5\", \"sites\": [\"London\"]},"
+    "                    {\"name\": \"ts-par-01\", \"ip\": \"10.20.0.5\", \"sites\": [\"Paris\"]}],"
+    " \"clients\": [{\"guid\": \"A1\", \"ip\": \"10.10.3.17\"}]}";
+
+typedef struct child {
+    pid_t pid;
+    int port;
+    char log[600];
+} child;
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return strdup("");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    if (s) {
+        size_t got = fread(s, 1, (size_t)n, f);
+        s[got] = '\0';
+    }
+    fclose(f);
+    return s;
+}
+
+/* Starts `tsl [--db DB] serve --listen 127.0.0.1:0 ARGS...`; waits for its port. */
+static bool spawn(child *c, const char *db, const char *tmpdir, const char *const *args)
+{
+    static int n;
+    const char *argv[32];
+    int k = 0;
+    snprintf(c->log, sizeof c->log, "%s/serve-%d.log", tsl_test_tmpdir(), n++);
+    argv[k++] = "tsl";
+    if (db) {
+        argv[k++] = "--db";
+        argv[k++] = db;
+    }
+    argv[k++] = "serve";
+    argv[k++] = "--listen";
+    argv[k++] = "127.0.0.1:0";
+    argv[k++] = "--threads";
+    argv[k++] = "2";
+    argv[k++] = "--refresh-ms";
+    argv[k++] = "50";
+    for (int i = 0; args && args[i]; i++)
+        argv[k++] = args[i];
+    argv[k] = NULL;
+    c->pid = fork();
+    if (c->pid == 0) {
+        int fd = open(c->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int nul = open("/dev/null", O_WRONLY);
+        dup2(fd, 2);
+        dup2(nul, 1);
+        if (tmpdir)
+            setenv("TMPDIR", tmpdir, 1);
+        execv(TSL_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    for (int i = 0; i < 500; i++) { /* 5 s */
+        char *text = slurp(c->log);
+        const char *p = strstr(text, " port ");
+        bool listening = strstr(text, "Listening on") != NULL;
+        c->port = listening && p ? atoi(p + 6) : 0;
+        free(text);
+        if (c->port > 0)
+            return true;
+        int st;
+        if (waitpid(c->pid, &st, WNOHANG) == c->pid) {
+            c->pid = 0;
+            return false;
+        }
+        usleep(10000);
+    }
+    return false;
+}
+
+/* Sends `sig` and waits for the exit status (-1 on a timeout or a crash). */
+static int stop_with(child *c, int sig)
+{
+    int st;
+    kill(c->pid, sig);
+    for (int i = 0; i < 1000; i++) { /* 10 s */
+        if (waitpid(c->pid, &st, WNOHANG) == c->pid) {
+            c->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        }
+        usleep(10000);
+    }
+    kill(c->pid, SIGKILL);
+    waitpid(c->pid, &st, 0);
+    c->pid = 0;
+    return -1;
+}
+
+static bool make_store(const char *db, const char *inv)
+{
+    tsl_store *st = NULL;
+    bool ok = tsl_store_open(&st, db, 0) == 0 && tsl_store_import_json(st, inv, strlen(inv), "t") == 0;
+    if (!ok)
+        fprintf(stderr, "store: %s\n", tsl_error_last());
+    tsl_store_free(st);
+    return ok;
+}
+
+static long long db_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    long long v = -999;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+TEST(serve__sigterm_saves_every_acknowledged_write_and_exits_0)
+{
+    child c;
+    http_resp r;
+    const char *db = tsl_test_path("term.db");
+    CHECK(make_store(db, inventory));
+    CHECK(spawn(&c, db, NULL, NULL));
+    int acked = 0, s;
+    http_get_body(c.port, "/v1/task-servers?client=A1", NULL, &s);
+    for (int i = 0; i < 150; i++) {
+        char path[80];
+        snprintf(path, sizeof path, "/v1/task-servers/ts-new-%03d/heartbeat", i);
+        if (http_do(c.port, "POST", path, NULL, "{\"connections\":1}", &r) == 200)
+            acked++;
+        http_resp_free(&r);
+        if (http_do(c.port, "POST", "/v1/clients/A1/registration", NULL,
+                    "{\"server\":\"ts-lon-01\",\"ok\":false,\"error\":\"timeout\"}", &r) == 200)
+            acked++;
+        http_resp_free(&r);
+    }
+    int code = stop_with(&c, SIGTERM);
+    char *log = slurp(c.log);
+    CHECK_INT(s, 200);
+    CHECK_INT(acked, 300);
+    CHECK_INT(code, 0);
+    CHECK_INT(db_int(db, "SELECT count(*) FROM task_servers WHERE name LIKE 'ts-new-%'"), 150);
+    CHECK_INT(db_int(db, "SELECT count(*) FROM registrations WHERE ok = 0"), 150);
+    CHECK_CONTAINS(log, "info: Received Task Server list request: client A1, ip -, department -, task -\n");
+    CHECK_CONTAINS(log, "info: Sent Task Server list: client A1, site London, policy none, servers ts-lon-01\n");
+    CHECK_CONTAINS(log, "warning: Registration failed: client A1, Task Server ts-lon-01, error \"timeout\", "
+                        "site London, policy none");
+    CHECK_CONTAINS(log, "info: Stopping (SIGTERM): no new connections, answering requests in flight\n");
+    CHECK_CONTAINS(log, "info: Stopped: ");
+    CHECK_CONTAINS(log, "queued writes flushed, store closed\n");
+    free(log);
+}
+
+TEST(serve__sigint_stops_cleanly_too)
+{
+    child c;
+    const char *db = tsl_test_path("int.db");
+    CHECK(make_store(db, inventory));
+    CHECK(spawn(&c, db, NULL, NULL));
+    CHECK_INT(stop_with(&c, SIGINT), 0);
+    char *log = slurp(c.log);
+    CHECK_CONTAINS(log, "Stopping (SIGINT)");
+    free(log);
+}
+
+TEST(serve__sighup_reloads_the_inventory)
+{
+    child c;
+    int s;
+    const char *db = tsl_test_path("hup.db");
+    CHECK(make_store(db, inventory));
+    CHECK(spawn(&c, db, NULL, NULL));
+    const char *before = http_get_body(c.port, "/v1/task-servers?ip=10.20.1.1", NULL, &s);
+    CHECK_CONTAINS(before, "ts-par-01");
+    /* another process (tsl import) changes the store */
+    CHECK(make_store(db, "{\"task_servers\":[{\"name\":\"ts-par-02\",\"ip\":\"10.20.0.6\","
+                         "\"sites\":[\"Paris\"],\"connections\":0}]}"));
+    const char *stale = http_get_body(c.port, "/v1/task-servers?ip=10.20.1.1", NULL, &s);
+    bool had = strstr(stale, "ts-par-02") != NULL;
+    kill(c.pid, SIGHUP);
+    bool seen = false;
+    for (int i = 0; i < 200 && !seen; i++) {
+        seen = strstr(http_get_body(c.port, "/v1/task-servers?ip=10.20.1.1", NULL, &s), "ts-par-02") != NULL;
+        if (!seen)
+            usleep(10000);
+    }
+    int code = stop_with(&c, SIGTERM);
+    char *log = slurp(c.log);
+    CHECK(!had);
+    CHECK(seen);
+    CHECK_INT(code, 0);
+    CHECK_CONTAINS(log, "Received SIGHUP: reloading the inventory and the policy");
+    CHECK_CONTAINS(log, "SIGHUP: reloaded; policy none (default logic)");
+    free(log);
+}
+
+TEST(serve__admin_token_file_is_created_0600_once_and_a_bad_one_refused)
+{
+    child c;
+    http_resp r;
+    const char *db = tsl_test_path("tok.db");
+    char tokpath[700], first[128] = "", second[128] = "", auth[256];
+    snprintf(tokpath, sizeof tokpath, "%s.token", db);
+    CHECK(make_store(db, inventory));
+    CHECK(spawn(&c, db, NULL, NULL));
+    CHECK_INT(stop_with(&c, SIGTERM), 0);
+    struct stat st;
+    CHECK(stat(tokpath, &st) == 0);
+    CHECK_INT(st.st_mode & 0777, 0600);
+    FILE *f = fopen(tokpath, "r");
+    CHECK(f && fscanf(f, "%127s", first) == 1);
+    fclose(f);
+    CHECK(spawn(&c, db, NULL, NULL));
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", first);
+    int s = http_do(c.port, "GET", "/v1/reports/active-servers", auth, NULL, &r);
+    http_resp_free(&r);
+    CHECK_INT(stop_with(&c, SIGTERM), 0);
+    f = fopen(tokpath, "r");
+    CHECK(f && fscanf(f, "%127s", second) == 1);
+    fclose(f);
+    CHECK_INT(s, 200);
+    CHECK_STR(second, first);
+    /* a token too short to be safe: tsl serve refuses to start */
+    const char *other = tsl_test_path("short.token");
+    CHECK_INT(tsl_test_write(other, "abc\n"), 0);
+    char *out = NULL;
+    int code = tsl_test_sh(&out, true, "%s --db %s serve --listen 127.0.0.1:0 --admin-token-file %s",
+                           TSL_BIN, db, other);
+    CHECK_INT(code, 2);
+    CHECK_CONTAINS(out, "must be at least 16 characters");
+    free(out);
+}
+
+TEST(serve__without_db_serves_the_demo_estate_and_cleans_up)
+{
+    child c;
+    int s;
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s/demo-tmp", tsl_test_tmpdir());
+    mkdir(tmp, 0700);
+    CHECK(spawn(&c, NULL, tmp, NULL));
+    const char *body = http_get_body(c.port, "/v1/task-servers?ip=10.10.3.17", NULL, &s);
+    char copy[256];
+    snprintf(copy, sizeof copy, "%.200s", body);
+    int code = stop_with(&c, SIGTERM);
+    char *log = slurp(c.log);
+    int left = 0;
+    DIR *d = opendir(tmp);
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (e->d_name[0] != '.')
+            left++;
+    if (d)
+        closedir(d);
+    CHECK_INT(s, 200);
+    CHECK_CONTAINS(copy, "\"site\":\"London\"");
+    CHECK_INT(code, 0);
+    CHECK_CONTAINS(log, "tsl serve: no --db: serving the demo estate");
+    CHECK_CONTAINS(log, "admin token: ");
+    CHECK_INT(left, 0); /* the throwaway store is gone */
+    free(log);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    RUN(serve__sigterm_saves_every_acknowledged_write_and_exits_0);
+    RUN(serve__sigint_stops_cleanly_too);
+    RUN(serve__sighup_reloads_the_inventory);
+    RUN(serve__admin_token_file_is_created_0600_once_and_a_bad_one_refused);
+    RUN(serve__without_db_serves_the_demo_estate_and_cleans_up);
+    return tsl_test_main();
+}
