@@ -276,6 +276,10 @@ static int fake_start(void **out, struct event_base *base, const tsl_sim_broker_
     *out = NULL;
     if (!fb)
         return TSL_ENOMEM;
+    if (cfg->policy_path) {
+        free(fb);
+        return tsl_seterr(TSL_EINVALID, "the fake broker runs no policies");
+    }
     fb->settings = *cfg->settings;
     fb->now = cfg->now;
     fb->now_arg = cfg->now_arg;

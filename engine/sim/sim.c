@@ -6,15 +6,16 @@
  * A pass goes:
  *   1. read the estate, open the fake network (refuse port, blackhole),
  *      start the broker on 127.0.0.1 port 0;
- *   2. when the scenario has a policy: upload it and activate it through
- *      the admin API, as an admin would;
- *   3. simulated second 0: start the Task Servers (first heartbeats), start
+ *      with the scenario's policy, if any, in force from the start;
+ *   2. simulated second 0: start the Task Servers (first heartbeats), start
  *      the clients spread over `start-spread`, arm the timeline;
+ *   3. policies activated on the timeline go through the admin API
+ *      (upload, then activate), as an admin would;
  *   4. at `duration`: take the end-of-run figures, stop everything, leave
  *      the loop.  Nothing outlives the pass; a wall-clock watchdog ends a
  *      pass that overruns by far.
  *
- * Time: simulated seconds = wall seconds since step 3 x speed.  Agents and
+ * Time: simulated seconds = wall seconds since step 2 x speed.  Agents and
  * servers arm their timers in simulated seconds divided by the speed; the
  * broker gets the simulated clock as Unix seconds (epoch + simulated).
  *
@@ -103,11 +104,12 @@ void sim_logf(sim *s, int level, const char *fmt, ...)
     s->opt->log(s->opt->log_arg, line);
 }
 
-void sim_fail(sim *s, const char *fmt, ...)
+void sim_fail(sim *s, int code, const char *fmt, ...)
 {
     va_list ap;
     if (s->failed)
         return; /* the first cause is the one worth reporting */
+    s->fail_code = code;
     va_start(ap, fmt);
     vsnprintf(s->error, sizeof s->error, fmt, ap);
     va_end(ap);
@@ -185,6 +187,9 @@ static int broker_start(sim *s, bool first)
         .now_arg = s,
         .first_start = first,
         .speed = s->speed,
+        .policy_path = s->policy_in_force,
+        .log = s->opt->verbose >= 3 ? s->opt->log : NULL,
+        .log_arg = s->opt->log_arg,
     };
     int port = 0;
     err = s->ops->start(&s->broker, s->base, &cfg, &port);
@@ -226,13 +231,8 @@ static void admin_done(sim *s, bool ok, const char *why)
         s->admin_failures++;
         sim_logf(s, 0, "policy %s: activation FAILED: %s", path, why);
     } else {
+        s->policy_in_force = path; /* a restarted broker starts with it */
         sim_logf(s, 1, "policy %s: active", path);
-    }
-    if (!s->started) { /* the scenario's own policy, before second 0 */
-        if (!ok)
-            sim_fail(s, "cannot activate the scenario's policy %s: %s", path, why);
-        else
-            event_base_loopbreak(s->base); /* back to tsl_sim_run: go on */
     }
 }
 
@@ -360,7 +360,7 @@ static int need_server(sim *s, const scn_fault *f, const char *name)
 {
     int t = sim_find_server(s, name);
     if (t < 0)
-        sim_fail(s, "%s:%d: no task server \"%s\" in the inventory", s->scn->path, f->line, name);
+        sim_fail(s, TSL_EINVALID, "%s:%d: no task server \"%s\" in the inventory", s->scn->path, f->line, name);
     return t;
 }
 
@@ -368,7 +368,7 @@ static int need_site(sim *s, const scn_fault *f, const char *name)
 {
     int t = sim_find_site(s, name);
     if (t < 0)
-        sim_fail(s, "%s:%d: no site \"%s\" in the inventory", s->scn->path, f->line, name);
+        sim_fail(s, TSL_EINVALID, "%s:%d: no site \"%s\" in the inventory", s->scn->path, f->line, name);
     return t;
 }
 
@@ -376,7 +376,7 @@ static void server_down(sim *s, size_t fault, size_t t, sim_ts_state how)
 {
     long had = 0;
     if (s->ts[t].state == TS_UP && sim_metrics_drain_begin(s, (int)fault, t, -1) < 0) {
-        sim_fail(s, "out of memory");
+        sim_fail(s, TSL_ENOMEM, "out of memory");
         return;
     }
     if (s->ndrains && s->drains[s->ndrains - 1].fault == (int)fault &&
@@ -392,7 +392,7 @@ static void server_up(sim *s, size_t t)
     if (s->ts[t].state == TS_UP)
         return;
     if (sim_ts_start(&s->ts[t]) < 0)
-        sim_fail(s, "%s", tsl_error_last());
+        sim_fail(s, TSL_ERROR, "%s", tsl_error_last());
 }
 
 static void run_fault(sim *s, size_t i)
@@ -433,7 +433,7 @@ static void run_fault(sim *s, size_t i)
         s->cut[(size_t)site * s->nts + (size_t)t] = f->kind == SCN_CUT;
         if (f->kind == SCN_CUT) {
             if (sim_metrics_drain_begin(s, (int)i, (size_t)t, site) < 0)
-                sim_fail(s, "out of memory");
+                sim_fail(s, TSL_ENOMEM, "out of memory");
             else
                 sim_logf(s, 1, "cut %s -> %s: %ld client(s) of the site were registered to it",
                          f->a, f->b, s->drains[s->ndrains - 1].had);
@@ -451,7 +451,7 @@ static void run_fault(sim *s, size_t i)
         }
         if (f->kind != SCN_BROKER_DOWN && !s->broker_up) { /* a restart comes straight back */
             if (broker_start(s, false) < 0) {
-                sim_fail(s, "cannot restart the broker on port %d: %s", s->broker_port,
+                sim_fail(s, TSL_ERROR, "cannot restart the broker on port %d: %s", s->broker_port,
                          tsl_error_last());
                 break;
             }
@@ -534,7 +534,7 @@ static void watchdog(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    sim_fail(arg, "the pass overran its wall-clock budget: the loop is overloaded "
+    sim_fail(arg, TSL_ETIMEOUT, "the pass overran its wall-clock budget: the loop is overloaded "
                   "(lower the speed or the number of clients)");
 }
 
@@ -575,6 +575,7 @@ static int run_pass(sim *s, const char *selection)
         err = tsl_oom();
         goto done;
     }
+    s->policy_in_force = scn->policy; /* the broker runs it from the start */
     if ((err = broker_start(s, true)) < 0)
         goto done;
     sim_logf(s, 1, "broker (%s) on 127.0.0.1:%d; %zu Task Servers, %zu clients", s->ops->name,
@@ -583,16 +584,6 @@ static int run_pass(sim *s, const char *selection)
     double budget = scn->duration / s->speed * 8 + 30;
     struct timeval wtv = {(time_t)budget, 0};
     evtimer_add(t_watch, &wtv);
-
-    if (scn->policy) {
-        admin_activate(s, scn->policy, scn->nfaults);
-        if (s->admin_busy && !s->failed)
-            event_base_dispatch(s->base); /* until admin_done breaks out */
-        if (s->failed) {
-            err = tsl_seterr(TSL_ERROR, "%s", s->error);
-            goto done;
-        }
-    }
 
     /* simulated second 0 */
     s->tick_wall = wall();
@@ -614,7 +605,7 @@ static int run_pass(sim *s, const char *selection)
     arm_until(s, s->t_end, scn->duration);
     event_base_dispatch(s->base);
     if (s->failed)
-        err = tsl_seterr(TSL_ERROR, "%s", s->error);
+        err = tsl_seterr(s->fail_code, "%s", s->error);
 done:
     /* tear down in dependency order: clients, servers, admin, broker, network */
     for (size_t i = 0; i < s->nclients; i++)

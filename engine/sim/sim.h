@@ -52,6 +52,11 @@ typedef struct tsl_sim_broker_config {
     int64_t (*now)(void *arg);  /* the simulated clock, Unix seconds; thread-safe */
     void *now_arg;
     bool first_start;           /* false on a restart: the store already holds the estate */
+    const char *policy_path;    /* the policy to run from the start, or NULL: the default
+                                 * logic (on a restart: the one last activated) */
+    void (*log)(void *arg, const char *line); /* the broker's own log lines, or NULL;
+                                               * called from its threads */
+    void *log_arg;
 } tsl_sim_broker_config;
 
 typedef struct tsl_sim_broker_ops {

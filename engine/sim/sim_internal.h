@@ -238,6 +238,7 @@ struct sim {
 
     size_t next_fault;
     struct event *t_fault, *t_end;
+    const char *policy_in_force; /* path of the policy the broker runs, or NULL */
     bool admin_busy;         /* a policy upload/activation in flight */
     size_t admin_pending_fault;
     ahttp *h_admin;
@@ -246,6 +247,7 @@ struct sim {
     unsigned admin_failures;
     bool started;            /* clients have been started */
     bool failed;             /* a fatal error stopped the run */
+    int fail_code;
     bool finished;           /* the end-of-run figures are taken */
     char error[512];
 
@@ -262,7 +264,8 @@ typedef struct sim sim;
 /* Simulated seconds since the start. */
 TSL_INTERNAL double sim_now(const sim *s);
 TSL_INTERNAL void sim_logf(sim *s, int level, const char *fmt, ...) TSL_PRINTF(3, 4);
-TSL_INTERNAL void sim_fail(sim *s, const char *fmt, ...) TSL_PRINTF(2, 3);
+/* Ends the pass with error `code` (a tsl_error) and the message. */
+TSL_INTERNAL void sim_fail(sim *s, int code, const char *fmt, ...) TSL_PRINTF(3, 4);
 
 /* sim_estate.c: reads the inventory, generates the scenario's clients. */
 TSL_INTERNAL int sim_estate_load(sim *s);
