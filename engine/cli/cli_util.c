@@ -316,8 +316,11 @@ int cli_engine_open(const struct cli_global *g, struct cli_engine *e, const char
             goto fail;
         }
     }
-    /* Without --policy, this is the place to bind the store's active
-     * policy (the one `tsl policy load` stored), once the store keeps one. */
+    /* Without --policy: the store's active policy (`tsl policy load`), if any. */
+    if (!policy_path && (rc = tsl_store_policy_active(&e->policy, e->store)) < 0) {
+        rc = cli_engine_error(g, rc, "the active policy in %s does not compile", g->db);
+        goto fail;
+    }
     if ((rc = tsl_plan_new(&e->plan, e->snap, e->policy)) < 0) {
         rc = cli_engine_error(g, rc, "cannot bind the policy to the inventory");
         goto fail;

@@ -38,6 +38,10 @@ static const struct command {
     {"serve", cmd_serve, "run the broker: the HTTP service CTAs ask for their lists"},
     {"agent", cmd_agent, "run one reference Client Task Agent against a broker"},
     {"simulate", cmd_simulate, "run fleet simulations: broker, Task Servers, thousands of CTAs"},
+    /* policies */
+    {"check", cmd_check, "what is wrong with a policy file (syntax, names, stranded sites)"},
+    {"test", cmd_test, "run admin-written policy tests (TAP)"},
+    {"policy", cmd_policy, "load | list | active: policy versions in the store"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
