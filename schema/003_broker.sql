@@ -46,3 +46,19 @@ CREATE TABLE decision_log (
 );
 CREATE INDEX decision_log_by_client ON decision_log(client);
 CREATE INDEX decision_log_by_at ON decision_log(at);
+
+-- Policy activations through the broker (POST /v1/policy/VERSION/activate,
+-- --policy FILE at start or on SIGHUP) and rollbacks, newest last.
+-- POST /v1/policy/rollback undoes the newest activation not yet undone:
+-- it makes `prior_id` active again and marks the row undone_by the
+-- rollback's row, so repeated rollbacks walk back through the history.
+-- A NULL policy_id or prior_id is the default logic.
+CREATE TABLE policy_activations (
+    id        INTEGER PRIMARY KEY,
+    at        INTEGER NOT NULL,                 -- Unix seconds, the broker's clock
+    action    TEXT NOT NULL CHECK (action IN ('activate', 'rollback')),
+    policy_id INTEGER REFERENCES policies(id),  -- what became active
+    prior_id  INTEGER REFERENCES policies(id),  -- what was active before
+    author    TEXT,
+    undone_by INTEGER REFERENCES policy_activations(id)
+);

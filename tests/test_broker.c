@@ -973,6 +973,232 @@ TEST(broker__plan_swaps_under_concurrent_requests_fail_none)
     CHECK(swaps >= 40);
 }
 
+/* ------------------------------------------------------------------------
+ * Policy versions: upload, activate, rollback, list; swaps under load
+ * ---------------------------------------------------------------------- */
+
+static const char policy_lon02_first[] = "site \"London\" { order = { \"ts-lon-02\", \"ts-lon-01\" } }\n";
+static const char policy_lon01_only[] = "site \"London\" { order = { \"ts-lon-01\" }, deny = { \"ts-lon-02\" } }\n";
+
+/* The "version" field of a JSON body, in `dst`. */
+static const char *version_of(const char *json, const char *field, char *dst, size_t len)
+{
+    char key[64];
+    snprintf(key, sizeof key, "\"%s\":\"", field);
+    const char *p = strstr(json, key);
+    dst[0] = '\0';
+    if (p) {
+        p += strlen(key);
+        const char *e = strchr(p, '"');
+        if (e && (size_t)(e - p) < len)
+            snprintf(dst, len, "%.*s", (int)(e - p), p);
+    }
+    return dst;
+}
+
+static const char *list_a1(const fixture *f)
+{
+    int s;
+    const char *body = http_get_body(f->port, "/v1/task-servers?client=A1", NULL, &s);
+    return s == 200 ? names_of(body) : "<error>";
+}
+
+TEST(broker__policy_upload_activate_rollback_and_list)
+{
+    fixture f;
+    http_resp r;
+    char v1[96], v2[96], path[200];
+    CHECK(start(&f, inventory, NULL));
+
+    /* an upload is checked and stored, not activated */
+    int s_up = http_do(f.port, "POST", "/v1/policy?author=alice&comment=lon02+first&name=lon.lua", f.auth, policy_lon02_first, &r);
+    version_of(r.body, "version", v1, sizeof v1);
+    bool up_ok = strstr(r.body, "\"active\":false") && strstr(r.body, "\"findings\":[");
+    http_resp_free(&r);
+    const char *after_upload = list_a1(&f);
+    int s_again = http_do(f.port, "POST", "/v1/policy", f.auth, policy_lon02_first, &r);
+    bool again_existed = strstr(r.body, "\"existed\":true") != NULL;
+    http_resp_free(&r);
+
+    /* a policy with errors: 422 naming them, nothing stored */
+    int s_bad = http_do(f.port, "POST", "/v1/policy?name=bad.lua", f.auth, "site \"London\" { order = ", &r);
+    bool bad_named = strstr(r.body, "bad.lua") && strstr(r.body, "\"findings\":[\"");
+    http_resp_free(&r);
+    int s_unknown_param = http_do(f.port, "POST", "/v1/policy?owner=x", f.auth, policy_lon02_first, &r);
+    bool unknown_named = strstr(r.body, "unknown parameter \\\"owner\\\"") != NULL;
+    http_resp_free(&r);
+
+    /* activate: the next list follows it */
+    snprintf(path, sizeof path, "/v1/policy/%s/activate?author=bob", v1);
+    int s_act = http_do(f.port, "POST", path, f.auth, NULL, &r);
+    bool act_body = strstr(r.body, v1) != NULL;
+    http_resp_free(&r);
+    const char *after_act = list_a1(&f);
+    int s_missing = http_do(f.port, "POST", "/v1/policy/sha256:000000000000/activate", f.auth, NULL, &r);
+    http_resp_free(&r);
+
+    /* a second version, activated by id */
+    int s_up2 = http_do(f.port, "POST", "/v1/policy", f.auth, policy_lon01_only, &r);
+    version_of(r.body, "version", v2, sizeof v2);
+    http_resp_free(&r);
+    int s_act2 = http_do(f.port, "POST", "/v1/policy/2/activate", f.auth, NULL, &r);
+    http_resp_free(&r);
+    const char *after_act2 = list_a1(&f);
+    int ms;
+    const char *m = http_get_body(f.port, "/metrics", NULL, &ms);
+    char want_info[160];
+    snprintf(want_info, sizeof want_info, "tsl_policy_active_info{version=\"%s\"} 1", v2);
+    bool metric_ok = strstr(m, want_info) != NULL;
+
+    /* the list of versions and the history */
+    int ls;
+    const char *list = http_get_body(f.port, "/v1/policy", f.auth, &ls);
+    char active[96];
+    version_of(list, "active", active, sizeof active);
+    bool hist_ok = strstr(list, "\"history\":[{") && strstr(list, "\"author\":\"bob\"") &&
+                   strstr(list, "\"comment\":\"lon02 first\"");
+
+    /* rollbacks walk back: v1, then the default logic, then nothing left */
+    int s_rb1 = http_do(f.port, "POST", "/v1/policy/rollback", f.auth, NULL, &r);
+    http_resp_free(&r);
+    const char *after_rb1 = list_a1(&f);
+    int s_rb2 = http_do(f.port, "POST", "/v1/policy/rollback", f.auth, NULL, &r);
+    bool rb2_none = strstr(r.body, "\"active\":null") != NULL;
+    http_resp_free(&r);
+    const char *after_rb2 = list_a1(&f);
+    int s_rb3 = http_do(f.port, "POST", "/v1/policy/rollback", f.auth, NULL, &r);
+    bool rb3_named = strstr(r.body, "nothing to roll back") != NULL;
+    http_resp_free(&r);
+    stop(&f);
+
+    CHECK_INT(s_up, 201);
+    CHECK(up_ok);
+    CHECK(strncmp(v1, "sha256:", 7) == 0);
+    CHECK_STR(after_upload, "ts-lon-01,ts-lon-02");
+    CHECK_INT(s_again, 200);
+    CHECK(again_existed);
+    CHECK_INT(s_bad, 422);
+    CHECK(bad_named);
+    CHECK_INT(s_unknown_param, 400);
+    CHECK(unknown_named);
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM policies"), 2);
+    CHECK_INT(s_act, 200);
+    CHECK(act_body);
+    CHECK_STR(after_act, "ts-lon-02,ts-lon-01");
+    CHECK_INT(s_missing, 404);
+    CHECK_INT(s_up2, 201);
+    CHECK_INT(s_act2, 200);
+    CHECK_STR(after_act2, "ts-lon-01");
+    CHECK(metric_ok);
+    CHECK_INT(ls, 200);
+    CHECK_STR(active, v2);
+    CHECK(hist_ok);
+    CHECK_INT(s_rb1, 200);
+    CHECK_STR(after_rb1, "ts-lon-02,ts-lon-01");
+    CHECK_INT(s_rb2, 200);
+    CHECK(rb2_none);
+    CHECK_STR(after_rb2, "ts-lon-01,ts-lon-02");
+    CHECK_INT(s_rb3, 409);
+    CHECK(rb3_named);
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM policy_active WHERE policy_id IS NULL"), 1);
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM policy_activations"), 4);
+}
+
+static void tune_policy_file(tsl_broker_config *cfg)
+{
+    static char path[700];
+    snprintf(path, sizeof path, "%s/lon02.lua", tsl_test_tmpdir());
+    FILE *fp = fopen(path, "w");
+    if (fp) {
+        fputs(policy_lon02_first, fp);
+        fclose(fp);
+    }
+    cfg->policy_path = path;
+}
+
+TEST(broker__policy_file_at_start_is_stored_and_active_and_survives_a_restart)
+{
+    fixture f;
+    CHECK(start(&f, inventory, tune_policy_file));
+    const char *first = list_a1(&f);
+    char saved[64];
+    snprintf(saved, sizeof saved, "%s", first);
+    tsl_broker_stop(f.b);
+    tsl_broker_join(f.b);
+    tsl_broker_free(f.b);
+    f.b = NULL;
+    CHECK_STR(saved, "ts-lon-02,ts-lon-01");
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM policy_active WHERE policy_id IS NOT NULL"), 1);
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM policy_activations"), 1);
+
+    /* no --policy now: the store's active version runs */
+    tsl_broker_config cfg;
+    tsl_broker_config_init(&cfg);
+    cfg.db_path = f.db;
+    cfg.listen = "127.0.0.1:0";
+    cfg.threads = 1;
+    cfg.log_level = TSL_LOG_ERROR;
+    cfg.clock = test_clock;
+    CHECK_OK(tsl_broker_new(&f.b, &cfg));
+    CHECK_OK(tsl_broker_start(f.b));
+    f.port = tsl_broker_bound_port(f.b);
+    const char *again = list_a1(&f);
+    snprintf(saved, sizeof saved, "%s", again);
+    stop(&f);
+    CHECK_STR(saved, "ts-lon-02,ts-lon-01");
+}
+
+TEST(broker__policy_activations_under_concurrent_requests_fail_none)
+{
+    fixture f;
+    http_resp r;
+    _Atomic bool halt = false;
+    hammer h[4];
+    pthread_t th[4];
+    char v[2][96];
+    CHECK(start(&f, inventory, NULL));
+    http_do(f.port, "POST", "/v1/policy", f.auth, policy_lon02_first, &r);
+    version_of(r.body, "version", v[0], sizeof v[0]);
+    http_resp_free(&r);
+    http_do(f.port, "POST", "/v1/policy", f.auth, policy_lon01_only, &r);
+    version_of(r.body, "version", v[1], sizeof v[1]);
+    http_resp_free(&r);
+    for (int i = 0; i < 4; i++) {
+        h[i] = (hammer){f.port, &halt, 0, 0};
+        pthread_create(&th[i], NULL, hammer_main, &h[i]);
+    }
+    int bad = 0, seen[3] = {0, 0, 0};
+    for (int i = 0; i < 60; i++) {
+        char path[200];
+        /* v1, v2, the default logic, in turn */
+        snprintf(path, sizeof path, "/v1/policy/%s/activate", i % 3 == 2 ? "none" : v[i % 3]);
+        if (http_do(f.port, "POST", path, f.auth, NULL, &r) != 200)
+            bad++;
+        http_resp_free(&r);
+        const char *names = list_a1(&f);
+        int want = i % 3;
+        const char *expect = want == 0 ? "ts-lon-02,ts-lon-01" : want == 1 ? "ts-lon-01" : "ts-lon-01,ts-lon-02";
+        if (strcmp(names, expect) == 0)
+            seen[want]++;
+    }
+    atomic_store(&halt, true);
+    long ok = 0, failed = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        ok += h[i].ok;
+        failed += h[i].failed;
+    }
+    stop(&f);
+    CHECK_INT(bad, 0);
+    CHECK_INT(failed, 0);
+    CHECK(ok > 100);
+    /* every activation is in force for the very next request */
+    CHECK_INT(seen[0], 20);
+    CHECK_INT(seen[1], 20);
+    CHECK_INT(seen[2], 20);
+    CHECK_INT(db_int(&f, "SELECT count(*) FROM policy_activations"), 60);
+}
+
 TEST(broker__stop_flushes_every_acknowledged_write)
 {
     fixture f;
@@ -1041,6 +1267,9 @@ int main(void)
     RUN(broker__header_limits_and_slow_clients);
     RUN(broker__decision_log_is_bounded_and_queryable);
     RUN(broker__plan_swaps_under_concurrent_requests_fail_none);
+    RUN(broker__policy_upload_activate_rollback_and_list);
+    RUN(broker__policy_file_at_start_is_stored_and_active_and_survives_a_restart);
+    RUN(broker__policy_activations_under_concurrent_requests_fail_none);
     RUN(broker__stop_flushes_every_acknowledged_write);
     RUN(broker__starts_on_an_empty_store_and_refuses_a_bad_listen_address);
     return tsl_test_main();

@@ -110,32 +110,44 @@ static bool copy_param(bworker *w, struct evhttp_request *req, route_ctx *c, cha
     return true;
 }
 
-void route_policy_upload(bworker *w, struct evhttp_request *req, route_ctx *c)
+/* The policy routes: author= on every one (who, for the history; "api"
+ * when not given); the upload also takes comment= and name= (the file
+ * name its messages use) and the body, the policy's Lua source. */
+static void policy_route(bworker *w, struct evhttp_request *req, route_ctx *c, job_kind kind)
 {
     http_param p[HTTP_MAX_PARAMS];
     job *j = NULL;
+    bool upload = kind == JOB_POLICY_UPLOAD;
     int n = http_query(w, req, c->route, c->query, p, HTTP_MAX_PARAMS);
-    if (n < 0 || !(j = job_new(w, req, c, JOB_POLICY_UPLOAD)))
+    if (n < 0 || !(j = job_new(w, req, c, kind)))
         goto fail;
     snprintf(j->author, sizeof j->author, "api");
     for (int i = 0; i < n; i++) {
-        if (strcmp(p[i].key, "author") == 0) {
-            if (!copy_param(w, req, c, j->author, sizeof j->author, &p[i]))
-                goto fail;
-        } else if (strcmp(p[i].key, "comment") == 0) {
-            if (!copy_param(w, req, c, j->comment, sizeof j->comment, &p[i]))
-                goto fail;
-        } else {
+        bool ok;
+        if (kind != JOB_POLICY_LIST && strcmp(p[i].key, "author") == 0)
+            ok = copy_param(w, req, c, j->author, sizeof j->author, &p[i]);
+        else if (upload && strcmp(p[i].key, "comment") == 0)
+            ok = copy_param(w, req, c, j->comment, sizeof j->comment, &p[i]);
+        else if (upload && strcmp(p[i].key, "name") == 0)
+            ok = copy_param(w, req, c, j->arg, sizeof j->arg, &p[i]);
+        else {
+            http_error(w, req, c->route, 400, "unknown parameter \"%s\" (expected %s)", p[i].key,
+                       upload                    ? "author, comment, name"
+                       : kind == JOB_POLICY_LIST ? "none"
+                                                 : "author");
+            ok = false;
+        }
+        if (!ok)
+            goto fail;
+    }
+    if (upload) {
+        if (!job_body(w, req, c, j, w->b->cfg.max_body))
+            goto fail;
+        if (!j->body_len) {
             http_error(w, req, c->route, 400,
-                       "unknown parameter \"%s\" (expected author, comment)", p[i].key);
+                       "the body must be the policy's Lua source; it is empty");
             goto fail;
         }
-    }
-    if (!job_body(w, req, c, j, w->b->cfg.max_body))
-        goto fail;
-    if (!j->body_len) {
-        http_error(w, req, c->route, 400, "the body must be the policy's Lua source; it is empty");
-        goto fail;
     }
     broker_post_job(w->b, j);
     return;
@@ -143,27 +155,24 @@ fail:
     job_discard(j);
 }
 
-static void simple_job(bworker *w, struct evhttp_request *req, route_ctx *c, job_kind kind)
+void route_policy_upload(bworker *w, struct evhttp_request *req, route_ctx *c)
 {
-    job *j;
-    if (!http_no_params(w, req, c) || !(j = job_new(w, req, c, kind)))
-        return;
-    broker_post_job(w->b, j);
+    policy_route(w, req, c, JOB_POLICY_UPLOAD);
 }
 
 void route_policy_list(bworker *w, struct evhttp_request *req, route_ctx *c)
 {
-    simple_job(w, req, c, JOB_POLICY_LIST);
+    policy_route(w, req, c, JOB_POLICY_LIST);
 }
 
 void route_policy_activate(bworker *w, struct evhttp_request *req, route_ctx *c)
 {
-    simple_job(w, req, c, JOB_POLICY_ACTIVATE);
+    policy_route(w, req, c, JOB_POLICY_ACTIVATE);
 }
 
 void route_policy_rollback(bworker *w, struct evhttp_request *req, route_ctx *c)
 {
-    simple_job(w, req, c, JOB_POLICY_ROLLBACK);
+    policy_route(w, req, c, JOB_POLICY_ROLLBACK);
 }
 
 void route_report(bworker *w, struct evhttp_request *req, route_ctx *c)

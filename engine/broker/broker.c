@@ -108,17 +108,12 @@ void worker_refresh_plan(bworker *w)
     w->plan = p;
 }
 
-int broker_swap_policy(tsl_broker *b, tsl_policy *pol)
+void broker_adopt_policy(tsl_broker *b, tsl_policy *pol, tsl_plan *plan)
 {
-    tsl_plan *plan = NULL;
-    int err = tsl_plan_new(&plan, b->snap, pol);
-    if (err < 0)
-        return err;
     tsl_policy *old = b->policy;
     b->policy = tsl_policy_ref(pol);
     tsl_policy_free(old);
     broker_publish(b, plan);
-    return 0;
 }
 
 const char *tsl_broker_policy_version(tsl_broker *b, char *dst, size_t len)

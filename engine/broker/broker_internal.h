@@ -141,6 +141,62 @@ typedef struct wrec {
 } wrec;
 
 /* ------------------------------------------------------------------------
+ * The broker's SQL (control thread only): one cache indexed by this enum,
+ * prepared on first use (SQLITE_PREPARE_PERSISTENT), finalized on close.
+ * ---------------------------------------------------------------------- */
+
+#define BROKER_STATEMENTS(X)                                                   \
+    X(W_REG_INSERT,                                                            \
+      "INSERT INTO registrations(client, server, at, ok, error, site, tier,"   \
+      " outside_approved, policy) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)") \
+    /* only for clients and servers the inventory knows (foreign keys) */     \
+    X(W_ERROR_INSERT,                                                          \
+      "INSERT INTO connection_errors(client_id, server_id, at, error)"         \
+      " SELECT c.id, t.id, ?3, ?4 FROM clients c, task_servers t"              \
+      " WHERE c.guid = ?1 AND t.name = ?2 ON CONFLICT DO NOTHING")            \
+    X(W_CLIENT_ASSIGN,                                                         \
+      "UPDATE clients SET assigned_server = ?2, assigned_at = ?3 WHERE guid = ?1") \
+    X(W_DLOG_PUT,                                                              \
+      "INSERT OR REPLACE INTO decision_log(slot, seq, at, client, ips,"        \
+      " department, task, site, policy, servers, blocked)"                     \
+      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")                \
+    X(W_DLOG_NEXT, "SELECT coalesce(max(seq) + 1, 0) FROM decision_log")       \
+    X(W_DLOG_TRIM, "DELETE FROM decision_log WHERE slot >= ?1")                \
+    X(W_REG_RETENTION, "DELETE FROM registrations WHERE at < ?1")              \
+    X(W_FALLBACK_REPORT,                                                       \
+      "SELECT site, date(at, 'unixepoch'), count(*),"                          \
+      " sum(outside_approved), sum(coalesce(tier, 0) > 0), sum(tier IS NULL)"  \
+      " FROM registrations WHERE ok = 1 AND at >= ?1"                          \
+      " GROUP BY site, date(at, 'unixepoch')"                                  \
+      " ORDER BY date(at, 'unixepoch'), site") \
+    /* ---- policy versions (bpolicy.c); policies and policy_active are 002's ---- */ \
+    X(P_FIND,                                                                  \
+      "SELECT id, version FROM policies WHERE version = ?1 OR sha256 = ?1"     \
+      " OR 'sha256:' || sha256 = ?1 OR CAST(id AS TEXT) = ?1")                 \
+    X(P_SOURCE, "SELECT name, content FROM policies WHERE id = ?1")            \
+    X(P_ACTIVE_ID,                                                             \
+      "SELECT coalesce((SELECT policy_id FROM policy_active WHERE id = 1), 0)") \
+    X(P_HISTORY_ADD,                                                           \
+      "INSERT INTO policy_activations(at, action, policy_id, prior_id, author)" \
+      " VALUES (?1, ?2, nullif(?3, 0), nullif(?4, 0), ?5)")                    \
+    X(P_HISTORY_UNDO, "UPDATE policy_activations SET undone_by = ?2 WHERE id = ?1") \
+    X(P_LAST_UNDOABLE,                                                         \
+      "SELECT id, coalesce(prior_id, 0) FROM policy_activations"               \
+      " WHERE action <> 'rollback' AND undone_by IS NULL ORDER BY id DESC LIMIT 1") \
+    X(P_HISTORY_LIST,                                                          \
+      "SELECT h.id, h.at, h.action, p.version, q.version, h.author, h.undone_by" \
+      " FROM policy_activations h LEFT JOIN policies p ON p.id = h.policy_id"  \
+      " LEFT JOIN policies q ON q.id = h.prior_id ORDER BY h.id DESC LIMIT ?1")
+
+
+typedef enum broker_stmt_id {
+#define BROKER_STMT_ENUM_(id, sql) id,
+    BROKER_STATEMENTS(BROKER_STMT_ENUM_)
+#undef BROKER_STMT_ENUM_
+    B_STMT__COUNT
+} broker_stmt_id;
+
+/* ------------------------------------------------------------------------
  * Admin jobs: a worker hands a request that needs the store (or walks
  * every client) to the control thread and replies when it comes back.
  * ---------------------------------------------------------------------- */
@@ -232,7 +288,7 @@ struct tsl_broker {
     bool stopping;
     int64_t dlog_seq;          /* next decision_log sequence number */
     int64_t last_retention;    /* last registrations clean-up */
-    sqlite3_stmt *stmts[16];   /* writer.c's statement cache */
+    sqlite3_stmt *stmts[24];   /* the statement cache (broker_stmt) */
 
     /* ---- the published plan: plan_mu guards plan; plan_gen bumps on swap ---- */
     pthread_mutex_t plan_mu;
@@ -278,15 +334,19 @@ void broker_publish(tsl_broker *b, tsl_plan *plan);
 void worker_refresh_plan(bworker *w);
 /* Loads the whole inventory again (after flushing) and rebinds the policy. */
 int broker_reload(tsl_broker *b);
-/* Binds `pol` (NULL: default logic) to the latest snapshot and publishes
- * it; on failure nothing changes.  Takes no reference from the caller. */
-int broker_swap_policy(tsl_broker *b, tsl_policy *pol);
+/* Makes `pol` (NULL: default logic; a new reference is taken) the policy
+ * in force and publishes `plan` (bound to it; the reference is taken). */
+void broker_adopt_policy(tsl_broker *b, tsl_policy *pol, tsl_plan *plan);
 /* Hands a job to the control thread (worker side). */
 void broker_post_job(tsl_broker *b, job *j);
 /* Runs a job (control side). */
 void broker_run_job(tsl_broker *b, job *j);
 
 /* ---- writer.c (control thread) ---- */
+/* A cached statement (borrowed; NULL with the error set); reset it after use. */
+sqlite3_stmt *broker_stmt(tsl_broker *b, broker_stmt_id id);
+/* Steps a write statement to its end, resets it and clears its bindings. */
+int broker_stmt_run(tsl_broker *b, sqlite3_stmt *st, const char *what);
 /* Enqueues a record (worker side); TSL_ELIMIT when the queue is full. */
 int writer_enqueue(tsl_broker *b, wrec *r);
 /* Writes everything queued in one transaction, feeding the overlay. */

@@ -28,54 +28,22 @@
 #include <string.h>
 
 /* ------------------------------------------------------------------------
- * The statement cache
+ * The statement cache (the broker's statements: broker_internal.h)
  * ---------------------------------------------------------------------- */
 
-#define WRITER_STATEMENTS(X)                                                   \
-    X(W_REG_INSERT,                                                            \
-      "INSERT INTO registrations(client, server, at, ok, error, site, tier,"   \
-      " outside_approved, policy) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)") \
-    /* only for clients and servers the inventory knows (foreign keys) */     \
-    X(W_ERROR_INSERT,                                                          \
-      "INSERT INTO connection_errors(client_id, server_id, at, error)"         \
-      " SELECT c.id, t.id, ?3, ?4 FROM clients c, task_servers t"              \
-      " WHERE c.guid = ?1 AND t.name = ?2 ON CONFLICT DO NOTHING")            \
-    X(W_CLIENT_ASSIGN,                                                         \
-      "UPDATE clients SET assigned_server = ?2, assigned_at = ?3 WHERE guid = ?1") \
-    X(W_DLOG_PUT,                                                              \
-      "INSERT OR REPLACE INTO decision_log(slot, seq, at, client, ips,"        \
-      " department, task, site, policy, servers, blocked)"                     \
-      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")                \
-    X(W_DLOG_NEXT, "SELECT coalesce(max(seq) + 1, 0) FROM decision_log")       \
-    X(W_DLOG_TRIM, "DELETE FROM decision_log WHERE slot >= ?1")                \
-    X(W_REG_RETENTION, "DELETE FROM registrations WHERE at < ?1")              \
-    X(W_FALLBACK_REPORT,                                                       \
-      "SELECT site, date(at, 'unixepoch'), count(*),"                          \
-      " sum(outside_approved), sum(coalesce(tier, 0) > 0), sum(tier IS NULL)"  \
-      " FROM registrations WHERE ok = 1 AND at >= ?1"                          \
-      " GROUP BY site, date(at, 'unixepoch')"                                  \
-      " ORDER BY date(at, 'unixepoch'), site")
-
-enum {
-#define WRITER_ENUM_(id, sql) id,
-    WRITER_STATEMENTS(WRITER_ENUM_)
-#undef WRITER_ENUM_
-    W__COUNT
+static const char *const broker_sql[B_STMT__COUNT] = {
+#define BROKER_SQL_(id, sql) [id] = sql,
+    BROKER_STATEMENTS(BROKER_SQL_)
+#undef BROKER_SQL_
 };
 
-static const char *const writer_sql[W__COUNT] = {
-#define WRITER_SQL_(id, sql) [id] = sql,
-    WRITER_STATEMENTS(WRITER_SQL_)
-#undef WRITER_SQL_
-};
+_Static_assert(B_STMT__COUNT <= sizeof ((tsl_broker *)0)->stmts / sizeof(sqlite3_stmt *),
+               "tsl_broker.stmts is too small for the broker's statements");
 
-_Static_assert(W__COUNT <= sizeof ((tsl_broker *)0)->stmts / sizeof(sqlite3_stmt *),
-               "tsl_broker.stmts is too small for the writer's statements");
-
-static sqlite3_stmt *stmt(tsl_broker *b, int id)
+sqlite3_stmt *broker_stmt(tsl_broker *b, broker_stmt_id id)
 {
     if (!b->stmts[id]) {
-        if (sqlite3_prepare_v3(tsl_store_db(b->store), writer_sql[id], -1,
+        if (sqlite3_prepare_v3(tsl_store_db(b->store), broker_sql[id], -1,
                                SQLITE_PREPARE_PERSISTENT, &b->stmts[id], NULL) != SQLITE_OK) {
             tsl_store_err(b->store, "preparing a broker statement");
             b->stmts[id] = NULL;
@@ -85,8 +53,7 @@ static sqlite3_stmt *stmt(tsl_broker *b, int id)
     return b->stmts[id];
 }
 
-/* Steps a write statement to its end and resets it. */
-static int run(tsl_broker *b, sqlite3_stmt *st, const char *what)
+int broker_stmt_run(tsl_broker *b, sqlite3_stmt *st, const char *what)
 {
     int rc = sqlite3_step(st);
     int err = 0;
@@ -102,7 +69,7 @@ int writer_open(tsl_broker *b)
     sqlite3_stmt *st;
     int err = 0;
 
-    if (!(st = stmt(b, W_DLOG_NEXT)))
+    if (!(st = broker_stmt(b, W_DLOG_NEXT)))
         return TSL_ESTORE;
     if (sqlite3_step(st) == SQLITE_ROW)
         b->dlog_seq = sqlite3_column_int64(st, 0);
@@ -113,10 +80,10 @@ int writer_open(tsl_broker *b)
         return err;
     /* a smaller ring than last time: drop the slots past its end */
     if (b->cfg.decision_log_max > 0) {
-        if (!(st = stmt(b, W_DLOG_TRIM)))
+        if (!(st = broker_stmt(b, W_DLOG_TRIM)))
             return TSL_ESTORE;
         sqlite3_bind_int64(st, 1, b->cfg.decision_log_max);
-        err = run(b, st, "trimming the decision log");
+        err = broker_stmt_run(b, st, "trimming the decision log");
     }
     return err;
 }
@@ -215,7 +182,7 @@ static int write_heartbeat(tsl_broker *b, const wrec *r)
     if (!(st = tsl_store_stmt(b->store, TSL_STMT_SERVER_SITES_CLEAR)))
         return TSL_ESTORE;
     sqlite3_bind_int64(st, 1, id);
-    if ((err = run(b, st, "clearing a server's sites")) < 0)
+    if ((err = broker_stmt_run(b, st, "clearing a server's sites")) < 0)
         return err;
     for (size_t i = 0; i < u->nsites; i++) {
         int64_t site_id = -1;
@@ -232,7 +199,7 @@ static int write_heartbeat(tsl_broker *b, const wrec *r)
         sqlite3_bind_int64(st, 1, id);
         sqlite3_bind_int64(st, 2, site_id);
         sqlite3_bind_int64(st, 3, (int64_t)i);
-        if ((err = run(b, st, "saving a server's sites")) < 0)
+        if ((err = broker_stmt_run(b, st, "saving a server's sites")) < 0)
             return err;
     }
     return 0;
@@ -240,7 +207,7 @@ static int write_heartbeat(tsl_broker *b, const wrec *r)
 
 static int write_registration(tsl_broker *b, const wrec *r)
 {
-    sqlite3_stmt *st = stmt(b, W_REG_INSERT);
+    sqlite3_stmt *st = broker_stmt(b, W_REG_INSERT);
     int err;
 
     if (!st)
@@ -254,24 +221,24 @@ static int write_registration(tsl_broker *b, const wrec *r)
     bind_opt_int(st, 7, r->u.reg.listed, r->u.reg.tier);
     bind_opt_int(st, 8, r->u.reg.judged, r->u.reg.outside_approved);
     tsl_store_bind_text(st, 9, r->u.reg.policy);
-    if ((err = run(b, st, "saving a registration")) < 0)
+    if ((err = broker_stmt_run(b, st, "saving a registration")) < 0)
         return err;
 
     if (r->u.reg.ok) {
-        if (!(st = stmt(b, W_CLIENT_ASSIGN)))
+        if (!(st = broker_stmt(b, W_CLIENT_ASSIGN)))
             return TSL_ESTORE;
         tsl_store_bind_text(st, 1, r->u.reg.client);
         tsl_store_bind_text(st, 2, r->u.reg.server);
         sqlite3_bind_int64(st, 3, r->at);
-        return run(b, st, "saving a client's assigned server");
+        return broker_stmt_run(b, st, "saving a client's assigned server");
     }
-    if (!(st = stmt(b, W_ERROR_INSERT)))
+    if (!(st = broker_stmt(b, W_ERROR_INSERT)))
         return TSL_ESTORE;
     tsl_store_bind_text(st, 1, r->u.reg.client);
     tsl_store_bind_text(st, 2, r->u.reg.server);
     sqlite3_bind_int64(st, 3, r->at);
     tsl_store_bind_text(st, 4, r->u.reg.error);
-    return run(b, st, "saving a connection error");
+    return broker_stmt_run(b, st, "saving a connection error");
 }
 
 static int write_decision(tsl_broker *b, const wrec *r)
@@ -279,7 +246,7 @@ static int write_decision(tsl_broker *b, const wrec *r)
     sqlite3_stmt *st;
     if (b->cfg.decision_log_max <= 0)
         return 0;
-    if (!(st = stmt(b, W_DLOG_PUT)))
+    if (!(st = broker_stmt(b, W_DLOG_PUT)))
         return TSL_ESTORE;
     int64_t seq = b->dlog_seq++;
     sqlite3_bind_int64(st, 1, seq % b->cfg.decision_log_max);
@@ -293,7 +260,7 @@ static int write_decision(tsl_broker *b, const wrec *r)
     tsl_store_bind_text(st, 9, r->u.dec.policy);
     tsl_store_bind_text(st, 10, r->u.dec.servers);
     sqlite3_bind_int(st, 11, r->u.dec.blocked);
-    return run(b, st, "saving a decision-log row");
+    return broker_stmt_run(b, st, "saving a decision-log row");
 }
 
 /* ------------------------------------------------------------------------
@@ -415,10 +382,10 @@ done:
 void writer_retention(tsl_broker *b, int64_t now)
 {
     sqlite3_stmt *st;
-    if (b->cfg.registrations_keep_days <= 0 || !(st = stmt(b, W_REG_RETENTION)))
+    if (b->cfg.registrations_keep_days <= 0 || !(st = broker_stmt(b, W_REG_RETENTION)))
         return;
     sqlite3_bind_int64(st, 1, now - (int64_t)b->cfg.registrations_keep_days * 86400);
-    if (run(b, st, "deleting old registrations") < 0)
+    if (broker_stmt_run(b, st, "deleting old registrations") < 0)
         broker_log(b, TSL_LOG_WARNING, "%s", tsl_error_last());
 }
 
@@ -495,7 +462,7 @@ done:
 
 int writer_fallback_report(tsl_broker *b, tsl_buf *out, tsl_format fmt, int64_t since)
 {
-    sqlite3_stmt *st = stmt(b, W_FALLBACK_REPORT);
+    sqlite3_stmt *st = broker_stmt(b, W_FALLBACK_REPORT);
     size_t rows = 0;
     int err = 0, rc = SQLITE_DONE;
 

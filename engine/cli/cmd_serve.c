@@ -68,7 +68,7 @@ static const char serve_usage[] =
     "exit status: 0 stopped cleanly, 2 usage or input error, 3 the broker failed.\n";
 
 #define DEMO_ESTATE "policies/demo/estate.json"
-#define DEMO_POLICY "policies/examples/london.lua"
+#define DEMO_POLICY "policies/examples/demo.lua"
 
 static void syslog_sink(void *ud, tsl_log_level level, const char *line)
 {

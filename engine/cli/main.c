@@ -34,14 +34,14 @@ static const struct command {
     {"explain", cmd_explain, "every step of a decision with its reason, then the list"},
     {"report", cmd_report, "active-servers | server-clients | client-assignments"},
     {"doctor", cmd_doctor, "the ITMS validation checklist for one client"},
-    /* the broker */
-    {"serve", cmd_serve, "run the broker: the HTTP service CTAs ask for their lists"},
-    {"agent", cmd_agent, "run one reference Client Task Agent against a broker"},
-    {"simulate", cmd_simulate, "run fleet simulations: broker, Task Servers, thousands of CTAs"},
     /* policies */
     {"check", cmd_check, "what is wrong with a policy file (syntax, names, stranded sites)"},
     {"test", cmd_test, "run admin-written policy tests (TAP)"},
     {"policy", cmd_policy, "load | list | active: policy versions in the store"},
+    /* the broker */
+    {"serve", cmd_serve, "run the broker: the HTTP service CTAs ask for their lists"},
+    {"agent", cmd_agent, "run one reference Client Task Agent against a broker"},
+    {"simulate", cmd_simulate, "run fleet simulations: broker, Task Servers, thousands of CTAs"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
