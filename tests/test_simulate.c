@@ -8,7 +8,7 @@
  * invariant that does not hold fails the run.
  *
  * The shipped scenarios (the .scn files of tests/scenarios) run against the real
- * broker through `tsl simulate` (test_simulate_scenarios.sh).
+ * broker through `tsl simulate` (the scenario_NAME ctests, test_simulate_cli.sh).
  */
 #include "harness.h"
 

@@ -9,7 +9,7 @@
  * descriptor limit is raised to its hard limit first: thousands of clients
  * talk at once.
  *
- * Used by: main.c, tests/test_simulate_scenarios.sh, CI.  Needs: cli.h, sim.h.
+ * Used by: main.c, the scenario_NAME ctests, tests/test_simulate_cli.sh.  Needs: cli.h, sim.h.
  */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include "cli.h"
