@@ -49,6 +49,9 @@ static const char *run(const tsl_sim_scenario *s, tsl_sim_outcome *out)
     }
     if (getenv("TSL_TEST_VERBOSE"))
         fprintf(stderr, "%s%s", logtext, report.ptr);
+    else if (out->broken) /* which ones, for a run that was not meant to break */
+        for (const char *p = strstr(report.ptr, "\n  FAIL  "); p; p = strstr(p + 1, "\n  FAIL  "))
+            fprintf(stderr, "  %.*s\n", (int)strcspn(p + 1, "\n"), p + 1);
     return report.ptr;
 }
 

@@ -198,7 +198,8 @@ static int broker_start(sim *s, bool first)
         return err;
     s->broker_port = port;
     s->broker_up = true;
-    s->broker_up_since = sim_now(s);
+    tick(-1, 0, s); /* re-base the clock: what happens next is strictly later */
+    s->broker_up_since = s->vnow;
     const char *tok = s->ops->admin_token ? s->ops->admin_token(s->broker) : NULL;
     if (tok)
         snprintf(s->token, sizeof s->token, "%s", tok);

@@ -126,10 +126,12 @@ void sim_metrics_event(sim *s, sim_client *c, tsl_agent_event ev, const tsl_agen
         break;
     case TSL_AGENT_EV_LIST_FAILED: {
         /* an outage's failure if the broker was down when the request
-         * began or when it failed */
+         * began or when it failed.  Strictly after the start: the clock
+         * does not move while the broker starts (the loop waits for it),
+         * so a connection refused just before carries the same time */
         tsl_agent_status st;
         tsl_agent_status_get(c->agent, &st);
-        if (s->broker_up && st.list_asked >= s->broker_up_since) {
+        if (s->broker_up && st.list_asked > s->broker_up_since) {
             COUNT(s, c, failed_requests, 1);
             if (s->all.failed_requests <= 5)
                 sim_logf(s, 1, "client %s: list request failed while the broker was up: %s",
