@@ -4,8 +4,10 @@
  * parsing, and the state machine against a fake broker and fake Task
  * Servers on 127.0.0.1 port 0, all in one libevent loop: registration and
  * its report, failing over to the next entry, timeouts, stuck retrying that
- * never invents a server, blocked lists, a lost server, and a broker
- * outage served from the cached list until it expires.
+ * never invents a server, blocked lists, a lost server, a broker
+ * outage served from the cached list until it expires, the list cached for
+ * its ttl, broker retries backing off to their ceiling, strict lists in
+ * order, and tiers exhausted in order with `after` respected.
  *
  * The fake broker here answers canned lists: it tests the agent, not the
  * engine (the simulator's tests run the real decisions).
@@ -214,6 +216,7 @@ struct fake_broker {
     int status;        /* of list answers */
     char list[4096];
     int list_requests;
+    double asked[64]; /* agent time of each list request */
     char reports[16][256];
     int nreports;
 } fb;
@@ -233,6 +236,8 @@ static void broker_cb(struct evhttp_request *req, void *arg)
     (void)arg;
     const char *uri = evhttp_request_get_uri(req);
     if (strncmp(uri, "/v1/task-servers?", 17) == 0) {
+        if (fb.list_requests < 64)
+            fb.asked[fb.list_requests] = agent_now(NULL);
         fb.list_requests++;
         reply(req, fb.status, fb.status == 200 ? fb.list : "{\"error\":\"busy\"}");
         return;
@@ -664,6 +669,114 @@ TEST(agent__broker_outage_uses_the_cached_list_then_drops_it_at_expiry)
     world_free();
 }
 
+#define LIST3(strict, a, b, c)                                                              \
+    "{\"site\":\"S\",\"policy\":null,\"blocked\":false,\"strict\":" #strict ",\"ttl\":600," \
+    "\"servers\":[" a "," b "," c "]}"
+
+TEST(agent__the_list_is_cached_for_its_ttl)
+{
+    ts_mode modes[] = {TS_OK, TS_OK};
+    tsl_agent *a = NULL;
+    CHECK(world(2, modes) == 0);
+    snprintf(fb.list, sizeof fb.list,
+             "{\"site\":\"S\",\"blocked\":false,\"strict\":false,\"ttl\":100,\"servers\":["
+             E("ts-a", 0, 0, false, false) "," E("ts-b", 0, 0, false, false) "]}");
+    a = agent();
+    CHECK(a);
+    CHECK(run_until(is_registered, a, 30));
+    /* refresh at ttl x 0.8 (jittered +-10 %): nothing asked before 72 s */
+    run_until(NULL, a, 65);
+    CHECK_INT(fb.list_requests, 1);
+    run_until(NULL, a, 35);
+    CHECK_INT(fb.list_requests, 2);
+    CHECK(fb.asked[1] - fb.asked[0] > 71 && fb.asked[1] - fb.asked[0] < 90);
+    tsl_agent_free(a);
+    world_free();
+}
+
+TEST(agent__an_unreachable_broker_is_retried_with_backoff_up_to_the_ceiling)
+{
+    ts_mode modes[] = {TS_OK, TS_OK};
+    tsl_agent *a = NULL;
+    CHECK(world(2, modes) == 0);
+    fb.status = 503; /* no list at all, ever */
+    a = agent();     /* retry 5 s, doubling, at most 20 s (jittered +-10 %) */
+    CHECK(a);
+    run_until(NULL, a, 100);
+    CHECK(fb.list_requests >= 5 && fb.list_requests <= 9);
+    const double want[] = {5, 10, 20, 20, 20};
+    for (int i = 1; i < fb.list_requests && i <= 5; i++) {
+        double gap = fb.asked[i] - fb.asked[i - 1];
+        if (!(gap > want[i - 1] * 0.85 && gap < want[i - 1] * 1.15 + 0.5))
+            fprintf(stderr, "  gap %d: %.2f s, want about %.0f\n", i, gap, want[i - 1]);
+        CHECK(gap > want[i - 1] * 0.85 && gap < want[i - 1] * 1.15 + 0.5);
+    }
+    /* no list: it never registers anywhere, never invents a server */
+    CHECK_INT(events[TSL_AGENT_EV_ATTEMPT], 0);
+    CHECK_INT(servers[0].registrations + servers[1].registrations, 0);
+    CHECK_CONTAINS(logbuf, "Failed to get Task Server list from SMP Server");
+    tsl_agent_free(a);
+    world_free();
+}
+
+TEST(agent__a_strict_list_is_tried_strictly_in_order)
+{
+    /* ts-a down, ts-b full by the list's account, ts-c fresh: a strict list
+     * still tries a, then b (which accepts), never jumping to c */
+    ts_mode modes[] = {TS_DOWN, TS_OK, TS_OK};
+    tsl_agent *a = NULL;
+    CHECK(world(3, modes) == 0);
+    snprintf(fb.list, sizeof fb.list,
+             LIST3(true, E("ts-a", 0, 0, false, false), E("ts-b", 0, 0, true, true),
+                   E("ts-c", 0, 0, false, false)));
+    a = agent();
+    CHECK(a);
+    CHECK(run_until(is_registered, a, 30));
+    CHECK_STR(attempted, "ts-a ts-b");
+    CHECK_STR(registered_to(a), "ts-b");
+    /* the same list, not strict: the fresh entry first */
+    tsl_agent_free(a);
+    world_free();
+    CHECK(world(3, modes) == 0);
+    snprintf(fb.list, sizeof fb.list,
+             LIST3(false, E("ts-b", 0, 0, true, true), E("ts-a", 0, 0, false, false),
+                   E("ts-c", 0, 0, false, false)));
+    a = agent();
+    CHECK(a);
+    CHECK(run_until(is_registered, a, 30));
+    CHECK(strncmp(attempted, "ts-b", 4) != 0); /* the full, erring entry is not first */
+    CHECK(strcmp(registered_to(a), "ts-b") != 0);
+    tsl_agent_free(a);
+    world_free();
+}
+
+TEST(agent__tiers_are_exhausted_in_order_and_after_is_respected)
+{
+    /* tier 0: a and b, both down; tier 1: c, after 30 s; tier 2: d */
+    ts_mode modes[] = {TS_DOWN, TS_DOWN, TS_OK, TS_OK};
+    tsl_agent *a = NULL;
+    CHECK(world(4, modes) == 0);
+    snprintf(fb.list, sizeof fb.list,
+             "{\"site\":\"S\",\"blocked\":false,\"strict\":false,\"ttl\":600,\"servers\":["
+             E("ts-d", 2, 0, false, false) "," E("ts-c", 1, 30, false, false) ","
+             E("ts-a", 0, 0, false, false) "," E("ts-b", 0, 0, false, false) "]}");
+    a = agent();
+    CHECK(a);
+    run_until(NULL, a, 20); /* tier 0 failed; tier 1 waits for its `after` */
+    CHECK(!is_registered(a));
+    CHECK(strstr(attempted, "ts-c") == NULL && strstr(attempted, "ts-d") == NULL);
+    CHECK(strncmp(attempted, "ts-a ts-b", 9) == 0 || strncmp(attempted, "ts-b ts-a", 9) == 0);
+    CHECK(events[TSL_AGENT_EV_STUCK] >= 1); /* waiting, as the list demands */
+    tsl_agent_status st;
+    tsl_agent_status_get(a, &st);
+    CHECK(st.gated);
+    CHECK(run_until(is_registered, a, 40));
+    CHECK_STR(registered_to(a), "ts-c"); /* tier 1 before tier 2 */
+    CHECK_INT(servers[3].registrations, 0);
+    tsl_agent_free(a);
+    world_free();
+}
+
 TEST(agent__config_is_checked)
 {
     tsl_agent_config cfg;
@@ -727,6 +840,10 @@ int main(void)
     RUN(agent__a_silent_server_times_out_and_the_next_is_tried);
     RUN(agent__a_full_server_answers_503_and_the_next_is_tried);
     RUN(agent__every_entry_failing_means_stuck_retrying_never_another_server);
+    RUN(agent__the_list_is_cached_for_its_ttl);
+    RUN(agent__an_unreachable_broker_is_retried_with_backoff_up_to_the_ceiling);
+    RUN(agent__a_strict_list_is_tried_strictly_in_order);
+    RUN(agent__tiers_are_exhausted_in_order_and_after_is_respected);
     RUN(agent__a_blocked_empty_list_waits_without_attempts);
     RUN(agent__a_lost_server_sends_it_to_the_next_entry);
     RUN(agent__broker_outage_uses_the_cached_list_then_drops_it_at_expiry);
