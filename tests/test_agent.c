@@ -464,6 +464,13 @@ static bool is_stuck(tsl_agent *a)
     return st.state == TSL_AGENT_STUCK;
 }
 
+static bool is_gated(tsl_agent *a)
+{
+    tsl_agent_status st;
+    tsl_agent_status_get(a, &st);
+    return st.gated;
+}
+
 static const char *registered_to(tsl_agent *a)
 {
     tsl_agent_status st;
@@ -694,29 +701,55 @@ TEST(agent__the_list_is_cached_for_its_ttl)
     world_free();
 }
 
-TEST(agent__an_unreachable_broker_is_retried_with_backoff_up_to_the_ceiling)
+/* One run of the backoff test: true when the gaps between list requests
+ * follow 5, 10, 20, 20 s (+-10 % jitter).  Timers fire late on a loaded
+ * machine, never early: lower bounds are firm, upper ones leave room. */
+/* *firm turns false on what load cannot explain: an early retry, or an
+ * attempt to register anywhere without a list. */
+static bool backoff_run(bool *firm)
 {
     ts_mode modes[] = {TS_OK, TS_OK};
     tsl_agent *a = NULL;
-    CHECK(world(2, modes) == 0);
+    bool ok = true;
+    if (world(2, modes) != 0)
+        return false;
     fb.status = 503; /* no list at all, ever */
-    a = agent();     /* retry 5 s, doubling, at most 20 s (jittered +-10 %) */
-    CHECK(a);
-    run_until(NULL, a, 100);
-    CHECK(fb.list_requests >= 5 && fb.list_requests <= 9);
-    const double want[] = {5, 10, 20, 20, 20};
-    for (int i = 1; i < fb.list_requests && i <= 5; i++) {
-        double gap = fb.asked[i] - fb.asked[i - 1];
-        if (!(gap > want[i - 1] * 0.85 && gap < want[i - 1] * 1.15 + 0.5))
-            fprintf(stderr, "  gap %d: %.2f s, want about %.0f\n", i, gap, want[i - 1]);
-        CHECK(gap > want[i - 1] * 0.85 && gap < want[i - 1] * 1.15 + 0.5);
+    a = agent();     /* retry 5 s, doubling, at most 20 s */
+    if (!a) {
+        world_free();
+        return false;
     }
-    /* no list: it never registers anywhere, never invents a server */
-    CHECK_INT(events[TSL_AGENT_EV_ATTEMPT], 0);
-    CHECK_INT(servers[0].registrations + servers[1].registrations, 0);
-    CHECK_CONTAINS(logbuf, "Failed to get Task Server list from SMP Server");
+    run_until(NULL, a, 80);
+    const double want[] = {5, 10, 20, 20};
+    ok = fb.list_requests >= 4 && fb.list_requests <= 6;
+    for (int i = 1; i < fb.list_requests && i <= 4; i++) {
+        double gap = fb.asked[i] - fb.asked[i - 1];
+        if (gap < want[i - 1] * 0.89) {
+            fprintf(stderr, "  gap %d: %.2f s, below %.0f s - 10 %%\n", i, gap, want[i - 1]);
+            *firm = false;
+            ok = false;
+        } else if (gap > want[i - 1] * 1.11 + 2) {
+            ok = false;
+        }
+    }
+    if (events[TSL_AGENT_EV_ATTEMPT] || servers[0].registrations || servers[1].registrations)
+        *firm = false;
+    if (!strstr(logbuf, "Failed to get Task Server list from SMP Server"))
+        ok = false;
     tsl_agent_free(a);
     world_free();
+    return ok;
+}
+
+TEST(agent__an_unreachable_broker_is_retried_with_backoff_up_to_the_ceiling)
+{
+    bool firm = true, followed = false;
+    for (int run = 0; run < 3 && !followed && firm; run++)
+        followed = backoff_run(&firm); /* a stalled machine gets another go */
+    CHECK(followed);
+    /* never early, and with no list it never registers anywhere: it does
+     * not invent a server */
+    CHECK(firm);
 }
 
 TEST(agent__a_strict_list_is_tried_strictly_in_order)
@@ -752,25 +785,25 @@ TEST(agent__a_strict_list_is_tried_strictly_in_order)
 
 TEST(agent__tiers_are_exhausted_in_order_and_after_is_respected)
 {
-    /* tier 0: a and b, both down; tier 1: c, after 30 s; tier 2: d */
+    /* tier 0: a and b, both down; tier 1: c, after 120 s; tier 2: d */
     ts_mode modes[] = {TS_DOWN, TS_DOWN, TS_OK, TS_OK};
     tsl_agent *a = NULL;
     CHECK(world(4, modes) == 0);
     snprintf(fb.list, sizeof fb.list,
              "{\"site\":\"S\",\"blocked\":false,\"strict\":false,\"ttl\":600,\"servers\":["
-             E("ts-d", 2, 0, false, false) "," E("ts-c", 1, 30, false, false) ","
+             E("ts-d", 2, 0, false, false) "," E("ts-c", 1, 120, false, false) ","
              E("ts-a", 0, 0, false, false) "," E("ts-b", 0, 0, false, false) "]}");
     a = agent();
     CHECK(a);
-    run_until(NULL, a, 20); /* tier 0 failed; tier 1 waits for its `after` */
+    double t_start = agent_now(NULL);
+    /* tier 0 fails; tier 1 waits for its `after`: stuck, as the list demands */
+    CHECK(run_until(is_gated, a, 60));
+    CHECK(agent_now(NULL) - t_start < 120);
     CHECK(!is_registered(a));
     CHECK(strstr(attempted, "ts-c") == NULL && strstr(attempted, "ts-d") == NULL);
     CHECK(strncmp(attempted, "ts-a ts-b", 9) == 0 || strncmp(attempted, "ts-b ts-a", 9) == 0);
-    CHECK(events[TSL_AGENT_EV_STUCK] >= 1); /* waiting, as the list demands */
-    tsl_agent_status st;
-    tsl_agent_status_get(a, &st);
-    CHECK(st.gated);
-    CHECK(run_until(is_registered, a, 40));
+    CHECK(events[TSL_AGENT_EV_STUCK] >= 1);
+    CHECK(run_until(is_registered, a, 200));
     CHECK_STR(registered_to(a), "ts-c"); /* tier 1 before tier 2 */
     CHECK_INT(servers[3].registrations, 0);
     tsl_agent_free(a);

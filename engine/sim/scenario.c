@@ -689,40 +689,14 @@ done:
 
 int tsl_sim_scenario_load(tsl_sim_scenario **out, const char *path)
 {
-    FILE *f = NULL;
     char *text = NULL;
-    size_t len = 0, cap = 0;
-    int err = 0;
+    size_t len = 0;
+    int err;
 
     *out = NULL;
-    if (!(f = fopen(path, "r")))
-        return tsl_seterr(TSL_ENOTFOUND, "%s: %s", path, strerror(errno));
-    for (;;) {
-        if (len + 4096 > cap) {
-            if (cap > (1u << 24)) {
-                err = tsl_seterr(TSL_ELIMIT, "%s: larger than 16 MiB", path);
-                goto done;
-            }
-            char *p = realloc(text, cap = cap ? cap * 2 : 8192);
-            if (!p) {
-                err = tsl_oom();
-                goto done;
-            }
-            text = p;
-        }
-        size_t got = fread(text + len, 1, cap - len, f);
-        len += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(f)) {
-        err = tsl_seterr(TSL_ERROR, "%s: read error", path);
-        goto done;
-    }
-    err = tsl_sim_scenario_parse(out, text ? text : "", len, path);
-done:
-    if (f)
-        fclose(f);
+    if ((err = tsl_file_read(&text, &len, path, (size_t)1 << 24)) < 0)
+        return err;
+    err = tsl_sim_scenario_parse(out, text, len, path);
     free(text);
     return err;
 }

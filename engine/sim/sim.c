@@ -303,37 +303,6 @@ static void admin_next(sim *s)
         admin_done(s, false, tsl_error_last());
 }
 
-static int read_text(const char *path, char **out)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long n;
-    int err = 0;
-    *out = NULL;
-    if (!f)
-        return tsl_seterr(TSL_ENOTFOUND, "%s: cannot open", path);
-    if (fseek(f, 0, SEEK_END) < 0 || (n = ftell(f)) < 0 || n > (1 << 22) ||
-        fseek(f, 0, SEEK_SET) < 0) {
-        err = tsl_seterr(TSL_EINVALID, "%s: unreadable or larger than 4 MiB", path);
-        goto done;
-    }
-    if (!(buf = malloc((size_t)n + 1))) {
-        err = tsl_oom();
-        goto done;
-    }
-    if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        err = tsl_seterr(TSL_ERROR, "%s: read error", path);
-        goto done;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    buf = NULL;
-done:
-    free(buf);
-    fclose(f);
-    return err;
-}
-
 /* Starts the upload of `path`; `fault` is its timeline index (or nfaults
  * for the scenario's own policy). */
 static void admin_activate(sim *s, const char *path, size_t fault)
@@ -346,7 +315,7 @@ static void admin_activate(sim *s, const char *path, size_t fault)
     s->admin_busy = true;
     s->admin_pending_fault = fault;
     s->admin_step = 1;
-    if (read_text(path, &s->admin_body) < 0) {
+    if (tsl_file_read(&s->admin_body, NULL, path, (size_t)1 << 22) < 0) {
         admin_done(s, false, tsl_error_last());
         return;
     }

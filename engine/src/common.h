@@ -29,6 +29,11 @@ TSL_INTERNAL int tsl_seterr(int code, const char *fmt, ...) TSL_PRINTF(2, 3);
 /* Same, for an allocation failure. */
 TSL_INTERNAL int tsl_oom(void);
 
+/* Reads the whole file at `path` into a malloc'd, NUL-terminated buffer
+ * (*len bytes, len may be NULL).  TSL_ENOTFOUND when it does not exist,
+ * TSL_ELIMIT when it holds more than `max` bytes (file.c). */
+TSL_INTERNAL int tsl_file_read(char **out, size_t *len, const char *path, size_t max);
+
 /* Argument checks: abort in debug builds, return TSL_EINVALID in release. */
 #ifdef NDEBUG
 #define TSL_ARG(cond)                                                          \

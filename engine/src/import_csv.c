@@ -90,55 +90,7 @@ static const kind_spec kinds_table[] = {
 
 static int read_file(const char *path, char **out, size_t *outlen)
 {
-    FILE *f = NULL;
-    char *buf = NULL, *nb;
-    size_t len = 0, cap = 0, n;
-    int err = 0;
-
-    *out = NULL;
-    *outlen = 0;
-    if (!(f = fopen(path, "rb"))) {
-        char why[128] = "";
-        int e = errno;
-        strerror_r(e, why, sizeof why);
-        err = tsl_seterr(e == ENOENT ? TSL_ENOTFOUND : TSL_ERROR, "cannot open \"%s\": %s",
-                         path, why);
-        goto done;
-    }
-    for (;;) {
-        if (cap - len < 65536) {
-            if (cap >= CSV_MAX_BYTES) {
-                err = tsl_seterr(TSL_ELIMIT, "\"%s\" is larger than %u bytes", path,
-                                 CSV_MAX_BYTES);
-                goto done;
-            }
-            cap = cap ? cap * 2 : 131072;
-            /* +1: room for the terminating NUL the parser relies on. */
-            if (!(nb = realloc(buf, cap + 1))) {
-                err = tsl_oom();
-                goto done;
-            }
-            buf = nb;
-        }
-        n = fread(buf + len, 1, cap - len, f);
-        len += n;
-        if (n == 0)
-            break;
-    }
-    if (ferror(f)) {
-        err = tsl_seterr(TSL_ERROR, "error reading \"%s\"", path);
-        goto done;
-    }
-    buf[len] = '\0';
-    *out = buf;
-    *outlen = len;
-    buf = NULL;
-
-done:
-    if (f)
-        fclose(f);
-    free(buf);
-    return err;
+    return tsl_file_read(out, outlen, path, CSV_MAX_BYTES);
 }
 
 typedef struct csv_reader {

@@ -52,45 +52,7 @@ typedef struct runner {
 
 static int read_file(const char *path, char **out, size_t *len)
 {
-    FILE *fp = fopen(path, "rb");
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    int err = 0;
-
-    *out = NULL;
-    *len = 0;
-    if (!fp)
-        return tsl_seterr(TSL_ENOTFOUND, "cannot open \"%s\"", path);
-    for (;;) {
-        if (cap - n < 4096) {
-            size_t ncap = cap ? cap * 2 : 8192;
-            char *nb = ncap > POL_MAX_SOURCE * 16 ? NULL : realloc(buf, ncap + 1);
-            if (!nb) {
-                err = ncap > POL_MAX_SOURCE * 16
-                          ? tsl_seterr(TSL_ELIMIT, "\"%s\" is too large", path)
-                          : tsl_oom();
-                goto done;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        size_t got = fread(buf + n, 1, cap - n, fp);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(fp)) {
-        err = tsl_seterr(TSL_ERROR, "cannot read \"%s\"", path);
-        goto done;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    buf = NULL;
-done:
-    free(buf);
-    fclose(fp);
-    return err;
+    return tsl_file_read(out, len, path, POL_MAX_SOURCE * 16);
 }
 
 static void resolve(char *dst, size_t len, const char *dir, const char *name)
