@@ -1172,8 +1172,11 @@ TEST(broker__policy_activations_under_concurrent_requests_fail_none)
         char path[200];
         /* v1, v2, the default logic, in turn */
         snprintf(path, sizeof path, "/v1/policy/%s/activate", i % 3 == 2 ? "none" : v[i % 3]);
-        if (http_do(f.port, "POST", path, f.auth, NULL, &r) != 200)
+        int st = http_do(f.port, "POST", path, f.auth, NULL, &r);
+        if (st != 200) {
+            fprintf(stderr, "  activate %s: %d %s\n", path, st, r.body ? r.body : "");
             bad++;
+        }
         http_resp_free(&r);
         const char *names = list_a1(&f);
         int want = i % 3;

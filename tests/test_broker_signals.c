@@ -221,6 +221,45 @@ TEST(serve__sighup_reloads_the_inventory)
     free(log);
 }
 
+TEST(serve__sighup_rereads_the_policy_file_and_keeps_the_old_one_if_it_fails)
+{
+    child c;
+    int s;
+    const char *db = tsl_test_path("hup-policy.db");
+    const char *pol = tsl_test_path("hup.lua");
+    const char *args[] = {"--policy", pol, NULL};
+    CHECK(make_store(db, inventory));
+    CHECK_INT(tsl_test_write(pol, "site \"London\" { }\n"), 0);
+    CHECK(spawn(&c, db, NULL, args));
+    const char *b1 = http_get_body(c.port, "/v1/task-servers?ip=10.10.3.17", NULL, &s);
+    bool first_listed = strstr(b1, "ts-lon-01") != NULL;
+    /* the admin edits the file: London blocked from ts-lon-01, no fallback */
+    CHECK_INT(tsl_test_write(pol, "site \"London\" { deny = { \"ts-lon-01\" }, fallback = \"block\" }\n"), 0);
+    kill(c.pid, SIGHUP);
+    bool blocked = false;
+    for (int i = 0; i < 200 && !blocked; i++) {
+        blocked = strstr(http_get_body(c.port, "/v1/task-servers?ip=10.10.3.17", NULL, &s), "\"blocked\":true") != NULL;
+        if (!blocked)
+            usleep(10000);
+    }
+    /* a broken edit: refused, the policy in force stays */
+    CHECK_INT(tsl_test_write(pol, "site \"London\" { order = \n"), 0);
+    kill(c.pid, SIGHUP);
+    usleep(300000);
+    const char *b3 = http_get_body(c.port, "/v1/task-servers?ip=10.10.3.17", NULL, &s);
+    bool still_blocked = s == 200 && strstr(b3, "\"blocked\":true") != NULL;
+    int code = stop_with(&c, SIGTERM);
+    char *log = slurp(c.log);
+    CHECK(first_listed);
+    CHECK(blocked);
+    CHECK(still_blocked);
+    CHECK_INT(code, 0);
+    CHECK_CONTAINS(log, "SIGHUP: the policy is refused, the one in force stays");
+    CHECK_INT(db_int(db, "SELECT count(*) FROM policies"), 2);
+    CHECK_INT(db_int(db, "SELECT count(*) FROM policy_activations"), 2);
+    free(log);
+}
+
 TEST(serve__admin_token_file_is_created_0600_once_and_a_bad_one_refused)
 {
     child c;
@@ -282,9 +321,85 @@ TEST(serve__without_db_serves_the_demo_estate_and_cleans_up)
     CHECK_CONTAINS(copy, "\"site\":\"London\"");
     CHECK_INT(code, 0);
     CHECK_CONTAINS(log, "tsl serve: no --db: serving the demo estate");
+    CHECK_CONTAINS(log, "with the example policy");
+    CHECK_CONTAINS(log, "policies/examples/demo.lua");
+    CHECK_CONTAINS(copy, "\"policy\":\"sha256:");
     CHECK_CONTAINS(log, "admin token: ");
     CHECK_INT(left, 0); /* the throwaway store is gone */
     free(log);
+}
+
+/* The issue's "done when": a new user runs `tsl serve`, curls a list, posts
+ * a heartbeat that changes the next list, uploads and activates a policy
+ * that changes it again, and reads it all in /metrics. */
+TEST(serve__new_user_story_on_the_demo)
+{
+    child c;
+    http_resp r;
+    int s;
+    char tmp[600], token[128] = "", auth[256], version[64] = "", first[3][64];
+    snprintf(tmp, sizeof tmp, "%s/story-tmp", tsl_test_tmpdir());
+    mkdir(tmp, 0700);
+    CHECK(spawn(&c, NULL, tmp, NULL));
+    char *log = slurp(c.log);
+    const char *t = strstr(log, "admin token: ");
+    if (t)
+        sscanf(t + 13, "%127s", token);
+    free(log);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", token);
+
+    /* the first server of a London client's list, three times */
+    const char *body = http_get_body(c.port, "/v1/task-servers?ip=10.10.4.22", NULL, &s);
+    const char *p = strstr(body, "\"servers\":[{\"name\":\"");
+    snprintf(first[0], sizeof first[0], "%.9s", p ? p + 20 : "");
+    /* ts-lon-01 reports it is stopped: the next list starts elsewhere */
+    int hs = http_do(c.port, "POST", "/v1/task-servers/ts-lon-01/heartbeat", NULL, "{\"service\":\"stopped\"}", &r);
+    http_resp_free(&r);
+    first[1][0] = '\0';
+    for (int i = 0; i < 100; i++) { /* 1 s at most */
+        body = http_get_body(c.port, "/v1/task-servers?ip=10.10.4.22", NULL, &s);
+        p = strstr(body, "\"servers\":[{\"name\":\"");
+        snprintf(first[1], sizeof first[1], "%.9s", p ? p + 20 : "");
+        if (strcmp(first[1], "ts-lon-01") != 0)
+            break;
+        usleep(10000);
+    }
+    /* a policy that puts Dublin first for London, uploaded then activated */
+    int us = http_do(c.port, "POST", "/v1/policy?author=newuser", auth,
+                     "site \"London\" { order = { \"ts-dub-01\" } }\n", &r);
+    const char *v = r.body ? strstr(r.body, "\"version\":\"") : NULL;
+    if (v)
+        snprintf(version, sizeof version, "%.19s", v + 11);
+    http_resp_free(&r);
+    char path[128];
+    snprintf(path, sizeof path, "/v1/policy/%s/activate", version);
+    int as = http_do(c.port, "POST", path, auth, NULL, &r);
+    http_resp_free(&r);
+    body = http_get_body(c.port, "/v1/task-servers?ip=10.10.4.22", NULL, &s);
+    p = strstr(body, "\"servers\":[{\"name\":\"");
+    snprintf(first[2], sizeof first[2], "%.9s", p ? p + 20 : "");
+    /* and /metrics says so */
+    const char *m = http_get_body(c.port, "/metrics", NULL, &s);
+    char want[128];
+    snprintf(want, sizeof want, "tsl_policy_active_info{version=\"%s\"} 1", version);
+    bool m_policy = strstr(m, want) != NULL;
+    bool m_heartbeat = strstr(m, "\ntsl_heartbeats_total 1\n") != NULL;
+    bool m_lists = strstr(m, "tsl_http_requests_total{endpoint=\"task-servers\",code=\"200\"}") != NULL;
+    bool m_activate = strstr(m, "tsl_http_requests_total{endpoint=\"policy-activate\",code=\"200\"} 1") != NULL;
+    int code = stop_with(&c, SIGTERM);
+
+    CHECK_INT((int)strlen(token), 64);
+    CHECK_STR(first[0], "ts-lon-01");
+    CHECK_INT(hs, 200);
+    CHECK(strcmp(first[1], "ts-lon-01") != 0 && first[1][0]);
+    CHECK_INT(us, 201);
+    CHECK_INT(as, 200);
+    CHECK_STR(first[2], "ts-dub-01");
+    CHECK(m_policy);
+    CHECK(m_heartbeat);
+    CHECK(m_lists);
+    CHECK(m_activate);
+    CHECK_INT(code, 0);
 }
 
 int main(void)
@@ -293,7 +408,9 @@ int main(void)
     RUN(serve__sigterm_saves_every_acknowledged_write_and_exits_0);
     RUN(serve__sigint_stops_cleanly_too);
     RUN(serve__sighup_reloads_the_inventory);
+    RUN(serve__sighup_rereads_the_policy_file_and_keeps_the_old_one_if_it_fails);
     RUN(serve__admin_token_file_is_created_0600_once_and_a_bad_one_refused);
     RUN(serve__without_db_serves_the_demo_estate_and_cleans_up);
+    RUN(serve__new_user_story_on_the_demo);
     return tsl_test_main();
 }

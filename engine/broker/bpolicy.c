@@ -29,53 +29,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HISTORY_MAX 50 /* activations GET /v1/policy shows, newest first */
+#define HISTORY_MAX 50                   /* activations GET /v1/policy shows, newest first */
+#define POLICY_FILE_MAX ((size_t)16 << 20) /* a --policy file (the compiler has its own limit) */
 
 /* ------------------------------------------------------------------------
  * Helpers
  * ---------------------------------------------------------------------- */
 
-/* Reads a whole file into a malloc'd, NUL-terminated buffer. */
-static int read_file(const char *path, char **out, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    int err = 0;
-
-    *out = NULL;
-    *len = 0;
-    if (!f)
-        return tsl_seterr(TSL_ENOTFOUND, "cannot open policy %s: %s", path, strerror(errno));
-    for (;;) {
-        if (cap - n < 4096) {
-            cap = cap ? cap * 2 : 8192;
-            char *p = realloc(buf, cap + 1);
-            if (!p) {
-                err = tsl_oom();
-                goto done;
-            }
-            buf = p;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(f)) {
-        err = tsl_seterr(TSL_ERROR, "cannot read policy %s: %s", path, strerror(errno));
-        goto done;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    buf = NULL;
-
-done:
-    free(buf);
-    fclose(f);
-    return err;
-}
 
 /* Steps a statement expected to return one row; *found false when none. */
 static int step_row(tsl_broker *b, sqlite3_stmt *st, bool *found, const char *what)
@@ -215,7 +175,7 @@ static int load_policy_file(tsl_broker *b, tsl_policy **out, int64_t *out_id)
 
     *out = NULL;
     *out_id = 0;
-    if ((err = read_file(b->policy_path, &src, &len)) < 0 ||
+    if ((err = tsl_file_read(&src, &len, b->policy_path, POLICY_FILE_MAX)) < 0 ||
         (err = tsl_policy_compile(out, src, len, b->policy_path)) < 0 ||
         (err = tsl_store_policy_add(out_id, &existed, b->store, *out, "tsl serve --policy",
                                     b->policy_path, 0, broker_now(b))) < 0) {
@@ -403,10 +363,12 @@ static void policy_activate(tsl_broker *b, job *j)
             id = sqlite3_column_int64(st, 0);
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
-        if (err < 0 || !found) {
-            job_error(j, err < 0 ? 500 : 404,
-                      err < 0 ? "%s" : "no policy version \"%s\" (GET /v1/policy lists them)",
-                      err < 0 ? tsl_error_last() : j->arg);
+        if (err < 0) {
+            job_error(j, 500, "%s", tsl_error_last());
+            return;
+        }
+        if (!found) {
+            job_error(j, 404, "no policy version \"%s\" (GET /v1/policy lists them)", j->arg);
             return;
         }
     }

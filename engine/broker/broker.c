@@ -521,14 +521,13 @@ static int setup_worker(tsl_broker *b, bworker *w, int index)
     if ((err = tsl_worker_new(&w->tw)) < 0 || (err = tsl_result_new(&w->res)) < 0 ||
         (err = tsl_trace_new(&w->trace)) < 0)
         return err;
-    /* The changelist folds the read-off/read-on that evhttp does around
-     * every request into at most one epoll_ctl per loop iteration. */
-    struct event_config *ec = event_config_new();
-    if (!ec)
-        return tsl_oom();
-    event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-    w->base = event_base_new_with_config(ec);
-    event_config_free(ec);
+    /* No EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST: with it, a connection closed
+     * and a new one accepted on the same fd number in one loop iteration
+     * folds into "no change", the new socket is never added to epoll and
+     * its request hangs (broker__policy_activations_under_concurrent_
+     * requests_fail_none caught it: one to four of its sixty activations timed
+     * out). */
+    w->base = event_base_new();
     if (!w->base)
         return tsl_seterr(TSL_ERROR, "cannot create an event base");
     if ((err = http_worker_setup(w)) < 0)

@@ -315,7 +315,8 @@ static void admin_activate(sim *s, const char *path, size_t fault)
     s->admin_busy = true;
     s->admin_pending_fault = fault;
     s->admin_step = 1;
-    if (tsl_file_read(&s->admin_body, NULL, path, (size_t)1 << 22) < 0) {
+    size_t len;
+    if (tsl_file_read(&s->admin_body, &len, path, (size_t)1 << 22) < 0) {
         admin_done(s, false, tsl_error_last());
         return;
     }

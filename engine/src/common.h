@@ -29,9 +29,9 @@ TSL_INTERNAL int tsl_seterr(int code, const char *fmt, ...) TSL_PRINTF(2, 3);
 /* Same, for an allocation failure. */
 TSL_INTERNAL int tsl_oom(void);
 
-/* Reads the whole file at `path` into a malloc'd, NUL-terminated buffer
- * (*len bytes, len may be NULL).  TSL_ENOTFOUND when it does not exist,
- * TSL_ELIMIT when it holds more than `max` bytes (file.c). */
+/* Reads the whole file at `path` into *out (malloc'd, NUL-terminated;
+ * *len without the NUL).  TSL_ENOTFOUND when it does not exist,
+ * TSL_ELIMIT when it is larger than `max` bytes (file.c). */
 TSL_INTERNAL int tsl_file_read(char **out, size_t *len, const char *path, size_t max);
 
 /* Argument checks: abort in debug builds, return TSL_EINVALID in release. */

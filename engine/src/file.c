@@ -1,9 +1,12 @@
 /*
- * file.c - reads a whole file into memory, with a size ceiling: the one
- * reader behind policy files, policy tests, CSV exports and the
- * simulator's scenarios and policies.
+ * file.c - reading a whole file into memory, the one way the engine does
+ * it: the CSV importer, the policy test runner, the broker (--policy
+ * FILE) and the simulator (scenarios, policies it uploads) all read
+ * through tsl_file_read.
  *
- * Used by: import_csv.c, policy_test.c, engine/sim.  Needs: common.h.
+ * Used by: import_csv.c, policy_test.c, engine/broker/bpolicy.c,
+ * engine/sim/scenario.c, engine/sim/sim.c.
+ * Needs: common.h.
  */
 #include "common.h"
 
@@ -16,27 +19,29 @@ int tsl_file_read(char **out, size_t *len, const char *path, size_t max)
 {
     FILE *f = NULL;
     char *buf = NULL;
-    size_t cap = 0, n = 0;
+    size_t n = 0, cap = 0;
     int err = 0;
 
+    TSL_ARG(out && len && path);
     *out = NULL;
-    if (len)
-        *len = 0;
+    *len = 0;
     if (!(f = fopen(path, "rb"))) {
+        char why[128] = "";
         int e = errno;
-        return tsl_seterr(e == ENOENT ? TSL_ENOTFOUND : TSL_ERROR, "cannot open \"%s\": %s",
-                          path, strerror(e));
+        strerror_r(e, why, sizeof why);
+        err = tsl_seterr(e == ENOENT ? TSL_ENOTFOUND : TSL_ERROR, "cannot open \"%s\": %s", path,
+                         why);
+        goto done;
     }
     for (;;) {
-        if (n == cap) {
-            if (cap > max) { /* max + 1 bytes read: too large */
+        if (cap - n < 4096) {
+            size_t ncap = cap ? cap * 2 : 8192;
+            if (n > max) {
                 err = tsl_seterr(TSL_ELIMIT, "\"%s\" is larger than %zu bytes", path, max);
                 goto done;
             }
-            size_t ncap = cap ? cap * 2 : 8192;
-            if (ncap > max + 1)
-                ncap = max + 1;
-            char *nb = realloc(buf, ncap + 1); /* +1: the terminating NUL */
+            /* +1: room for the terminating NUL the parsers rely on */
+            char *nb = realloc(buf, ncap + 1);
             if (!nb) {
                 err = tsl_oom();
                 goto done;
@@ -50,16 +55,21 @@ int tsl_file_read(char **out, size_t *len, const char *path, size_t max)
             break;
     }
     if (ferror(f)) {
-        err = tsl_seterr(TSL_ERROR, "error reading \"%s\"", path);
+        err = tsl_seterr(TSL_ERROR, "cannot read \"%s\"", path);
+        goto done;
+    }
+    if (n > max) {
+        err = tsl_seterr(TSL_ELIMIT, "\"%s\" is larger than %zu bytes", path, max);
         goto done;
     }
     buf[n] = '\0';
     *out = buf;
-    if (len)
-        *len = n;
+    *len = n;
     buf = NULL;
+
 done:
+    if (f)
+        fclose(f);
     free(buf);
-    fclose(f);
     return err;
 }

@@ -88,11 +88,6 @@ static const kind_spec kinds_table[] = {
  * Reading
  * ---------------------------------------------------------------------- */
 
-static int read_file(const char *path, char **out, size_t *outlen)
-{
-    return tsl_file_read(out, outlen, path, CSV_MAX_BYTES);
-}
-
 typedef struct csv_reader {
     const char *path;
     char *buf;          /* the file, NUL-terminated, unquoted in place */
@@ -365,7 +360,7 @@ static int import_file(json_t *doc, json_t *where, const char *path, const kind_
     memset(&r, 0, sizeof r);
     r.path = path;
     r.line = 1;
-    if ((err = read_file(path, &r.buf, &r.len)) < 0)
+    if ((err = tsl_file_read(&r.buf, &r.len, path, CSV_MAX_BYTES)) < 0)
         goto done;
     if (r.len >= 3 && !memcmp(r.buf, "\xef\xbb\xbf", 3))
         r.pos = 3;

@@ -50,11 +50,6 @@ typedef struct runner {
  * Files
  * ---------------------------------------------------------------------- */
 
-static int read_file(const char *path, char **out, size_t *len)
-{
-    return tsl_file_read(out, len, path, POL_MAX_SOURCE * 16);
-}
-
 static void resolve(char *dst, size_t len, const char *dir, const char *name)
 {
     if (name[0] == '/' || !dir[0])
@@ -433,7 +428,8 @@ static int load_inventory(tsl_snapshot **out, runner *r, sandbox *sb)
         goto done;
     }
     resolve(path, sizeof path, r->dir, r->inventory);
-    if ((err = read_file(path, &text, &len)) < 0 || (err = tsl_store_open(&st, ":memory:", 0)) < 0 ||
+    if ((err = tsl_file_read(&text, &len, path, POL_MAX_SOURCE * 16)) < 0 ||
+        (err = tsl_store_open(&st, ":memory:", 0)) < 0 ||
         (err = tsl_store_import_json(st, text, len, base_name(path))) < 0 ||
         (err = tsl_snapshot_load(out, st, NULL)) < 0)
         goto done;
@@ -690,7 +686,7 @@ int tsl_policy_test_file(tsl_buf *out, tsl_test_counts *counts, const char *path
     else
         r->dir[0] = '\0';
 
-    if ((err = read_file(path, &src, &len)) < 0) {
+    if ((err = tsl_file_read(&src, &len, path, POL_MAX_SOURCE * 16)) < 0) {
         snprintf(r->err, sizeof r->err, "%s", tsl_error_last());
         goto file_failed;
     }
@@ -715,7 +711,7 @@ int tsl_policy_test_file(tsl_buf *out, tsl_test_counts *counts, const char *path
                  file);
         goto file_failed;
     }
-    if (read_file(ppath, &psrc, &plen) < 0 ||
+    if (tsl_file_read(&psrc, &plen, ppath, POL_MAX_SOURCE * 16) < 0 ||
         tsl_policy_compile(&pol, psrc, plen, base_name(ppath)) < 0 ||
         load_inventory(&snap, r, sb) < 0 || tsl_plan_new(&plan, snap, pol) < 0) {
         snprintf(r->err, sizeof r->err, "%s", tsl_error_last());

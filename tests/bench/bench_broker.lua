@@ -2,9 +2,10 @@
 -- request is GET /v1/task-servers for the next client of a file of query
 -- strings ("client=GUID&ip=IP", one per line, shuffled), so every request
 -- names a different client and adapter; each wrk thread starts at its own
--- offset and stops after its share of the total request count.
+-- offset.  wrk runs for its -d duration (a thread that stops early would
+-- still be timed for all of it), and done() reports what it counted.
 --
--- usage: wrk -s bench_broker.lua URL -- PATHS_FILE REQUESTS_PER_THREAD
+-- usage: wrk -d SECONDS -s bench_broker.lua URL -- PATHS_FILE
 
 local threads = {}
 
@@ -18,7 +19,6 @@ function init(args)
   for line in io.lines(args[1]) do
     paths[#paths + 1] = wrk.format("GET", "/v1/task-servers?" .. line)
   end
-  limit = tonumber(args[2]) or 0
   n = ((id or 0) * 50021) % #paths
   done_count = 0
   bad = 0
@@ -33,9 +33,6 @@ end
 function response(status, headers, body)
   done_count = done_count + 1
   if status ~= 200 then bad = bad + 1 end
-  if limit > 0 and done_count >= limit then
-    wrk.thread:stop()
-  end
 end
 
 function done(summary, latency, requests)
