@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # test_simulate_cli.sh - `tsl simulate` as CI runs it: a scenario whose
 # invariant breaks exits 1 and says which; a bad scenario exits 2 naming
-# FILE:LINE; help and usage.  (The shipped scenarios each run as their own
+# FILE:LINE; help and usage; and `tsl agent`, the reference CTA on its
+# own: with no broker it logs in the guide's words and, with --once, exits
+# 1 (stuck retrying) without registering anywhere.  (The shipped scenarios each run as their own
 # ctest, scenario_NAME, and must pass.)
 # Usage: bash tests/test_simulate_cli.sh TSL_BIN SOURCE_DIR
 set -uo pipefail
@@ -39,6 +41,17 @@ check simulate__bad_scenario_names_file_and_line grep -q "bad.scn:3: at: unknown
 "$tsl" simulate > /dev/null 2>&1
 check simulate__no_scenario_is_a_usage_error test $? -eq 2
 check simulate__help_documents_the_exit_status bash -c '"$1" simulate --help | grep -q "1 an invariant broke"' _ "$tsl"
+
+# tsl agent against a port nobody listens on
+timeout 30 "$tsl" agent --broker http://127.0.0.1:1 --client G-1 --ip 10.10.0.5 --once \
+    --duration 10 --retry 1 --retry-max 2 > /dev/null 2> "$tmp/agent.err"
+rc=$?
+check agent__no_broker_once_exits_1_stuck test "$rc" -eq 1
+check agent__logs_in_the_guides_words grep -q "G-1: Failed to get Task Server list from SMP Server: connection refused" "$tmp/agent.err"
+check agent__stuck_retrying_is_said grep -q "Unable to register to any Task Server (no Task Server list); retrying" "$tmp/agent.err"
+check agent__never_attempts_without_a_list bash -c '! grep -q "Attempting to register" "$1"' _ "$tmp/agent.err"
+"$tsl" agent --client x > /dev/null 2>&1
+check agent__missing_broker_is_a_usage_error test $? -eq 2
 
 echo "$passed passed, $failed failed"
 ((failed == 0))
