@@ -279,7 +279,8 @@ TEST(simulate__cut_link_and_dark_site_are_left_by_their_clients)
     char text[4096];
     snprintf(text, sizeof text,
              "%s"
-             "duration 1500\n"
+             "duration 2000\n" /* a timeout to a dark site costs min-wall-timeout x speed:
+                                  * 1000 s to come back leaves room on a slow machine */
              "clients 100 name=lon site=London\n"
              "clients 100 name=par site=Paris\n"
              "at 300 cut London ts-lon-01\n"
