@@ -8,7 +8,9 @@
  * stopped, new servers, staleness by the clock), registrations (demotion,
  * assignment, the fallback report), reports, explain, inventory import,
  * metrics, health, header and body limits, slow clients, keep-alive, the
- * decision log, plan swaps under concurrent requests, and the flush on stop.
+ * decision log, plan swaps under concurrent requests, policy versions
+ * (upload, activate, rollback, list, --policy at start, activations under
+ * concurrent requests), and the flush on stop.
  */
 #include "broker.h"
 #include "broker_client.h"

@@ -9,6 +9,7 @@
 #include "harness.h"
 #include "decide.h"
 #include "policy.h"
+#include "store.h"
 
 #define NOW 1800000000LL
 
@@ -280,6 +281,33 @@ TEST(policy__fallback_after_delays_fallback_entries)
     CHECK_INT(tsl_result_count(R), 10);
     CHECK_INT(tsl_result_entry(R, 0)->tier, 1);
     CHECK_INT(tsl_result_entry(R, 0)->after, 300);
+}
+
+TEST(policy__fallback_after_marks_star_tiers_and_shows_in_json)
+{
+    USE("defaults { max = 20 }\n"
+        "site \"London\" { allow = { \"ts-lon-01\" }, fallback = { \"Dublin\", \"*\", after = 600 } }");
+    const char *got = run("C-SALES", NULL, NULL);
+    CHECK(strncmp(got, "ts-lon-01/0 ts-dub-02/1 ts-dub-01/1 ", 36) == 0);
+    size_t n = tsl_result_count(R), star = 0;
+    CHECK(n > 3);
+    CHECK_INT(tsl_result_entry(R, 0)->after, 0);
+    for (size_t i = 1; i < n; i++) {
+        CHECK_INT(tsl_result_entry(R, i)->after, 600);
+        star += tsl_result_entry(R, i)->tier == 2;
+    }
+    CHECK_INT(star, n - 3); /* everything after Dublin is the "*" tier */
+    CHECK_CONTAINS(reason(n - 1), "fallback tier 2: any other available server (\"*\"), usable after 600 s");
+    tsl_buf b = TSL_BUF_INIT;
+    CHECK_OK(tsl_result_json(&b, R));
+    CHECK_CONTAINS(b.ptr, "\"name\":\"ts-lon-01\"");
+    CHECK_CONTAINS(b.ptr, "\"tier\":0,\"after\":0,");
+    CHECK_CONTAINS(b.ptr, "\"tier\":1,\"after\":600,");
+    CHECK_CONTAINS(b.ptr, "\"tier\":2,\"after\":600,");
+    char key[64];
+    snprintf(key, sizeof key, "\"policy\":\"%s\"", tsl_policy_version(tsl_plan_policy(P)));
+    CHECK_CONTAINS(b.ptr, key);
+    tsl_buf_free(&b);
 }
 
 TEST(policy__defaults_fallback_applies_to_site_blocks_only)
@@ -937,6 +965,91 @@ TEST(policy__bind_survives_every_allocation_failure)
     tsl_policy_free(pol);
 }
 
+/* ------------------------------------------------------------------------
+ * Whole-estate tiers: the fast path equals the full ranking
+ * ---------------------------------------------------------------------- */
+
+/* "*" tiers and tier 1 of fallback "default" walk the servers in key order
+ * and stop early; explain (a trace) ranks every server instead.  On a
+ * generated estate, under every selection mode, with caps that fill
+ * servers, recent errors and denies, both must give the same JSON. */
+TEST(policy__whole_estate_tiers_walk_best_first_and_match_the_full_ranking)
+{
+    static const char *const modes[] = {"capacity", "responsiveness", "connections"};
+    tsl_store *st = NULL;
+    tsl_snapshot *gs = NULL;
+    tsl_worker *w = NULL;
+    tsl_result *r = NULL;
+    tsl_trace *tr = NULL;
+    tsl_buf fast = TSL_BUF_INIT, full = TSL_BUF_INIT;
+    char src[4096];
+    size_t compared = 0, mismatched = 0, starred = 0;
+
+    CHECK_OK(tsl_store_open(&st, tsl_test_path("estate-walk.db"), 0));
+    CHECK_OK(tsl_estate_generate(st, 40, 160, 3000, 11));
+    CHECK_OK(tsl_snapshot_load(&gs, st, NULL));
+    CHECK_OK(tsl_worker_new(&w));
+    CHECK_OK(tsl_result_new(&r));
+    CHECK_OK(tsl_trace_new(&tr));
+    if (!gs || !w || !r || !tr)
+        goto done;
+    for (int m = 0; m < 3; m++) {
+        /* sites 0..9: "*" tiers (a low cap on half of them fills servers);
+         * Finance: an approved set of nothing, so tier 1 is every server */
+        int n = snprintf(src, sizeof src,
+                         "defaults { selection = \"%s\", max = 12 }\n"
+                         "group \"Finance\" { allow = { \"ts-none-*\" } }\n"
+                         "group \"Sales\" { allow = { \"ts-*\" }, deny = { \"ts-*-02\" } }\n",
+                         modes[m]);
+        for (uint32_t i = 0; i < 10 && i < gs->nsites; i++)
+            n += snprintf(src + n, sizeof src - (size_t)n,
+                          "site \"%s\" { order = { \"ts-none-01\" }, fallback = { \"*\" }%s }\n",
+                          gs->sites[i].name, i % 2 ? ", cap = 3" : "");
+        tsl_policy *pol = NULL;
+        tsl_plan *plan = NULL;
+        CHECK_OK(tsl_policy_compile(&pol, src, (size_t)n, "walk.lua"));
+        CHECK_OK(tsl_plan_new(&plan, gs, pol));
+        tsl_policy_free(pol);
+        if (!plan)
+            break;
+        for (size_t c = 0; c < tsl_snapshot_client_count(gs); c++) {
+            tsl_request req;
+            CHECK_OK(tsl_snapshot_client_request(&req, gs, c));
+            tsl_buf_clear(&fast);
+            tsl_buf_clear(&full);
+            tsl_trace_clear(tr);
+            if (tsl_decide(r, w, plan, &req, NULL) < 0 || tsl_result_json(&fast, r) < 0 ||
+                tsl_decide(r, w, plan, &req, tr) < 0 || tsl_result_json(&full, r) < 0) {
+                mismatched++;
+                continue;
+            }
+            for (size_t i = 0; i < tsl_result_count(r); i++)
+                if (tsl_result_entry(r, i)->tier > 0) {
+                    starred++;
+                    break;
+                }
+            compared++;
+            if (fast.len != full.len || memcmp(fast.ptr, full.ptr, fast.len) != 0) {
+                if (mismatched++ == 0)
+                    fprintf(stderr, "  %s\n  fast: %s\n  full: %s\n", modes[m], fast.ptr,
+                            full.ptr);
+            }
+        }
+        tsl_plan_free(plan);
+    }
+    CHECK(compared == 3 * tsl_snapshot_client_count(gs));
+    CHECK(starred > compared / 10); /* the whole-estate tiers were exercised */
+    CHECK(mismatched == 0);
+done:
+    tsl_buf_free(&fast);
+    tsl_buf_free(&full);
+    tsl_trace_free(tr);
+    tsl_result_free(r);
+    tsl_worker_free(w);
+    tsl_snapshot_free(gs);
+    tsl_store_free(st);
+}
+
 int main(void)
 {
     snap = build_estate();
@@ -955,6 +1068,7 @@ int main(void)
     RUN(policy__fallback_tiers_are_listed_even_when_tier0_is_available);
     RUN(policy__fallback_site_uses_its_own_block);
     RUN(policy__fallback_after_delays_fallback_entries);
+    RUN(policy__fallback_after_marks_star_tiers_and_shows_in_json);
     RUN(policy__defaults_fallback_applies_to_site_blocks_only);
     RUN(policy__full_servers_spill_behind_the_non_full_of_their_tier);
     RUN(policy__cap_defaults_to_the_server_capacity);
@@ -982,6 +1096,7 @@ int main(void)
     RUN(policy__entries_are_valid_only_during_their_rule_call);
     RUN(policy__rules_cannot_redeclare_the_policy_at_run_time);
     RUN(policy__one_worker_switches_between_plans);
+    RUN(policy__whole_estate_tiers_walk_best_first_and_match_the_full_ranking);
     RUN(policy__compile_errors_name_file_line_block_and_field);
     RUN(policy__compile_accepts_the_full_language);
     RUN(policy__compile_survives_every_allocation_failure);

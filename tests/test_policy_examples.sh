@@ -50,6 +50,39 @@ check check__syntax_error_has_file_and_line \
 check check__syntax_error_is_exit_2 status 2 "$tsl" check "$tmp/syntax.lua"
 check check__missing_file_is_exit_2 status 2 "$tsl" check "$tmp/none.lua"
 
+# each listed mistake through the command, with its exit status
+printf 'site "London" { allow = { "ts-lnd-*", "ts-lon-01" } }\n' >"$tmp/glob.lua"
+printf 'site "London" { fallback = { "Dublin" } }\nsite "Dublin" { fallback = { "London" } }\n' >"$tmp/cycle.lua"
+printf 'group "Finanse" { allow = { "ts-lon-*" } }\n' >"$tmp/group.lua"
+printf 'rule("img", function(req, list)\n  if req.task == "imaging" then error("oops") end\nend)\n' >"$tmp/rule.lua"
+printf 'site "Madrid" { allow = { "ts-nothing-*" }, fallback = "block" }\n' >"$tmp/empty.lua"
+for f in glob cycle group; do
+  check "check__${f}_is_exit_1" status 1 "$tsl" check "$tmp/$f.lua" --db "$db" --now "$now" --no-luacheck
+done
+check check__glob_names_the_pattern \
+  contains 'glob.lua:1: warning: site "London": allow pattern "ts-lnd-*" matches no server' \
+  "$tsl" check "$tmp/glob.lua" --db "$db" --now "$now" --no-luacheck
+check check__cycle_names_the_sites \
+  contains 'cycle.lua:1: warning: fallback cycle: London -> Dublin -> London' \
+  "$tsl" check "$tmp/cycle.lua" --db "$db" --now "$now" --no-luacheck
+check check__unknown_group_is_named \
+  contains 'group.lua:1: warning: group "Finanse": no client in the inventory has this department' \
+  "$tsl" check "$tmp/group.lua" --db "$db" --now "$now" --no-luacheck
+check check__failing_rule_is_exit_2 status 2 "$tsl" check "$tmp/rule.lua" --db "$db" --now "$now" --no-luacheck
+check check__failing_rule_names_the_line \
+  contains 'rule.lua:1: error: rule "img" failed on ' \
+  "$tsl" check "$tmp/rule.lua" --db "$db" --now "$now" --no-luacheck
+check check__empty_blocking_site_is_exit_2 status 2 "$tsl" check "$tmp/empty.lua" --db "$db" --now "$now" --no-luacheck
+if command -v luacheck >/dev/null; then
+  printf 'local unused = 1\nsite "London" { allow = { "ts-lon-*" } }\n' >"$tmp/lc.lua"
+  check check__luacheck_findings_are_exit_1 status 1 "$tsl" check "$tmp/lc.lua" --db "$db" --now "$now"
+  check check__luacheck_findings_are_shown contains "unused variable 'unused'" \
+    "$tsl" check "$tmp/lc.lua" --db "$db" --now "$now"
+  check check__no_luacheck_skips_it status 0 "$tsl" check "$tmp/lc.lua" --db "$db" --now "$now" --no-luacheck
+else
+  echo "ok - check__luacheck # SKIP luacheck is not installed"
+fi
+
 mkdir "$tmp/tests"
 printf 'policy "%s"\ninventory "%s"\ntest "wrong" { ip = "10.40.1.15", expect = { "ts-par-01" } }\n' \
   "$src/policies/examples/demo.lua" "$src/policies/demo/estate.json" >"$tmp/tests/wrong.lua"

@@ -264,6 +264,23 @@ TEST(sandbox__escapes_inside_a_rule_are_refused)
         {"  leaked = list", "r.lua:3: assignment to undeclared global 'leaked'"},
         {"  string.lower = string.upper", "r.lua:3: attempt to modify read-only table 'string'"},
         {"  setmetatable({}, { __gc = function() end })", "r.lua:3: __gc metamethods are not allowed"},
+        {"  package.loaded.os = 1", "r.lua:3: undeclared global 'package'"},
+        {"  loadstring('return 1')", "r.lua:3: undeclared global 'loadstring'"},
+        {"  dofile('/etc/passwd')", "r.lua:3: undeclared global 'dofile'"},
+        {"  loadfile('/etc/passwd')", "r.lua:3: undeclared global 'loadfile'"},
+        {"  collectgarbage('stop')", "r.lua:3: undeclared global 'collectgarbage'"},
+        {"  local f = string.dump", "(no error)"},
+        {"  assert(string.dump == nil and ('').dump == nil)", "(no error)"},
+        {"  _ENV.x = 1", "r.lua:3: assignment to undeclared global 'x'"},
+        {"  setmetatable(string, nil)", "r.lua:3: cannot change a protected metatable"},
+        {"  setmetatable(_ENV, {})", "r.lua:3: cannot change a protected metatable"},
+        {"  getmetatable('').__index.upper = nil", "r.lua:3: attempt to index a nil value"},
+        {"  table.insert(math, 1)", "r.lua:3: attempt to modify read-only table 'math'"},
+        {"  req.site = 'Madrid'", "r.lua:3: attempt to modify a read-only request"},
+        {"  setmetatable(req, nil)",
+         "r.lua:3: bad argument #1 to 'setmetatable' (table expected, got tsl.request)"},
+        {"  getmetatable(req).__newindex = nil", "r.lua:3: attempt to index a string value"},
+        {"  getmetatable(list).__index = nil", "r.lua:3: attempt to index a string value"},
     };
     size_t n = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

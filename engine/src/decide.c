@@ -193,6 +193,31 @@ uint32_t decide_rank(tsl_worker *w, const decide_ctx *ctx, tsl_selection sel,
     return k;
 }
 
+double decide_rank_key(const tsl_snapshot *snap, tsl_selection sel, uint32_t server)
+{
+    return rank_key(&snap->servers[server], sel);
+}
+
+static int keyed_cmp(const void *pa, const void *pb)
+{
+    const decide_keyed *a = pa, *b = pb;
+    if (a->key != b->key)
+        return a->key < b->key ? -1 : 1;
+    return (a->server > b->server) - (a->server < b->server);
+}
+
+void decide_key_order(const tsl_snapshot *snap, tsl_selection sel, decide_keyed *tmp,
+                      uint32_t *out)
+{
+    for (uint32_t i = 0; i < snap->nservers; i++) {
+        tmp[i].key = rank_key(&snap->servers[i], sel);
+        tmp[i].server = i;
+    }
+    qsort(tmp, snap->nservers, sizeof *tmp, keyed_cmp);
+    for (uint32_t i = 0; i < snap->nservers; i++)
+        out[i] = tmp[i].server;
+}
+
 void decide_rank_key_text(const decide_ctx *ctx, tsl_selection sel, uint32_t server, char *buf,
                           size_t len)
 {

@@ -47,6 +47,18 @@ TSL_INTERNAL bool decide_recent_error(const decide_ctx *ctx, uint32_t server);
  * scratch space; never allocates once the worker is warm. */
 TSL_INTERNAL uint32_t decide_rank(tsl_worker *w, const decide_ctx *ctx, tsl_selection sel,
                                   const uint32_t *in, uint32_t n, uint32_t *out, uint32_t k);
+/* The ranking key of a server (lower ranks first; ties and recent errors
+ * aside), and every server of the snapshot sorted by it, ascending, into
+ * out[0..nservers): bound once per plan so that a tier over the whole
+ * estate can walk best-first and stop early (policy_eval.c).  `tmp` holds
+ * nservers pairs. */
+typedef struct decide_keyed {
+    double key;
+    uint32_t server;
+} decide_keyed;
+TSL_INTERNAL double decide_rank_key(const tsl_snapshot *snap, tsl_selection sel, uint32_t server);
+TSL_INTERNAL void decide_key_order(const tsl_snapshot *snap, tsl_selection sel, decide_keyed *tmp,
+                                   uint32_t *out);
 /* The ranking key in words, for explain ("free 75% (250/1000)"). */
 TSL_INTERNAL void decide_rank_key_text(const decide_ctx *ctx, tsl_selection sel, uint32_t server,
                                        char *buf, size_t len);

@@ -180,6 +180,11 @@ typedef struct policy_bound {
     tsl_selection selection;
     int max, ttl;
     int64_t cap;                     /* defaults.cap, 0: the server's own capacity */
+    /* every server in ranking-key order, per selection mode (decide_key_order):
+     * "*" tiers and tier 1 of fallback "default" walk it best-first.  Valid
+     * because a snapshot never changes: new metrics mean a new snapshot
+     * (tsl_snapshot_derive) and so a new plan and a new bind. */
+    uint32_t *by_key[3];
     /* reasons of rule actions, per rule */
     const char **r_rule_moved, **r_rule_added, **r_rule_blocked;
 } policy_bound;
@@ -204,6 +209,13 @@ static inline bool pol_bit(const uint8_t *bits, uint32_t i)
  * Evaluation (policy_eval.c) and rules (policy_rules.c)
  * ---------------------------------------------------------------------- */
 
+/* trace_addf, without even evaluating the arguments on the hot path. */
+#define PTRACE(tr, ...)                                                        \
+    do {                                                                       \
+        if (tr)                                                                \
+            trace_addf((tr), __VA_ARGS__);                                     \
+    } while (0)
+
 /* One entry of the list being built. */
 typedef struct pl_entry {
     uint32_t server;
@@ -222,6 +234,8 @@ typedef struct policy_wstate {
     uint32_t n, nsaved, cap;
     uint32_t *mark;              /* approved-set marks (generation stamps) */
     uint32_t mark_cap, mark_gen;
+    uint32_t *tmark;             /* candidates of the tier being built (gen, gen+1: order) */
+    uint32_t tmark_gen;
     uint64_t serial;             /* evaluation counter (stale entries) */
     struct pol_eval *cur;        /* the evaluation rules act on, NULL outside */
 } policy_wstate;

@@ -46,6 +46,7 @@ static void wstate_free(policy_wstate *ws)
     free(ws->list);
     free(ws->saved);
     free(ws->mark);
+    free(ws->tmark);
     free(ws);
 }
 
@@ -80,12 +81,19 @@ int policy_wstate_get(policy_wstate **out, tsl_worker *w, uint32_t nservers)
     }
     if (nservers > ws->mark_cap) {
         uint32_t *m = calloc(nservers, sizeof *m);
-        if (!m)
+        uint32_t *t = calloc(nservers, sizeof *t);
+        if (!m || !t) {
+            free(m);
+            free(t);
             return tsl_oom();
+        }
         free(ws->mark);
+        free(ws->tmark);
         ws->mark = m;
+        ws->tmark = t;
         ws->mark_cap = nservers;
         ws->mark_gen = 0;
+        ws->tmark_gen = 0;
     }
     if (++ws->mark_gen == 0) {
         memset(ws->mark, 0, sizeof *ws->mark * ws->mark_cap);
@@ -140,22 +148,14 @@ static void push(build *b, uint32_t s, int tier, int after, const char *reason, 
 
 static void trace_dropped(build *b, uint32_t s, const char *why)
 {
-    trace_addf(b->ev->tr, "  %s dropped: %s", b->snap->servers[s].name, why);
-}
-
-static bool in_arr(const uint32_t *a, uint32_t n, uint32_t s)
-{
-    for (uint32_t i = 0; i < n; i++)
-        if (a[i] == s)
-            return true;
-    return false;
+    PTRACE(b->ev->tr, "  %s dropped: %s", b->snap->servers[s].name, why);
 }
 
 /* One tier from candidates cand[0..nc) (available, allowed, not yet
  * listed): order members first (those among the candidates; order1, then
  * order2), then the rest ranked; full entries behind the non-full ones,
  * in the same order.  Stops when the list holds `max` entries.  Marks
- * everything it lists as seen. */
+ * everything it lists as seen.  Clobbers cand. */
 static int add_tier(build *b, uint32_t nc, const uint32_t *order1, uint32_t norder1,
                     const char *const *r1, const char *const *r1full, const uint32_t *order2,
                     uint32_t norder2, const char *const *r2, const char *const *r2full, int tier,
@@ -164,7 +164,35 @@ static int add_tier(build *b, uint32_t nc, const uint32_t *order1, uint32_t nord
     policy_wstate *ws = b->ws;
     tsl_worker *w = b->w;
     tsl_trace *tr = b->ev->tr;
+    uint32_t *tm = ws->tmark;
     char key[128];
+
+    /* candidates of this tier get `gen`, order members among them gen + 1 */
+    if (ws->tmark_gen >= UINT32_MAX - 2) {
+        memset(tm, 0, sizeof *tm * ws->mark_cap);
+        ws->tmark_gen = 0;
+    }
+    uint32_t gen = ws->tmark_gen += 2;
+    for (uint32_t k = 0; k < nc; k++)
+        tm[b->cand[k]] = gen;
+    for (uint32_t i = 0; i < norder1; i++)
+        if (tm[order1[i]] == gen)
+            tm[order1[i]] = gen + 1;
+    for (uint32_t i = 0; i < norder2; i++)
+        if (tm[order2[i]] == gen)
+            tm[order2[i]] = gen + 1;
+
+    /* the rest, split once: non-full compacted in cand, full into ranked */
+    uint32_t nn = 0, nf = 0;
+    for (uint32_t k = 0; k < nc; k++) {
+        uint32_t s = b->cand[k];
+        if (tm[s] != gen || decide_seen_has(w, s))
+            continue; /* an order member, or listed already */
+        if (is_full(b, s))
+            b->ranked[nf++] = s;
+        else
+            b->cand[nn++] = s;
+    }
 
     for (int full = 0; full < 2; full++) {
         /* order members (non-full on the first round, full on the second) */
@@ -174,11 +202,11 @@ static int add_tier(build *b, uint32_t nc, const uint32_t *order1, uint32_t nord
             const char *const *rr = full ? (pass ? r2full : r1full) : (pass ? r2 : r1);
             for (uint32_t i = 0; i < nord && ws->n < b->max; i++) {
                 uint32_t s = ord[i];
-                if (!in_arr(b->cand, nc, s)) {
+                if (tm[s] != gen + 1) {
                     if (tr && !full && !decide_seen_has(w, s))
-                        trace_addf(tr, "  order #%u %s: not an available approved server, "
-                                       "skipped",
-                                   i + 1, b->snap->servers[s].name);
+                        PTRACE(tr, "  order #%u %s: not an available approved server, "
+                                   "skipped",
+                               i + 1, b->snap->servers[s].name);
                     continue;
                 }
                 if (decide_seen_has(w, s) || is_full(b, s) != (bool)full)
@@ -186,37 +214,28 @@ static int add_tier(build *b, uint32_t nc, const uint32_t *order1, uint32_t nord
                 decide_seen_add(w, s);
                 push(b, s, tier, after, rr[i], full);
                 b->ev->strict = true; /* an order is in the list: try it in order */
-                trace_addf(tr, "  tier %d #%u %s: order #%u%s", tier, ws->n,
-                           b->snap->servers[s].name, i + 1,
-                           full ? " (at its registration cap, spilled)" : "");
+                PTRACE(tr, "  tier %d #%u %s: order #%u%s", tier, ws->n,
+                       b->snap->servers[s].name, i + 1,
+                       full ? " (at its registration cap, spilled)" : "");
             }
         }
         /* the rest of this round, ranked */
         if (ws->n >= b->max)
             break;
-        uint32_t nin = 0;
-        for (uint32_t k = 0; k < nc; k++) {
-            uint32_t s = b->cand[k];
-            if (decide_seen_has(w, s) || in_arr(order1, norder1, s) ||
-                in_arr(order2, norder2, s) || is_full(b, s) != (bool)full)
-                continue;
-            b->ranked[nin++] = s;
-        }
-        /* rank from `ranked` into the tail of cand's scratch twin: use the
-         * part of `ranked` after the inputs as output */
-        uint32_t room = b->max - ws->n;
-        uint32_t got = decide_rank(w, b->ctx, b->ctx->selection, b->ranked, nin,
-                                   b->ranked + nin, room);
+        const uint32_t *in = full ? b->ranked : b->cand;
+        uint32_t nin = full ? nf : nn;
+        uint32_t *out = b->ranked + nf;
+        uint32_t got = decide_rank(w, b->ctx, b->ctx->selection, in, nin, out, b->max - ws->n);
         if (got == 0 && nin > 0)
             return tsl_oom();
         for (uint32_t i = 0; i < got; i++) {
-            uint32_t s = b->ranked[nin + i];
+            uint32_t s = out[i];
             decide_seen_add(w, s);
             push(b, s, tier, after, full ? reason_full : reason, full);
             if (tr) {
                 decide_rank_key_text(b->ctx, b->ctx->selection, s, key, sizeof key);
-                trace_addf(tr, "  tier %d #%u %s: %s%s", tier, ws->n, b->snap->servers[s].name,
-                           key, full ? " (at its registration cap, spilled)" : "");
+                PTRACE(tr, "  tier %d #%u %s: %s%s", tier, ws->n, b->snap->servers[s].name,
+                       key, full ? " (at its registration cap, spilled)" : "");
             }
         }
     }
@@ -236,25 +255,25 @@ static int build_tier0(build *b)
     if (B) {
         src = B->approved;
         nsrc = B->napproved;
-        trace_addf(ev->tr, "%s (line %d): static approved set of %u server(s)%s", B->label,
-                   B->pb->line, nsrc,
-                   B->pb->has_allow ? " from allow" : B->pb->has_order ? " from order"
-                                                                       : " from its candidates");
+        PTRACE(ev->tr, "%s (line %d): static approved set of %u server(s)%s", B->label,
+               B->pb->line, nsrc,
+               B->pb->has_allow ? " from allow" : B->pb->has_order ? " from order"
+                                                                   : " from its candidates");
     } else if (b->ctx->site != TSL_NO_SITE) {
         src = s->sites[b->ctx->site].cand;
         nsrc = s->sites[b->ctx->site].ncand;
-        trace_addf(ev->tr, "site \"%s\": no site block; approved set = its %u candidate(s)",
-                   s->sites[b->ctx->site].name, nsrc);
+        PTRACE(ev->tr, "site \"%s\": no site block; approved set = its %u candidate(s)",
+               s->sites[b->ctx->site].name, nsrc);
     } else if (G && G->pb->has_allow) {
         src = G->approved;
         nsrc = G->napproved;
-        trace_addf(ev->tr, "no site: approved set = %s allow, %u server(s)", G->label, nsrc);
+        PTRACE(ev->tr, "no site: approved set = %s allow, %u server(s)", G->label, nsrc);
     } else {
-        trace_addf(ev->tr, "no site and no group allow: the approved set is empty");
+        PTRACE(ev->tr, "no site and no group allow: the approved set is empty");
     }
     if (G)
-        trace_addf(ev->tr, "%s (line %d) applies to department \"%s\"%s", G->label, G->pb->line,
-                   b->ctx->department, G->pb->has_allow ? ": its allow narrows the set" : "");
+        PTRACE(ev->tr, "%s (line %d) applies to department \"%s\"%s", G->label, G->pb->line,
+               b->ctx->department, G->pb->has_allow ? ": its allow narrows the set" : "");
 
     for (uint32_t i = 0; i < nsrc; i++) {
         uint32_t sv = src[i];
@@ -276,7 +295,7 @@ static int build_tier0(build *b)
         b->ws->mark[sv] = b->ws->mark_gen;
         b->cand[nc++] = sv;
     }
-    trace_addf(ev->tr, "tier 0: %u available approved server(s)", nc);
+    PTRACE(ev->tr, "tier 0: %u available approved server(s)", nc);
 
     static const char *const no_reasons[1] = {NULL};
     const char *r = G ? G->r_approved : B ? B->r_approved : REASON_GENERIC_DEFAULT;
@@ -297,6 +316,40 @@ static uint32_t collect_all(build *b)
     return nc;
 }
 
+/* The part of collect_all() that can reach a list with `room` entries
+ * left, into cand: walks every server in ranking-key order (bound once per
+ * plan) and stops, at a change of key, once it has met `room` available,
+ * unlisted, undenied servers that are neither full nor recently failed;
+ * everything met before (full and failed ones included) is kept.  Any
+ * server left unmet ranks behind all of those, so add_tier() over this
+ * subset lists exactly what it would over collect_all(): a tier over the
+ * whole estate costs about `room` servers, not every server ranked. */
+static uint32_t collect_best(build *b)
+{
+    const tsl_snapshot *snap = b->snap;
+    tsl_selection sel = b->ctx->selection;
+    const uint32_t *ord = b->pb->by_key[(unsigned)sel < 3 ? sel : 0];
+    uint32_t room = b->max > b->ws->n ? b->max - b->ws->n : 0;
+    uint32_t nc = 0, good = 0;
+    double last = 0;
+
+    if (room == 0)
+        return 0;
+    for (uint32_t i = 0; i < snap->nservers; i++) {
+        uint32_t s = ord[i];
+        if (good >= room && decide_rank_key(snap, sel, s) != last)
+            break;
+        if (decide_seen_has(b->w, s) || denied(b->ev, s) || !decide_available(b->ctx, s))
+            continue;
+        b->cand[nc++] = s;
+        if (!is_full(b, s) && !decide_recent_error(b->ctx, s) && good < room) {
+            good++;
+            last = decide_rank_key(snap, sel, s);
+        }
+    }
+    return nc;
+}
+
 static int build_fallback(build *b, const bound_block *winner)
 {
     pol_eval *ev = b->ev;
@@ -307,24 +360,25 @@ static int build_fallback(build *b, const bound_block *winner)
     switch (ev->fb) {
     case POL_FB_BLOCK:
         ev->fb_blocked = true;
-        trace_addf(ev->tr, "fallback \"block\" (%s): nothing outside the approved set",
-                   winner ? winner->label : "policy");
+        PTRACE(ev->tr, "fallback \"block\" (%s): nothing outside the approved set",
+               winner ? winner->label : "policy");
         if (ws->n == 0) {
             ev->blocked_reason = winner ? winner->r_blocked : "fallback is blocked";
-            trace_addf(ev->tr, "no approved server is available: the list is empty (blocked)");
+            PTRACE(ev->tr, "no approved server is available: the list is empty (blocked)");
         }
         return 0;
     case POL_FB_DEFAULT:
     case POL_FB_UNSET:
         if (ws->n > 0) {
-            trace_addf(ev->tr, "fallback \"default\": the approved set has available servers, "
-                               "so no tier 1");
+            PTRACE(ev->tr, "fallback \"default\": the approved set has available servers, "
+                           "so no tier 1");
             return 0;
         }
-        trace_addf(ev->tr, "fallback \"default\": no approved server is available; tier 1 is "
-                           "every available server%s",
-                   ev->after ? " (delayed)" : "");
-        return add_tier(b, collect_all(b), NULL, 0, no_reasons, no_reasons, NULL, 0,
+        PTRACE(ev->tr, "fallback \"default\": no approved server is available; tier 1 is "
+                       "every available server%s",
+               ev->after ? " (delayed)" : "");
+        return add_tier(b, ev->tr ? collect_all(b) : collect_best(b), NULL, 0, no_reasons,
+                        no_reasons, NULL, 0,
                         no_reasons, no_reasons, 1, ev->after,
                         winner ? winner->r_default : REASON_GENERIC_DEFAULT,
                         winner ? winner->r_default_full : REASON_GENERIC_DEFAULT);
@@ -332,15 +386,15 @@ static int build_fallback(build *b, const bound_block *winner)
         break;
     }
 
-    trace_addf(ev->tr, "fallback list of %s: %u tier(s)%s", winner->label, winner->nfb,
-               ev->after ? ", delayed" : "");
+    PTRACE(ev->tr, "fallback list of %s: %u tier(s)%s", winner->label, winner->nfb,
+           ev->after ? ", delayed" : "");
     for (uint32_t i = 0; i < winner->nfb && ws->n < b->max && err == 0; i++) {
         const bound_fb *f = &winner->fbv[i];
         uint32_t nc = 0;
         if (f->site == TSL_NO_SITE) {
-            nc = collect_all(b);
-            trace_addf(ev->tr, "fallback tier %d: \"*\", %u other available server(s)", f->tier,
-                       nc);
+            nc = ev->tr ? collect_all(b) : collect_best(b); /* explain counts them all */
+            PTRACE(ev->tr, "fallback tier %d: \"*\", %u other available server(s)", f->tier,
+                   nc);
             err = add_tier(b, nc, NULL, 0, no_reasons, no_reasons, NULL, 0, no_reasons,
                            no_reasons, f->tier, ev->after, f->reason, f->reason_full);
             continue;
@@ -352,9 +406,9 @@ static int build_fallback(build *b, const bound_block *winner)
             if (!decide_seen_has(b->w, s) && !denied(ev, s) && decide_available(b->ctx, s))
                 b->cand[nc++] = s;
         }
-        trace_addf(ev->tr, "fallback tier %d: site \"%s\" (%s), %u available server(s)",
-                   f->tier, b->snap->sites[f->site].name,
-                   f->blk ? "its approved set" : "its candidates", nc);
+        PTRACE(ev->tr, "fallback tier %d: site \"%s\" (%s), %u available server(s)",
+               f->tier, b->snap->sites[f->site].name,
+               f->blk ? "its approved set" : "its candidates", nc);
         err = add_tier(b, nc, f->blk ? f->blk->order : NULL, f->blk ? f->blk->norder : 0,
                        f->blk ? f->blk->r_order : no_reasons,
                        f->blk ? f->blk->r_order_full : no_reasons, NULL, 0, no_reasons,
@@ -384,8 +438,8 @@ static int emit(tsl_result *res, pol_eval *ev)
         res->blocked_reason = ev->blocked_reason ? ev->blocked_reason : "fallback is blocked";
     }
     if (ws->n > n)
-        trace_addf(ev->tr, "max %d: %u entr%s cut", ev->max, ws->n - n,
-                   ws->n - n == 1 ? "y" : "ies");
+        PTRACE(ev->tr, "max %d: %u entr%s cut", ev->max, ws->n - n,
+               ws->n - n == 1 ? "y" : "ies");
     return err;
 }
 
@@ -425,8 +479,8 @@ static int decide_on_error_default(tsl_result *res, tsl_worker *w, pol_eval *ev)
         res->entries[k].tier = 0;
         res->servers[k++] = res->servers[i];
     }
-    trace_addf(ev->tr, "fallback is blocked: kept %u of %u default entries (the approved set)",
-               k, res->n);
+    PTRACE(ev->tr, "fallback is blocked: kept %u of %u default entries (the approved set)",
+           k, res->n);
     res->n = k;
     if (k == 0) {
         res->blocked = true;
@@ -468,11 +522,11 @@ int policy_decide(tsl_result *res, tsl_worker *w, const tsl_plan *plan, struct d
     ctx->ttl = sp && sp->ttl >= 0 ? sp->ttl : pb->ttl;
     ev.max = ctx->max;
     res->ttl = ctx->ttl;
-    trace_addf(tr, "policy %s (%s): selection %s, max %d, ttl %d s", pol->version, pol->name,
-               tsl_selection_name(ctx->selection), ctx->max, ctx->ttl);
+    PTRACE(tr, "policy %s (%s): selection %s, max %d, ttl %d s", pol->version, pol->name,
+           tsl_selection_name(ctx->selection), ctx->max, ctx->ttl);
 
     if (!ev.site_blk && !ev.group_blk) {
-        trace_addf(tr, "no site block and no group block applies: the default logic decides");
+        PTRACE(tr, "no site block and no group block applies: the default logic decides");
         if ((err = decide_default(res, w, ctx, tr)) < 0 || pol->nrules == 0)
             return err;
         /* rules still run: the approved set is the site's available candidates */
@@ -525,13 +579,13 @@ int policy_decide(tsl_result *res, tsl_worker *w, const tsl_plan *plan, struct d
             snprintf(w->last_policy_error, sizeof w->last_policy_error,
                      "policy %s: rule \"%s\" (%s:%d) failed: %.300s", pol->version, r->name,
                      pol->name, r->line, msg);
-            trace_addf(tr, "rule \"%s\" failed: %s", r->name, msg);
+            PTRACE(tr, "rule \"%s\" failed: %s", r->name, msg);
             if (pol->on_error == POL_ONERR_DEFAULT) {
-                trace_addf(tr, "on_error \"default\": the default logic decides this request");
+                PTRACE(tr, "on_error \"default\": the default logic decides this request");
                 return decide_on_error_default(res, w, &ev);
             }
-            trace_addf(tr, "on_error \"approved\": the list as it stood before rule \"%s\"",
-                       r->name);
+            PTRACE(tr, "on_error \"approved\": the list as it stood before rule \"%s\"",
+                   r->name);
         }
     }
     return emit(res, &ev);

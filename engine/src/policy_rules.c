@@ -108,14 +108,14 @@ static int req_index(lua_State *L)
     const snap_client *c = ctx->client >= 0 ? &s->clients[ctx->client] : NULL;
     char ip[64];
 
-    if (strcmp(k, "site") == 0)
+    if (strcmp(k, "task") == 0) /* the most common first */
+        push_opt(L, ctx->task);
+    else if (strcmp(k, "site") == 0)
         push_opt(L, ctx->site != TSL_NO_SITE ? s->sites[ctx->site].name : NULL);
     else if (strcmp(k, "client") == 0)
         push_opt(L, c ? c->guid : ctx->req->client);
     else if (strcmp(k, "department") == 0)
         push_opt(L, ctx->department);
-    else if (strcmp(k, "task") == 0)
-        push_opt(L, ctx->task);
     else if (strcmp(k, "ip") == 0) {
         if (ctx->nips) {
             tsl_ip_format(ip, sizeof ip, &ctx->ips[0]);
@@ -689,14 +689,6 @@ static int ensure_rules(policy_wstate *ws, tsl_worker *w, tsl_policy *pol, char 
  * Running the rules
  * ---------------------------------------------------------------------- */
 
-struct run_args {
-    pol_eval *ev;
-    uint32_t current;
-    int failed;       /* rule index + 1 */
-    char *msg;
-    size_t msglen;
-};
-
 static void save_list(pol_eval *ev)
 {
     policy_wstate *ws = ev->ws;
@@ -717,17 +709,31 @@ static void restore_list(pol_eval *ev)
     ev->blocked_reason = ev->saved_blocked_reason;
 }
 
-static int run_p(lua_State *L)
+/* Each rule runs in its own lua_pcall.  Everything else here (pushing a
+ * light C function, raw reads of existing values) cannot allocate, so no
+ * protected trampoline is needed around the loop. */
+int policy_run_rules(pol_eval *ev, char *msg, size_t msglen)
 {
-    struct run_args *a = lua_touserdata(L, 1);
-    pol_eval *ev = a->ev;
     policy_wstate *ws = ev->ws;
-    const tsl_policy *pol = ev->pb->pol;
-    int base = lua_gettop(L);
+    tsl_policy *pol = ev->pb->pol;
+    lua_State *L;
+    int base, failed = 0;
 
+    msg[0] = '\0';
+    if (ensure_rules(ws, ev->w, pol, msg, msglen) < 0)
+        return 1;
+    L = ws->sb->L;
+    if (!lua_checkstack(L, 8)) {
+        snprintf(msg, msglen, "no Lua stack space left");
+        return 1;
+    }
+    base = lua_gettop(L);
+    ws->serial++;
+    ws->cur = ev;
+    sandbox_reset_flags(ws->sb);
+    sandbox_budget_begin(ws->sb, pol->rule_budget);
     for (uint32_t i = 0; i < pol->nrules; i++) {
         uint32_t before = ws->n;
-        a->current = i;
         ev->rule = i;
         save_list(ev);
         lua_pushcfunction(L, sandbox_msgh);
@@ -738,46 +744,19 @@ static int run_p(lua_State *L)
         lua_rawgeti(L, LUA_REGISTRYINDEX, ws->list_ref);
         int st = lua_pcall(L, 2, 0, base + 1);
         if (st != LUA_OK) {
-            sandbox_errmsg(ws->sb, st, a->msg, a->msglen, false);
+            sandbox_errmsg(ws->sb, st, msg, msglen, false);
             restore_list(ev);
-            a->failed = (int)i + 1;
+            failed = (int)i + 1;
             lua_settop(L, base);
-            return 0;
+            break;
         }
         lua_settop(L, base);
-        trace_addf(ev->tr, "rule \"%s\" (line %d): %u -> %u entr%s%s", pol->rules[i].name,
-                   pol->rules[i].line, before, ws->n, ws->n == 1 ? "y" : "ies",
-                   ev->fb_blocked && !ev->saved_fb_blocked ? ", fallback blocked" : "");
+        PTRACE(ev->tr, "rule \"%s\" (line %d): %u -> %u entr%s%s", pol->rules[i].name,
+               pol->rules[i].line, before, ws->n, ws->n == 1 ? "y" : "ies",
+               ev->fb_blocked && !ev->saved_fb_blocked ? ", fallback blocked" : "");
     }
-    return 0;
-}
-
-int policy_run_rules(pol_eval *ev, char *msg, size_t msglen)
-{
-    policy_wstate *ws = ev->ws;
-    tsl_policy *pol = ev->pb->pol;
-    struct run_args a = {ev, 0, 0, msg, msglen};
-    int st;
-
-    msg[0] = '\0';
-    if (ensure_rules(ws, ev->w, pol, msg, msglen) < 0)
-        return 1;
-    ws->serial++;
-    ws->cur = ev;
-    sandbox_reset_flags(ws->sb);
-    sandbox_budget_begin(ws->sb, pol->rule_budget);
-    lua_pushcfunction(ws->sb->L, run_p);
-    lua_pushlightuserdata(ws->sb->L, &a);
-    st = lua_pcall(ws->sb->L, 1, 0, 0);
     sandbox_budget_end(ws->sb);
+    ws->sb->killing = false;
     ws->cur = NULL;
-    if (st != LUA_OK) { /* outside the rule itself (e.g. memory while calling it) */
-        sandbox_errmsg(ws->sb, st, msg, msglen, false);
-        lua_pop(ws->sb->L, 1);
-        restore_list(ev);
-        a.failed = (int)a.current + 1;
-    }
-    if (a.failed && ws->sb->killing)
-        ws->sb->killing = false;
-    return a.failed;
+    return failed;
 }

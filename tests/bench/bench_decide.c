@@ -8,11 +8,14 @@
  * snapshot, and decides for every client in a shuffled order, R rounds.
  * Prints, for the default logic and then for each --policy side by side in
  * the same run: median and p99 nanoseconds per decision (each decision timed
- * alone) and decisions per second (untimed loop), plus the ratio to the
- * default logic.  One thread: the figure is per core.
+ * alone) and decisions per second (untimed loop), plus the ratios to the
+ * default logic of the median and of the mean cost (decisions per second).
+ * The plans take turns round by round, so a noisy host slows them alike.
+ * One thread: the figures are per core.
  */
 #include "store.h"
 #include "tsl.h"
+#include "bench_common.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,96 +23,14 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-typedef struct figures {
-    double median, p99, per_sec, fallback_share;
-} figures;
-
-static int run(figures *f, tsl_plan *plan, const tsl_request *reqs, size_t n, int rounds)
-{
-    tsl_worker *w = NULL;
-    tsl_result *res = NULL;
-    double *lat = malloc(n * (size_t)rounds * sizeof *lat);
-    size_t fallback = 0, k = 0;
-    int err = -1;
-
-    if (!lat || tsl_worker_new(&w) < 0 || tsl_result_new(&res) < 0)
-        goto done;
-    for (size_t i = 0; i < n && i < 20000; i++) /* warm caches and scratch space */
-        tsl_decide(res, w, plan, &reqs[i], NULL);
-
-    double clock_cost = now_ns();
-    for (int i = 0; i < 1000; i++)
-        now_ns();
-    clock_cost = (now_ns() - clock_cost) / 1001.0;
-
-    for (int r = 0; r < rounds; r++) {
-        for (size_t i = 0; i < n; i++) {
-            double t0 = now_ns();
-            if (tsl_decide(res, w, plan, &reqs[i], NULL) < 0) {
-                fprintf(stderr, "decide: %s\n", tsl_error_last());
-                goto done;
-            }
-            lat[k++] = now_ns() - t0 - clock_cost;
-            if (tsl_result_count(res) && tsl_result_entry(res, 0)->tier > 0)
-                fallback++;
-        }
-    }
-    qsort(lat, k, sizeof *lat, cmp_double);
-    f->median = lat[k / 2];
-    f->p99 = lat[(size_t)((double)k * 0.99)];
-    f->fallback_share = (double)fallback / (double)k;
-
-    double t0 = now_ns();
-    for (int r = 0; r < rounds; r++)
-        for (size_t i = 0; i < n; i++)
-            tsl_decide(res, w, plan, &reqs[i], NULL);
-    f->per_sec = (double)(n * (size_t)rounds) / ((now_ns() - t0) / 1e9);
-    err = 0;
-done:
-    free(lat);
-    tsl_result_free(res);
-    tsl_worker_free(w);
-    return err;
-}
-
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    char *buf = NULL;
-    if (!fp)
-        return NULL;
-    if (fseek(fp, 0, SEEK_END) == 0) {
-        long n = ftell(fp);
-        if (n >= 0 && fseek(fp, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
-            *len = fread(buf, 1, (size_t)n, fp);
-            buf[*len] = '\0';
-        }
-    }
-    fclose(fp);
-    return buf;
-}
-
 int main(int argc, char **argv)
 {
-    unsigned sites = 500, servers = 2000, clients = 200000;
-    unsigned long long seed = 1;
-    int rounds = 3;
-    const char *db = NULL, *policies[8];
-    int npolicies = 0;
+    bench_opts o = BENCH_OPTS_INIT;
+    const char *db = NULL;
     char tmpdb[256] = "";
+    contender c[9];
+    int nc = 0;
+    char head[64];
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -117,14 +38,9 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_decide: %s needs a value\n", a);
             return 2;
         }
-        if (!strcmp(a, "--sites")) sites = (unsigned)atoi(v);
-        else if (!strcmp(a, "--servers")) servers = (unsigned)atoi(v);
-        else if (!strcmp(a, "--clients")) clients = (unsigned)atoi(v);
-        else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--rounds")) rounds = atoi(v);
-        else if (!strcmp(a, "--db")) db = v;
-        else if (!strcmp(a, "--policy") && npolicies < 8) policies[npolicies++] = v;
-        else {
+        if (!strcmp(a, "--db"))
+            db = v;
+        else if (!bench_opt(&o, a, v)) {
             fprintf(stderr, "bench_decide: unknown option %s\n", a);
             return 2;
         }
@@ -137,6 +53,7 @@ int main(int argc, char **argv)
     tsl_request *reqs = NULL;
     int rc = 1;
 
+    memset(c, 0, sizeof c);
     if (!db) {
         snprintf(tmpdb, sizeof tmpdb, "/tmp/tsl-bench-%d.db", (int)getpid());
         db = tmpdb;
@@ -144,7 +61,7 @@ int main(int argc, char **argv)
     double t0 = now_ns();
     if (tsl_store_open(&st, db, 0) < 0)
         goto fail;
-    if (tmpdb[0] && tsl_estate_generate(st, sites, servers, clients, seed) < 0)
+    if (tmpdb[0] && tsl_estate_generate(st, o.sites, o.servers, o.clients, o.seed) < 0)
         goto fail;
     double t1 = now_ns();
     if (tsl_snapshot_load(&snap, st, NULL) < 0 || tsl_plan_new(&plan, snap, NULL) < 0)
@@ -156,53 +73,51 @@ int main(int argc, char **argv)
         goto fail;
     for (size_t i = 0; i < n; i++)
         tsl_snapshot_client_request(&reqs[i], snap, i);
-    uint64_t x = seed * 0x9e3779b97f4a7c15ULL + 1; /* shuffle: no cache-friendly order */
-    for (size_t i = n; i > 1; i--) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        size_t j = (size_t)(x % i);
-        tsl_request t = reqs[i - 1];
-        reqs[i - 1] = reqs[j];
-        reqs[j] = t;
-    }
+    shuffle_requests(reqs, n, o.seed);
 
     printf("estate: %zu sites, %zu servers, %zu clients (generate %.2f s, snapshot load %.2f s)\n",
            tsl_snapshot_site_count(snap), tsl_snapshot_server_count(snap), n, (t1 - t0) / 1e9,
            (t2 - t1) / 1e9);
-    printf("%-28s %10s %10s %14s %9s %7s\n", "plan", "median ns", "p99 ns", "decisions/s",
-           "fallback", "ratio");
-    figures base;
-    if (run(&base, plan, reqs, n, rounds) < 0)
-        goto fail;
-    printf("%-28s %10.0f %10.0f %14.0f %8.1f%% %7.2f\n", "default logic", base.median, base.p99,
-           base.per_sec, 100 * base.fallback_share, 1.0);
-
-    for (int p = 0; p < npolicies; p++) {
+    c[0].label = "default logic";
+    c[0].plan = plan;
+    plan = NULL;
+    nc = 1;
+    for (int p = 0; p < o.npolicies; p++) {
         size_t len = 0;
-        char *src = read_file(policies[p], &len);
+        char *src = read_file(o.policies[p], &len);
         tsl_policy *pol = NULL;
-        tsl_plan *pp = NULL;
-        figures f;
         if (!src) {
-            fprintf(stderr, "bench_decide: cannot read %s\n", policies[p]);
+            fprintf(stderr, "bench_decide: cannot read %s\n", o.policies[p]);
             goto fail;
         }
-        int err = tsl_policy_compile(&pol, src, len, policies[p]);
+        int err = tsl_policy_compile(&pol, src, len, o.policies[p]);
         free(src);
-        if (err < 0 || tsl_plan_new(&pp, snap, pol) < 0 || run(&f, pp, reqs, n, rounds) < 0) {
-            tsl_policy_free(pol);
-            tsl_plan_free(pp);
-            goto fail;
-        }
-        const char *slash = strrchr(policies[p], '/');
-        printf("%-28s %10.0f %10.0f %14.0f %8.1f%% %7.2f\n", slash ? slash + 1 : policies[p],
-               f.median, f.p99, f.per_sec, 100 * f.fallback_share, f.median / base.median);
-        tsl_plan_free(pp);
+        if (err == 0)
+            err = tsl_plan_new(&c[nc].plan, snap, pol);
         tsl_policy_free(pol);
+        if (err < 0)
+            goto fail;
+        const char *slash = strrchr(o.policies[p], '/');
+        c[nc].label = slash ? slash + 1 : o.policies[p];
+        nc++;
     }
+    if (measure(c, nc, reqs, n, o.rounds) < 0)
+        goto fail;
+    /* x median: median over the default's; x mean: the default's decisions/s
+     * over this plan's, i.e. the ratio of the mean cost of a decision */
+    snprintf(head, sizeof head, "plan (%d rounds, interleaved)", o.rounds);
+    printf("%-28s %10s %10s %14s %9s %8s %7s\n", head, "median ns",
+           "p99 ns", "decisions/s", "fallback", "x median", "x mean");
+    for (int p = 0; p < nc; p++)
+        printf("%-28s %10.0f %10.0f %14.0f %8.1f%% %8.2f %7.2f\n", c[p].label, c[p].f.median,
+               c[p].f.p99, c[p].f.per_sec, 100 * c[p].f.fallback_share,
+               c[p].f.median / c[0].f.median, c[0].f.per_sec / c[p].f.per_sec);
     rc = 0;
 fail:
     if (rc)
         fprintf(stderr, "bench_decide: %s\n", tsl_error_last());
+    for (int p = 0; p < 9; p++)
+        contender_free(&c[p]);
     free(reqs);
     tsl_plan_free(plan);
     tsl_snapshot_free(snap);
