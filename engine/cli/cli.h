@@ -55,6 +55,8 @@ int cmd_check(const struct cli_global *g, int argc, char **argv);
 int cmd_test(const struct cli_global *g, int argc, char **argv);
 int cmd_policy(const struct cli_global *g, int argc, char **argv);
 int cmd_serve(const struct cli_global *g, int argc, char **argv);
+int cmd_agent(const struct cli_global *g, int argc, char **argv);
+int cmd_simulate(const struct cli_global *g, int argc, char **argv);
 
 /* ------------------------------------------------------------------------
  * Helpers (cli_util.c)
