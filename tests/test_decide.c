@@ -180,6 +180,22 @@ TEST(rule3__stale_heartbeat_stopped_and_unregistered_servers_drop_out)
     CHECK(strstr(names, "ts-lon-02") == NULL); /* its heartbeat is stale by then */
 }
 
+TEST(rule3__heartbeats_age_from_heard_since_after_a_broker_outage)
+{
+    /* ts-tok-02's heartbeat is 400 s old: stale, unless the broker only
+     * started listening 100 s ago (it could not hear the ones in between) */
+    tsl_settings set;
+    tsl_settings_init(&set);
+    set.heard_since = NOW - 100;
+    CHECK_STR(decide_names(res, &set, NULL, "10.30.1.1", NULL, NULL, 0), "ts-tok-02");
+    /* ... and 181 s after that start, with still no heartbeat, it is stale again */
+    decide_names(res, &set, NULL, "10.30.1.1", NULL, NULL, NOW + 81);
+    CHECK_INT(tsl_result_entry(res, 0)->tier, 1);
+    set.heard_since = 0;
+    decide_names(res, &set, NULL, "10.30.1.1", NULL, NULL, 0);
+    CHECK_INT(tsl_result_entry(res, 0)->tier, 1);
+}
+
 TEST(rule4__ranking_modes)
 {
     tsl_settings set;
@@ -338,6 +354,7 @@ int main(void)
     RUN(rule1__no_site_falls_back_to_every_available_server);
     RUN(rule2__unassigned_server_joins_the_site_of_its_ip);
     RUN(rule3__stale_heartbeat_stopped_and_unregistered_servers_drop_out);
+    RUN(rule3__heartbeats_age_from_heard_since_after_a_broker_outage);
     RUN(rule4__ranking_modes);
     RUN(rule4__recent_connection_error_ranks_last_inside_the_window);
     RUN(rule4__ties_spread_clients_evenly_and_stay_stable);

@@ -637,6 +637,9 @@ int tsl_broker_new(tsl_broker **out, const tsl_broker_config *cfg)
         b->cfg.max_headers = 1;
     atomic_store(&b->dlog_budget, b->cfg.decision_log_rate);
     b->started_at = b->last_refill = broker_now(b);
+    /* heartbeats sent while this broker was not running went unheard: they
+     * age from its start, not from the last one stored */
+    b->cfg.settings.heard_since = b->started_at;
 
     if ((err = token_load_or_create(b)) < 0)
         goto done;

@@ -130,6 +130,10 @@ typedef struct tsl_settings {
     int max;                 /* entries in a list (10) */
     int ttl;                 /* seconds a client may cache its list (3600) */
     tsl_selection selection; /* ranking mode (capacity) */
+    int64_t heard_since;     /* Unix seconds since when heartbeats could be heard (a broker's
+                              * start): an older heartbeat ages from here, so a broker back
+                              * from an outage does not call every server stale before the
+                              * first heartbeats reach it (0: no such floor) */
 } tsl_settings;
 
 /* Fills the defaults listed above. */

@@ -40,8 +40,8 @@ const char *decide_unavailable_why(const decide_ctx *ctx, uint32_t server, char 
         return "not registered with the SMP";
     if (!sv->running)
         return "Task Server service stopped";
-    int64_t age = ctx->now - sv->heartbeat;
-    if (sv->heartbeat && age > ctx->snap->settings.stale_after) {
+    int64_t age = snap_heartbeat_age(ctx->snap, sv, ctx->now);
+    if (age > ctx->snap->settings.stale_after) {
         snprintf(buf, len, "last heartbeat %lld s ago (stale after %lld s)", (long long)age,
                  (long long)ctx->snap->settings.stale_after);
         return buf;

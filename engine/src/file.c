@@ -1,9 +1,11 @@
 /*
  * file.c - reading a whole file into memory, the one way the engine does
- * it: the CSV importer, the policy test runner and the broker (--policy
- * FILE) all read through tsl_file_read.
+ * it: the CSV importer, the policy test runner, the broker (--policy
+ * FILE) and the simulator (scenarios, policies it uploads) all read
+ * through tsl_file_read.
  *
- * Used by: import_csv.c, policy_test.c, engine/broker/bpolicy.c.
+ * Used by: import_csv.c, policy_test.c, engine/broker/bpolicy.c,
+ * engine/sim/scenario.c, engine/sim/sim.c.
  * Needs: common.h.
  */
 #include "common.h"

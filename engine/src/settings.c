@@ -14,6 +14,7 @@ void tsl_settings_init(tsl_settings *s)
     s->max = 10;
     s->ttl = 3600;
     s->selection = TSL_SELECT_CAPACITY;
+    s->heard_since = 0;
 }
 
 static const char *const selection_names[] = {"capacity", "responsiveness", "connections"};

@@ -138,11 +138,19 @@ int32_t snap_find_client(const tsl_snapshot *s, const char *guid)
     return index_find(s, &s->client_idx, client_guid, guid);
 }
 
+int64_t snap_heartbeat_age(const tsl_snapshot *s, const snap_server *sv, int64_t now)
+{
+    if (sv->heartbeat == 0)
+        return 0;
+    int64_t from = sv->heartbeat < s->settings.heard_since ? s->settings.heard_since : sv->heartbeat;
+    return now - from;
+}
+
 bool snap_server_available(const tsl_snapshot *s, const snap_server *sv, int64_t now)
 {
     if (!sv->registered || !sv->running)
         return false;
-    return sv->heartbeat == 0 || now - sv->heartbeat <= s->settings.stale_after;
+    return snap_heartbeat_age(s, sv, now) <= s->settings.stale_after;
 }
 
 /* ------------------------------------------------------------------------

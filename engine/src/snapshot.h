@@ -91,6 +91,10 @@ struct tsl_snapshot {
 TSL_INTERNAL int32_t snap_find_site(const tsl_snapshot *s, const char *name);
 TSL_INTERNAL int32_t snap_find_server(const tsl_snapshot *s, const char *name);
 TSL_INTERNAL int32_t snap_find_client(const tsl_snapshot *s, const char *guid);
+/* Seconds since the server's last heartbeat, counted from
+ * settings.heard_since at most; 0 when none was recorded. */
+TSL_INTERNAL int64_t snap_heartbeat_age(const tsl_snapshot *s, const snap_server *sv,
+                                        int64_t now);
 /* Availability rule 3: registered, running, heartbeat not stale. */
 TSL_INTERNAL bool snap_server_available(const tsl_snapshot *s, const snap_server *sv,
                                         int64_t now);
