@@ -134,7 +134,7 @@ check "Tokyo is back on ts-tyo-01" bash -c "'$tsl' --db '$db' list --client $TYO
 check "nothing more to roll back exits 2" test "$(status "$tsl" --db "$db" policy rollback)" = 2
 
 # ---- load activates through the rollout: rollback undoes it ----
-check "load (activating) a third version" test "$(status "$tsl" --db "$db" policy load "$tmp/madrid_only.lua" --author bob)" = 0
+check "load (activating) a third version" test "$(status "$tsl" --db "$db" policy load "$tmp/madrid_only.lua" --author bob --activate)" = 0
 check "it is the active policy" bash -c "'$tsl' --db '$db' policy active | grep -q madrid_only.lua"
 check "the load's activation is in the history" bash -c "'$tsl' --db '$db' policy status | grep -q 'activate v3'"
 check "rollback undoes the load's activation" test "$(status "$tsl" --db "$db" policy rollback)" = 0

@@ -94,9 +94,13 @@ check list__policy_file_applies \
   contains '"policy":"sha256:' "$tsl" --db "$db" list --ip 10.40.1.15 --json --policy "$src/policies/examples/demo.lua"
 check policy__load_refuses_a_broken_file status 2 "$tsl" --db "$db" policy load "$tmp/syntax.lua"
 check policy__no_active_policy_at_first contains "none (the default logic)" "$tsl" --db "$db" policy active
-check policy__load_stores_and_activates \
-  contains "stored demo.lua as version sha256:" \
+check policy__load_stores_without_activating \
+  contains "not active" \
   "$tsl" --db "$db" policy load "$src/policies/examples/demo.lua" --author ci --comment "test run"
+check policy__loaded_version_is_not_active_yet contains "none (the default logic)" "$tsl" --db "$db" policy active
+check policy__load_activate_makes_it_active \
+  contains "now active everywhere" \
+  "$tsl" --db "$db" policy load "$src/policies/examples/demo.lua" --activate
 check policy__load_is_idempotent \
   contains "already stored: demo.lua" "$tsl" --db "$db" policy load "$src/policies/examples/demo.lua"
 check policy__list_shows_author_and_comment contains "ci" "$tsl" --db "$db" policy list

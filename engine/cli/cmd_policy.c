@@ -2,8 +2,8 @@
  * cmd_policy.c - `tsl --db FILE policy ACTION`: policy versions in the
  * store and their rollout, one command over two engine files:
  *
- *   load FILE           store a version (policy_store.c); active unless
- *                       --no-activate
+ *   load FILE           store a version (policy_store.c), not yet active;
+ *                       --activate makes it active everywhere at once
  *   list                every version, where it is active, its last dry-run
  *   active              the policy in force: the base and staged sites
  *   show V, diff V1 V2  one version; a unified diff of two (rollout.c)
@@ -26,11 +26,12 @@
 static const char usage[] =
     "usage: tsl --db FILE policy ACTION [ARGS] [OPTIONS]\n"
     "\n"
-    "  load FILE [--author A] [--comment C] [--no-activate]\n"
+    "  load FILE [--author A] [--comment C] [--activate]\n"
     "                      compile FILE (refused if it does not compile) and store its\n"
-    "                      text as a version named by its content hash; it becomes the\n"
-    "                      active policy everywhere unless --no-activate.  Loading the\n"
-    "                      same text again stores nothing new.\n"
+    "                      text as a version named by its content hash, not yet active\n"
+    "                      (dry-run it, then `activate`); --activate makes it active\n"
+    "                      everywhere at once.  Loading the same text again stores\n"
+    "                      nothing new.\n"
     "  list [--json|--csv] every version: active (* everywhere, or its staged sites),\n"
     "                      author, time, comment, its last dry-run, shadow\n"
     "  active              the policy in force: the base version, staged sites\n"
@@ -60,7 +61,7 @@ static const char usage[] =
 
 struct popts {
     tsl_format fmt;
-    bool require_dry_run, off, no_activate;
+    bool require_dry_run, off, activate;
     const char *sites, *author, *comment;
 };
 
@@ -75,7 +76,8 @@ static int parse(const struct cli_global *g, int argc, char **argv, struct popts
         {"require-dry-run", no_argument, NULL, 'r'},
         {"author", required_argument, NULL, 'a'},
         {"comment", required_argument, NULL, 'c'},
-        {"no-activate", no_argument, NULL, 'N'},
+        {"activate", no_argument, NULL, 'A'},
+        {"no-activate", no_argument, NULL, 'N'}, /* the default; kept for scripts */
         {"off", no_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -98,7 +100,8 @@ static int parse(const struct cli_global *g, int argc, char **argv, struct popts
         case 'r': o->require_dry_run = true; break;
         case 'a': o->author = optarg; break;
         case 'c': o->comment = optarg; break;
-        case 'N': o->no_activate = true; break;
+        case 'A': o->activate = true; break;
+        case 'N': o->activate = false; break;
         case 'o': o->off = true; break;
         case 'h': fputs(usage, stdout); return -1;
         default: return cli_getopt_error(g, c, argv);
@@ -163,13 +166,13 @@ static int policy_load(const struct cli_global *g, const struct popts *o, const 
         goto done;
     }
     if ((rc = tsl_store_policy_add(&id, &existed, st, pol, o->author, o->comment,
-                                   o->no_activate ? 0 : TSL_POLICY_ACTIVATE, 0)) < 0) {
+                                   o->activate ? TSL_POLICY_ACTIVATE : 0, 0)) < 0) {
         rc = cli_engine_error(g, rc, "cannot store %s", file);
         goto done;
     }
     printf("%s %s as version %s (id %lld)%s\n", existed ? "already stored:" : "stored", name,
            tsl_policy_version(pol), (long long)id,
-           o->no_activate ? "" : ", now active everywhere");
+           o->activate ? ", now active everywhere" : ", not active (see 'tsl policy activate')");
     rc = CLI_OK;
 done:
     tsl_store_free(st);
