@@ -75,6 +75,17 @@ static sqlite3_stmt *stmt(tsl_store *st, tsl_stmt_id id)
     return q;
 }
 
+/* Runs statement `id` whose one parameter, if any, is `text` (NULL: none). */
+static int exec_text(tsl_store *st, tsl_stmt_id id, const char *text, const char *what)
+{
+    sqlite3_stmt *q = stmt(st, id);
+    if (!q)
+        return TSL_ESTORE;
+    if (text)
+        tsl_store_bind_text(q, 1, text);
+    return exec_done(st, q, what);
+}
+
 /* ------------------------------------------------------------------------
  * Versions
  * ---------------------------------------------------------------------- */
@@ -469,9 +480,7 @@ static int state_write(tsl_store *st, json_t *state, int64_t now, const char *au
     tsl_store_bind_text(q, 3, author);
     if ((err = exec_done(st, q, "writing the active policy")) < 0)
         return err;
-    if (!(q = stmt(st, TSL_STMT_RO_STATE_CLEAR)))
-        return TSL_ESTORE;
-    if ((err = exec_done(st, q, "clearing the staged sites")) < 0)
+    if ((err = exec_text(st, TSL_STMT_RO_STATE_CLEAR, NULL, "clearing the staged sites")) < 0)
         return err;
     json_object_foreach(state, site, v) {
         if (strcmp(site, "*") == 0)
@@ -1129,27 +1138,14 @@ int tsl_rollout_shadow_set(tsl_store *st, const char *version, const char *autho
         if ((err = exec_done(st, q, "setting the shadow version")) < 0)
             goto done;
         /* counters restart */
-        if (!(q = stmt(st, TSL_STMT_RO_SHADOW_COUNTS_RESET))) {
-            err = TSL_ESTORE;
+        if ((err = exec_text(st, TSL_STMT_RO_SHADOW_COUNTS_RESET, hash,
+                             "resetting shadow counters")) < 0 ||
+            (err = exec_text(st, TSL_STMT_RO_SHADOW_SAMPLES_RESET, hash,
+                             "resetting shadow samples")) < 0)
             goto done;
-        }
-        tsl_store_bind_text(q, 1, hash);
-        if ((err = exec_done(st, q, "resetting shadow counters")) < 0)
-            goto done;
-        if (!(q = stmt(st, TSL_STMT_RO_SHADOW_SAMPLES_RESET))) {
-            err = TSL_ESTORE;
-            goto done;
-        }
-        tsl_store_bind_text(q, 1, hash);
-        if ((err = exec_done(st, q, "resetting shadow samples")) < 0)
-            goto done;
-    } else {
-        if (!(q = stmt(st, TSL_STMT_RO_SHADOW_CLEAR))) {
-            err = TSL_ESTORE;
-            goto done;
-        }
-        if ((err = exec_done(st, q, "clearing the shadow version")) < 0)
-            goto done;
+    } else if ((err = exec_text(st, TSL_STMT_RO_SHADOW_CLEAR, NULL,
+                                "clearing the shadow version")) < 0) {
+        goto done;
     }
     if ((err = history_add(NULL, st, now, version ? "shadow" : "unshadow", id, NULL, author, NULL,
                            prior)) < 0)
