@@ -315,6 +315,12 @@ TSL_API int tsl_worker_new(tsl_worker **out);
 TSL_API void tsl_worker_free(tsl_worker *w);
 /* Policy rule errors this worker has absorbed (each logged with its line). */
 TSL_API uint64_t tsl_worker_policy_errors(const tsl_worker *w);
+/* Of those, the rule calls stopped by their time limit (rule_time_ms) or
+ * instruction budget (overruns). */
+TSL_API uint64_t tsl_worker_policy_overruns(const tsl_worker *w);
+/* Overruns in this process, every worker together; safe from any thread
+ * (the broker's /metrics). */
+TSL_API uint64_t tsl_policy_overruns_total(void);
 /* The message of the last absorbed rule error, or NULL. Borrowed. */
 TSL_API const char *tsl_worker_last_policy_error(const tsl_worker *w);
 
