@@ -15,6 +15,7 @@
  *     its control thread: heartbeats and SIGTERM are honoured while an
  *     uploaded policy spins.
  */
+#include "broker_client.h"
 #include "decide.h"
 #include "harness.h"
 #include "policy.h"
@@ -522,6 +523,181 @@ TEST(safety__tools_run_nested_calls_without_crashing)
 }
 
 /* ------------------------------------------------------------------------
+ * The broker: POST /v1/policy
+ * ---------------------------------------------------------------------- */
+
+typedef struct child {
+    pid_t pid;
+    int port;
+    char log[600];
+} child;
+
+/* Starts `tsl --db DB serve --listen 127.0.0.1:0`; waits for its port. */
+static bool spawn(child *c, const char *db)
+{
+    static int n;
+    char *text = NULL;
+    snprintf(c->log, sizeof c->log, "%s/serve-%d.log", tsl_test_tmpdir(), n++);
+    c->pid = fork();
+    if (c->pid == 0) {
+        int fd = open(c->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int nul = open("/dev/null", O_WRONLY);
+        dup2(fd, 2);
+        dup2(nul, 1);
+        execl(TSL_BIN, "tsl", "--db", db, "serve", "--listen", "127.0.0.1:0", "--threads", "2",
+              "--refresh-ms", "50", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 1000; i++) { /* 10 s */
+        size_t len;
+        text = tsl_test_read(c->log, &len);
+        const char *p = text ? strstr(text, " port ") : NULL;
+        c->port = p && strstr(text, "Listening on") ? atoi(p + 6) : 0;
+        free(text);
+        if (c->port > 0)
+            return true;
+        int st;
+        if (waitpid(c->pid, &st, WNOHANG) == c->pid) {
+            c->pid = 0;
+            return false;
+        }
+        usleep(10000);
+    }
+    return false;
+}
+
+static long long db_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    long long v = -999;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* "Authorization: Bearer TOKEN\r\n" from DB.token */
+static bool auth_header(char *dst, size_t len, const char *db)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s.token", db);
+    char *tok = tsl_test_read(path, NULL);
+    if (!tok)
+        return false;
+    tok[strcspn(tok, "\r\n")] = '\0';
+    snprintf(dst, len, "Authorization: Bearer %s\r\n", tok);
+    free(tok);
+    return true;
+}
+
+/* The issue's crash: the Release broker died with SIGSEGV on a plain
+ * upload of a policy with nested list calls.  Now: findings, no crash,
+ * the broker keeps answering. */
+TEST(safety__broker_upload_of_nested_calls_is_answered)
+{
+    child c;
+    http_resp r;
+    char auth[200];
+    const char *db = tsl_test_path("upload.db");
+    CHECK(make_store(db));
+    CHECK(spawn(&c, db));
+    CHECK(auth_header(auth, sizeof auth, db));
+    int s = http_do(c.port, "POST", "/v1/policy?name=nested.lua", auth, nested_policy, &r);
+    bool refused = s == 422 && r.body && strstr(r.body, "called from inside list:reorder");
+    http_resp_free(&r);
+    int s2 = 0;
+    http_get_body(c.port, "/v1/task-servers?ip=10.10.3.17", NULL, &s2);
+    kill(c.pid, SIGTERM);
+    int st;
+    waitpid(c.pid, &st, 0);
+    CHECK_INT(s, 422);
+    CHECK(refused);
+    CHECK_INT(s2, 200);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* Upload a policy whose code spins inside C functions for many seconds:
+ * the broker keeps acknowledging writes while it is checked (off the
+ * control thread), and SIGTERM stops it within 2 s with every
+ * acknowledged write in the store. */
+TEST(safety__sigterm_is_honoured_within_2s_while_an_upload_spins)
+{
+    child c;
+    http_resp r;
+    char auth[200];
+    const char *db = tsl_test_path("spin.db");
+    static const char spin[] =
+        "defaults { rule_budget = 100000000, rule_time_ms = 10000 }\n"
+        "local s = string.rep('', math.maxinteger)\n" /* never returned before */
+        "rule(\"spin\", function(req, list)\n"
+        "  while true do local x = string.rep('ab', 1 << 20):upper() end\n"
+        "end)\n";
+    CHECK(make_store(db));
+    CHECK(spawn(&c, db));
+    CHECK(auth_header(auth, sizeof auth, db));
+
+    /* the upload, sent and left waiting for its answer */
+    int fd = http_connect(c.port);
+    char req[2048];
+    int n = snprintf(req, sizeof req,
+                     "POST /v1/policy?name=spin.lua HTTP/1.1\r\nHost: 127.0.0.1\r\n%s"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     auth, strlen(spin), spin);
+    CHECK(fd >= 0 && http_send_all(fd, req, (size_t)n));
+    usleep(300000);
+
+    /* writes while it spins: each answered promptly */
+    int acked = 0;
+    double worst = 0;
+    for (int i = 0; i < 10; i++) {
+        char path[80];
+        snprintf(path, sizeof path, "/v1/clients/G%03d/registration", i);
+        double t0 = now_s();
+        if (http_do(c.port, "POST", path, NULL,
+                    "{\"server\":\"ts-lon-01\",\"ok\":false,\"error\":\"timeout\"}", &r) == 200)
+            acked++;
+        http_resp_free(&r);
+        if (now_s() - t0 > worst)
+            worst = now_s() - t0;
+    }
+    /* SIGTERM while the check is still running */
+    double t0 = now_s();
+    kill(c.pid, SIGTERM);
+    int st = 0;
+    bool exited = false;
+    while (now_s() - t0 < 10 && !exited) {
+        if (waitpid(c.pid, &st, WNOHANG) == c.pid)
+            exited = true;
+        else
+            usleep(5000);
+    }
+    double took = now_s() - t0;
+    if (!exited) {
+        kill(c.pid, SIGKILL);
+        waitpid(c.pid, &st, 0);
+    }
+    /* the upload got an answer (503: stopping), not a dropped connection */
+    http_resp up;
+    memset(&up, 0, sizeof up);
+    http_exchange_raw(fd, "", 0, &up);
+    close(fd);
+    CHECK(exited);
+    if (took > 2.0)
+        FAILF_("SIGTERM took %.2f s", took);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK_INT(acked, 10);
+    if (worst > 1.0)
+        FAILF_("a write waited %.2f s", worst);
+    CHECK_INT(db_int(db, "SELECT count(*) FROM registrations"), acked);
+    CHECK_INT(db_int(db, "SELECT count(*) FROM policies"), 0);
+    CHECK_INT(up.status, 503);
+    http_resp_free(&up);
+}
+
+/* ------------------------------------------------------------------------
  * main
  * ---------------------------------------------------------------------- */
 
@@ -543,6 +719,8 @@ int main(void)
     RUN(safety__rule_time_ms_is_checked_at_compile);
     RUN(safety__no_addresses_are_visible_to_policy_code);
     RUN(safety__tools_run_nested_calls_without_crashing);
+    RUN(safety__broker_upload_of_nested_calls_is_answered);
+    RUN(safety__sigterm_is_honoured_within_2s_while_an_upload_spins);
     tsl_plan_free(P);
     tsl_result_free(R);
     tsl_worker_free(W);

@@ -203,6 +203,8 @@ static void finish_sync(job *j, int result)
 
 void broker_run_job(tsl_broker *b, job *j)
 {
+    if (j->kind == JOB_POLICY_UPLOAD && bpolicy_defer(b, j))
+        return; /* checked on the checker thread, replied from bpolicy.c */
     switch (j->kind) {
     case JOB_SYNC: {
         int err = writer_flush(b);
@@ -331,6 +333,7 @@ static void begin_stop(tsl_broker *b, const char *why)
     b->stopping = true;
     broker_log(b, TSL_LOG_INFO, "Stopping (%s): no new connections, answering requests in flight",
                why);
+    bpolicy_stop(b); /* a policy check in progress ends now */
     for (int i = 0; i < b->nworkers; i++)
         event_active(b->workers[i].stop_ev, EV_TIMEOUT, 1);
     struct timeval tv = {b->cfg.drain_ms / 1000, (b->cfg.drain_ms % 1000) * 1000};
@@ -711,6 +714,7 @@ void tsl_broker_free(tsl_broker *b)
         tsl_broker_stop(b);
         tsl_broker_join(b);
     }
+    bpolicy_free(b);
     for (int i = 0; i < b->nworkers; i++)
         worker_free(&b->workers[i]);
     free(b->workers);
@@ -836,6 +840,7 @@ int tsl_broker_run(tsl_broker *b)
         }
     }
     /* jobs nobody can reply to any more (their connections are closing) */
+    bpolicy_free(b);
     for (job *j = take_jobs(b), *next; j; j = next) {
         next = j->next;
         if (j->kind == JOB_SYNC) {

@@ -215,6 +215,7 @@ typedef struct job {
     tsl_buf out;
     const char *content_type;
     uint64_t started_ns;
+    void *check;                 /* bpolicy.c: an upload's check, run off the control thread */
     /* JOB_SYNC */
     pthread_mutex_t *done_mu;
     pthread_cond_t *done_cv;
@@ -320,6 +321,8 @@ struct tsl_broker {
     /* ---- counters for /metrics (atomic: written by control, read by workers) ---- */
     _Atomic uint64_t writes_committed, write_errors, policy_load_failures, derives,
         reloads, jobs_done;
+
+    struct policy_checker *checker; /* bpolicy.c: the thread that checks uploads (lazy) */
 
     bworker *workers;
     int nworkers;
@@ -445,6 +448,14 @@ void bpolicy_job(tsl_broker *b, job *j);
 void bpolicy_poll(tsl_broker *b);
 /* Adds what shadow mode observed to the store (writer's flush). */
 void bpolicy_shadow_flush(tsl_broker *b);
+/* POST /v1/policy: hands the job to the checker thread (policy code never
+ * runs on the control thread); true when it did (the reply comes later). */
+bool bpolicy_defer(tsl_broker *b, job *j);
+/* Stopping: cancels the check in progress and the queued ones (their
+ * replies say so). */
+void bpolicy_stop(tsl_broker *b);
+/* Joins the checker thread and drops the jobs it still holds. */
+void bpolicy_free(tsl_broker *b);
 
 /* ---- admin.c (control thread) ---- */
 void admin_report_job(tsl_broker *b, job *j);

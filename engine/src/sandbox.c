@@ -121,11 +121,13 @@ void sandbox_reset_flags(sandbox *sb)
 
 static _Thread_local const _Atomic bool *ambient_cancel;
 static _Thread_local uint64_t ambient_deadline;
-static _Thread_local const char *ambient_what;
+static _Thread_local const char *ambient_what, *ambient_why;
 
-void sandbox_ambient_set(const _Atomic bool *cancel, uint64_t deadline_ns, const char *what)
+void sandbox_ambient_set(const _Atomic bool *cancel, const char *why, uint64_t deadline_ns,
+                         const char *what)
 {
     ambient_cancel = cancel;
+    ambient_why = why;
     ambient_deadline = deadline_ns;
     ambient_what = what;
 }
@@ -176,7 +178,7 @@ static int raise_stop(lua_State *L, sandbox *sb, int level)
         lua_pushfstring(L, "instruction budget of %I exceeded", (lua_Integer)sb->budget);
         break;
     case SANDBOX_CANCELLED:
-        lua_pushfstring(L, "stopped: %s", ambient_what ? ambient_what : "cancelled");
+        lua_pushfstring(L, "stopped: %s", ambient_why ? ambient_why : "cancelled");
         break;
     default:
         if (sb->time_ms > 0 && sb->deadline_ns != ambient_deadline)

@@ -110,11 +110,12 @@ enum sandbox_stop {
 
 /* The calling thread's ambient bound, applied to every sandbox call it
  * makes from now on on top of each sandbox's own: a cancel flag (NULL
- * none) and a deadline (CLOCK_MONOTONIC ns, 0 none).  `what` names it in
- * messages ("the broker is stopping").  The broker sets it on the thread
- * that checks uploaded policies, so SIGTERM stops a check at once. */
-TSL_INTERNAL void sandbox_ambient_set(const _Atomic bool *cancel, uint64_t deadline_ns,
-                                      const char *what);
+ * none; `why` completes "stopped: ...") and a deadline (CLOCK_MONOTONIC
+ * ns, 0 none; `what` completes "time limit of ... exceeded").  The broker
+ * sets them on the thread that checks uploaded policies, so SIGTERM stops
+ * a check at once and a check never runs past its own deadline. */
+TSL_INTERNAL void sandbox_ambient_set(const _Atomic bool *cancel, const char *why,
+                                      uint64_t deadline_ns, const char *what);
 /* CLOCK_MONOTONIC in nanoseconds. */
 TSL_INTERNAL uint64_t sandbox_now_ns(void);
 
