@@ -7,6 +7,9 @@
  *                   writer.c (SQLite batches, decision log, registrations),
  *                   jobs in admin.c and bpolicy.c (everything that needs the
  *                   store or walks every client);
+ *   policy checker  bpolicy.c's thread for POST /v1/policy: runs the
+ *                   uploaded policy's code (check, compile) on a snapshot
+ *                   reference, never the store; cancelled by stopping;
  *   HTTP workers    http.c (routing, parsing, replies), routes.c (the hot
  *                   path, heartbeats, registrations, health, metrics,
  *                   explain).  Workers never touch SQLite: they read the
