@@ -119,10 +119,10 @@ static char *generate(const uint8_t *data, size_t size)
     london_blocks = size > 0 && data[0] & 2;
     n += (size_t)snprintf(out, GEN_MAX,
                           "defaults { rule_budget = 20000, rule_time_ms = 20%s }\n"
-                          "site \"London\" { allow = { \"ts-lon-*\" }, fallback = { %s } }\n"
+                          "site \"London\" { allow = { \"ts-lon-*\" }, fallback = %s }\n"
                           "rule(\"fuzz\", function(req, list)\n",
                           size > 0 && data[0] & 1 ? ", on_error = 'default'" : "",
-                          london_blocks ? "\"block\"" : "\"Paris\"");
+                          london_blocks ? "\"block\"" : "{ \"Paris\" }");
     for (size_t i = 1; i < size && n < GEN_MAX - 512; i++) {
         uint8_t b = data[i];
         const char *piece;
