@@ -325,7 +325,9 @@ TEST(safety__patterns_and_finds_over_long_strings_are_bounded)
                          "assert(('hello'):find('', 10, true) == nil)\n"
                          "assert(('hello'):find('', 6, true) == 6)\n"
                          "assert(('a.b'):find('.', 1, true) == 2)\n"
-                         "assert(('a.b'):find('b') == 3)\n"),
+                         "assert(('a.b'):find('b') == 3)\n"
+                         "assert(('a\\0b'):find('\\0') == 2)\n" /* a NUL is no pattern item */
+                         "assert(('a\\0b%'):find('\\0b%', 1, true) == 2)\n"),
               "(compiled)");
     /* a literal pattern (no repetition) over a long subject: bounded by length times length */
     CHECK_CONTAINS(load_error("local s = string.rep('a', 1 << 20)\n"

@@ -592,7 +592,7 @@ static int pattern_repeats(const char *p, size_t len)
 static bool has_specials(const char *p, size_t len)
 {
     for (size_t i = 0; i < len; i++)
-        if (strchr("^$*+?.([%-", p[i]))
+        if (p[i] && strchr("^$*+?.([%-", p[i])) /* a NUL is literal, as in Lua */
             return true;
     return false;
 }
