@@ -534,8 +534,9 @@ typedef struct child {
     char log[600];
 } child;
 
-/* Starts `tsl --db DB serve --listen 127.0.0.1:0`; waits for its port. */
-static bool spawn(child *c, const char *db)
+/* Starts `tsl --db DB serve --listen 127.0.0.1:0 [--policy FILE]`; waits
+ * for its port. */
+static bool spawn_with(child *c, const char *db, const char *policy)
 {
     static int n;
     char *text = NULL;
@@ -547,7 +548,7 @@ static bool spawn(child *c, const char *db)
         dup2(fd, 2);
         dup2(nul, 1);
         execl(TSL_BIN, "tsl", "--db", db, "serve", "--listen", "127.0.0.1:0", "--threads", "2",
-              "--refresh-ms", "50", (char *)NULL);
+              "--refresh-ms", "50", policy ? "--policy" : (char *)NULL, policy, (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 1000; i++) { /* 10 s */
@@ -566,6 +567,11 @@ static bool spawn(child *c, const char *db)
         usleep(10000);
     }
     return false;
+}
+
+static bool spawn(child *c, const char *db)
+{
+    return spawn_with(c, db, NULL);
 }
 
 static long long db_int(const char *path, const char *sql)
@@ -699,6 +705,65 @@ TEST(safety__sigterm_is_honoured_within_2s_while_an_upload_spins)
     http_resp_free(&up);
 }
 
+/* The issue's "task=boom": an active rule that spins inside C functions
+ * for one task.  Two such requests at once no longer hold both worker
+ * threads: each is answered within its bound with the list as it stood
+ * before the rule, another client is answered meanwhile, and /metrics
+ * counts the overruns. */
+TEST(safety__broker_answers_a_spinning_rule_within_its_bound_and_counts_it)
+{
+    child c;
+    http_resp r1, r2;
+    const char *db = tsl_test_path("boom.db");
+    const char *pol = tsl_test_path("boom.lua");
+    CHECK(make_store(db));
+    CHECK_INT(tsl_test_write(pol,
+                             "defaults { rule_budget = 100000000 }\n"
+                             "rule(\"boom\", function(req, list)\n"
+                             "  if req.task ~= 'boom' then return end\n"
+                             "  list:truncate(0)\n"
+                             "  while true do local s = string.rep('ab', 1 << 20):upper() end\n"
+                             "end)\n"),
+              0);
+    CHECK(spawn_with(&c, db, pol));
+    int fd1 = http_connect(c.port), fd2 = http_connect(c.port);
+    static const char boom[] =
+        "GET /v1/task-servers?ip=10.10.3.17&task=boom HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    double t0 = now_s();
+    bool sent = fd1 >= 0 && fd2 >= 0 && http_send_all(fd1, boom, strlen(boom)) &&
+                http_send_all(fd2, boom, strlen(boom));
+    int s3 = 0;
+    const char *other = http_get_body(c.port, "/v1/task-servers?ip=10.10.3.17", NULL, &s3);
+    bool other_listed = other && strstr(other, "ts-lon-0");
+    double other_took = now_s() - t0;
+    int s1 = http_exchange_raw(fd1, "", 0, &r1) == 0 ? r1.status : 0;
+    int s2 = http_exchange_raw(fd2, "", 0, &r2) == 0 ? r2.status : 0;
+    double took = now_s() - t0;
+    bool listed = r1.body && strstr(r1.body, "ts-lon-0") && r2.body && strstr(r2.body, "ts-lon-0");
+    bool reason = r1.body && strstr(r1.body, "overran its time or instruction bound");
+    http_resp_free(&r1);
+    http_resp_free(&r2);
+    close(fd1);
+    close(fd2);
+    int sm = 0;
+    const char *m = http_get_body(c.port, "/metrics", NULL, &sm);
+    bool counted = m && strstr(m, "\ntsl_policy_overruns_total 2\n");
+    kill(c.pid, SIGTERM);
+    int st;
+    waitpid(c.pid, &st, 0);
+    CHECK(sent);
+    CHECK_INT(s1, 200);
+    CHECK_INT(s2, 200);
+    CHECK_INT(s3, 200);
+    CHECK(listed);   /* the list before the rule, not the rule's empty one */
+    CHECK(reason);
+    CHECK(other_listed);
+    if (took > 2.0 || other_took > 2.0) /* 50 ms each, generous on a loaded machine */
+        FAILF_("the spinning requests took %.2f s, the other one %.2f s", took, other_took);
+    CHECK_INT(sm, 200);
+    CHECK(counted);
+}
+
 /* ------------------------------------------------------------------------
  * main
  * ---------------------------------------------------------------------- */
@@ -723,6 +788,7 @@ int main(void)
     RUN(safety__tools_run_nested_calls_without_crashing);
     RUN(safety__broker_upload_of_nested_calls_is_answered);
     RUN(safety__sigterm_is_honoured_within_2s_while_an_upload_spins);
+    RUN(safety__broker_answers_a_spinning_rule_within_its_bound_and_counts_it);
     tsl_plan_free(P);
     tsl_result_free(R);
     tsl_worker_free(W);
