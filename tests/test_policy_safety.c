@@ -425,6 +425,40 @@ TEST(safety__rule_time_ms_is_checked_at_compile)
     CHECK_STR(load_error("defaults { rule_time_ms = 10000 }"), "(compiled)");
 }
 
+/* The broker's checker thread: the check's own deadline and the cancel
+ * flag apply to every sandbox call the thread makes, whatever the
+ * policy's own bounds. */
+TEST(safety__a_threads_deadline_and_cancel_flag_bound_a_check)
+{
+    static const char spin[] =
+        "defaults { rule_budget = 100000000, rule_time_ms = 10000 }\n"
+        "rule(\"spin\", function(req, list)\n"
+        "  while true do local x = string.rep('ab', 1 << 16):upper() end\n"
+        "end)\n";
+    tsl_buf out = TSL_BUF_INIT;
+    int worst = 0;
+    _Atomic bool cancel = false;
+    double t0 = now_s();
+    sandbox_ambient_set(&cancel, "the test said so", sandbox_now_ns() + 200000000u,
+                        "the test's 200 ms");
+    CHECK_OK(tsl_policy_check(&worst, &out, spin, strlen(spin), "spin.lua", snap, NOW));
+    sandbox_ambient_set(NULL, NULL, 0, NULL);
+    double took = now_s() - t0;
+    CHECK_INT(worst, 2);
+    CHECK_CONTAINS(out.ptr, "spin.lua:3: time limit of the test's 200 ms exceeded");
+    if (took > 3.0)
+        FAILF_("the check took %.2f s", took);
+    tsl_buf_clear(&out);
+
+    atomic_store(&cancel, true);
+    sandbox_ambient_set(&cancel, "the test said so", 0, NULL);
+    CHECK_OK(tsl_policy_check(&worst, &out, spin, strlen(spin), "spin.lua", snap, NOW));
+    sandbox_ambient_set(NULL, NULL, 0, NULL);
+    CHECK_INT(worst, 2);
+    CHECK_CONTAINS(out.ptr, "stopped: the test said so");
+    tsl_buf_free(&out);
+}
+
 /* ------------------------------------------------------------------------
  * Item 10: no addresses
  * ---------------------------------------------------------------------- */
@@ -785,6 +819,7 @@ int main(void)
     RUN(safety__load_time_spent_inside_c_functions_is_bounded);
     RUN(safety__rule_overrunning_its_time_gets_last_good_step);
     RUN(safety__rule_time_ms_is_checked_at_compile);
+    RUN(safety__a_threads_deadline_and_cancel_flag_bound_a_check);
     RUN(safety__no_addresses_are_visible_to_policy_code);
     RUN(safety__tools_run_nested_calls_without_crashing);
     RUN(safety__broker_upload_of_nested_calls_is_answered);
