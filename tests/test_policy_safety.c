@@ -405,6 +405,20 @@ TEST(safety__rule_overrunning_its_time_gets_last_good_step)
     CHECK(now_s() - t0 < 1.0);
     CHECK_CONTAINS(last_error(), "time limit of 20 ms exceeded");
 
+    /* single instructions that do a lot of work (`..` of 4 MiB strings):
+     * the clock is read as they allocate, not 1,000 instructions later */
+    USE("defaults { rule_budget = 100000000, rule_time_ms = 20 }\n" SITES
+        "rule(\"concat\", function(req, list)\n"
+        "  local a = string.rep('x', 4 << 20)\n"
+        "  while true do local s = a .. a end\n"
+        "end)\n");
+    t0 = now_s();
+    CHECK_STR(run(), "ts-lon-03/0 ts-lon-02/0 ts-lon-01/0 ts-par-01/1 ts-par-02/1");
+    took = now_s() - t0;
+    if (took > 0.3) /* 20 ms; reading the clock every 1,000 instructions took 0.5 s */
+        FAILF_("the request took %.3f s", took);
+    CHECK_CONTAINS(last_error(), "time limit of 20 ms exceeded");
+
     /* on_error = "default": the default logic, marked the same way */
     USE("defaults { rule_budget = 100000000, on_error = 'default' }\n" SITES
         "rule(\"slow\", function(req, list) while true do local s = ('x'):rep(1 << 20) end end)\n");

@@ -58,6 +58,24 @@ void *probe_calloc(tsl_alloc_probe *p, size_t n, size_t size)
     return calloc(n ? n : 1, size ? size : 1);
 }
 
+static bool must_stop(sandbox *sb);
+static void budget_hook(lua_State *L, lua_Debug *ar);
+
+/* Growth this large means an instruction or a library call doing a lot of
+ * work at once (a `..` of long strings): read the clock now, and when the
+ * call must stop, fire the hook at the very next instruction instead of up
+ * to SANDBOX_STEP of them later.  lua_sethook may be called at any point
+ * (Lua calls it from signal handlers). */
+#define SANDBOX_BIG_ALLOC ((size_t)64 << 10)
+
+static void big_alloc_check(sandbox *sb)
+{
+    if (sb->killing || (!sb->deadline_ns && !sb->cancel) || !sb->L)
+        return;
+    if (must_stop(sb))
+        lua_sethook(sb->L, budget_hook, LUA_MASKCOUNT, 1);
+}
+
 /* ------------------------------------------------------------------------
  * The allocator: counts bytes, refuses growth past the ceiling.  Lua
  * assumes shrinking never fails, so only growth is ever refused.
@@ -93,6 +111,8 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     sb->used = sb->used - old + nsize;
     if (sb->used > sb->peak)
         sb->peak = sb->used;
+    if (nsize - (nsize > old ? old : nsize) >= SANDBOX_BIG_ALLOC)
+        big_alloc_check(sb);
     return np;
 }
 
@@ -152,8 +172,6 @@ static bool must_stop(sandbox *sb)
         sb->stop = SANDBOX_OUT_OF_TIME;
     return sb->stop != SANDBOX_RUNNING;
 }
-
-static void budget_hook(lua_State *L, lua_Debug *ar);
 
 /* Marks the call as being killed and raises the error, positioned at the
  * nearest Lua function from `level` up. */
