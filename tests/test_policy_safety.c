@@ -224,7 +224,8 @@ TEST(safety__comparator_cannot_block_then_readd_fallback)
               "end)\n");
     CHECK_STR(run(), "ts-lon-03/0 ts-lon-02/0 ts-lon-01/0 ts-par-01/1 ts-par-02/1");
     CHECK(!tsl_result_blocked(R));
-    CHECK_CONTAINS(last_error(), "list:block_fallback called from inside list:reorder's comparator");
+    CHECK_CONTAINS(last_error(),
+                   "list:block_fallback called from inside list:reorder's comparator");
 
     USE(SITES "rule(\"r\", function(req, list)\n"
               "  list:block_fallback()\n"

@@ -202,7 +202,8 @@ static int raise_stop(lua_State *L, sandbox *sb, int level)
         if (sb->time_ms > 0 && sb->deadline_ns != ambient_deadline)
             lua_pushfstring(L, "time limit of %I ms exceeded", (lua_Integer)sb->time_ms);
         else
-            lua_pushfstring(L, "time limit of %s exceeded", ambient_what ? ambient_what : "the call");
+            lua_pushfstring(L, "time limit of %s exceeded",
+                            ambient_what ? ambient_what : "the call");
         break;
     }
     lua_concat(L, 2);
