@@ -45,4 +45,10 @@ TSL_INTERNAL void conflicts_free(subnet_conflicts *c);
  * when site `a` takes the subnet from site `b`. */
 TSL_INTERNAL bool conflicts_site_wins(const char *a, const char *b);
 
+/* When the site of client `ci` (by index) is decided by a conflicting
+ * subnet: true, and a one-line description ("10.10.0.0/16 is also claimed
+ * by Paris (10.10.0.0/16); the client gets London: ...") into `line`. */
+TSL_INTERNAL int snap_client_conflict(bool *out, tsl_buf *line, const tsl_snapshot *snap,
+                                      uint32_t ci);
+
 #endif

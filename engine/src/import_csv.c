@@ -615,6 +615,10 @@ static int note_column(tsl_buf *list, const kind_spec *kind, const char *header)
         for (int r = 0; kind->cols[k].names[r] && n < 64; r++)
             all[n++] = kind->cols[k].names[r];
     hint = tsl_suggest(header, all, n, sizeof *all);
+    /* exports carry many columns of their own ("OS Name" is not a typo of
+     * "Host Name"): only a near miss is worth a hint */
+    if (hint && tsl_edit_distance(header, hint) > (strlen(header) >= 10 ? 2 : 1))
+        hint = NULL;
     err = tsl_buf_printf(list, "%s\"%.80s\"", list->len ? ", " : "", header);
     if (err == 0 && hint)
         err = tsl_buf_printf(list, " (did you mean \"%s\"?)", hint);

@@ -213,27 +213,68 @@ static int put_csv(tsl_buf *out, const tsl_snapshot *s, const subnet_conflicts *
     return err;
 }
 
+/* The claims of a snapshot: every site's subnets (borrowed strings). */
+static int snapshot_claims(conflict_claim **out, size_t *n, const tsl_snapshot *snap)
+{
+    size_t k = 0;
+
+    *out = NULL;
+    *n = 0;
+    for (uint32_t i = 0; i < snap->nsites; i++)
+        *n += snap->sites[i].nsubnets;
+    if (*n && !(*out = malloc(*n * sizeof **out)))
+        return tsl_oom();
+    for (uint32_t i = 0; i < snap->nsites; i++)
+        for (uint32_t j = 0; j < snap->sites[i].nsubnets; j++)
+            (*out)[k++] = (conflict_claim){snap->sites[i].name, snap->sites[i].subnets[j]};
+    return 0;
+}
+
+int snap_client_conflict(bool *out, tsl_buf *line, const tsl_snapshot *snap, uint32_t ci)
+{
+    conflict_claim *claims = NULL;
+    subnet_conflicts cs = {NULL, 0, NULL};
+    size_t n;
+    long k;
+    int err;
+
+    *out = false;
+    if ((err = snapshot_claims(&claims, &n, snap)) < 0 ||
+        (err = conflicts_find(&cs, claims, n)) < 0)
+        goto done;
+    if ((k = conflict_of(snap, &cs, ci)) >= 0) {
+        const subnet_conflict *c = &cs.v[k];
+        *out = true;
+        err = tsl_buf_printf(line, "%s of site %s is also claimed by", c->cidr, c->site);
+        for (size_t o = 0; o < c->nothers && err == 0; o++)
+            err = tsl_buf_printf(line, "%s %s (%s)", o ? "," : "", c->others[o].site,
+                                 c->others[o].cidr);
+        if (err == 0)
+            err = tsl_buf_printf(line, "; the client gets %s (%s); `tsl report "
+                                       "subnet-conflicts` lists every conflict",
+                                 c->site,
+                                 c->duplicate ? "the first site by name" : "the longest prefix");
+    }
+done:
+    conflicts_free(&cs);
+    free(claims);
+    return err;
+}
+
 int tsl_subnet_conflicts(tsl_buf *out, size_t *out_count, const tsl_snapshot *snap,
                          tsl_format fmt)
 {
     conflict_claim *claims = NULL;
     subnet_conflicts cs = {NULL, 0, NULL};
     affected a = {NULL, NULL};
-    size_t n = 0, k = 0;
+    size_t n = 0;
     int err;
 
     if (out_count)
         *out_count = 0;
     TSL_ARG(snap);
-    for (uint32_t i = 0; i < snap->nsites; i++)
-        n += snap->sites[i].nsubnets;
-    if (n && !(claims = malloc(n * sizeof *claims))) {
-        err = tsl_oom();
+    if ((err = snapshot_claims(&claims, &n, snap)) < 0)
         goto done;
-    }
-    for (uint32_t i = 0; i < snap->nsites; i++)
-        for (uint32_t j = 0; j < snap->sites[i].nsubnets; j++)
-            claims[k++] = (conflict_claim){snap->sites[i].name, snap->sites[i].subnets[j]};
     if ((err = conflicts_find(&cs, claims, n)) < 0)
         goto done;
     if (out_count)
