@@ -160,7 +160,7 @@ TEST(cli__usage_errors_exit_2_with_a_message)
     CHECK_INT(tsl_err(&err, "list --db x.db --ip 10.0.0.1"), 2);
     CHECK_STR(err, "tsl list: --db goes before the command: tsl --db FILE list ...\n");
     CHECK_INT(tsl_err(&err, "--db x.db list"), 2);
-    CHECK_STR(err, "tsl list: give the client's address with --ip IP, or --client GUID "
+    CHECK_STR(err, "tsl list: give the client's address with --ip IP, or --client GUID|NAME "
                    "(see 'tsl list --help')\n");
     CHECK_INT(tsl_err(&err, "--db x.db list --ip 10.0.0.1 --now yesterday"), 2);
     CHECK_STR(err, "tsl list: --now \"yesterday\" is not a time: give Unix seconds or "
@@ -419,7 +419,7 @@ TEST(list__unknown_client_without_ip_is_an_input_error)
     CHECK(demo_db() != NULL);
     snprintf(args, sizeof args, "--db '%s' list --client NO-SUCH-GUID", demo_db());
     CHECK_INT(tsl_err(&err, args), 2);
-    CHECK_CONTAINS(err, "tsl list: no client with GUID \"NO-SUCH-GUID\" in ");
+    CHECK_CONTAINS(err, "tsl list: no client with GUID or name \"NO-SUCH-GUID\" in ");
     /* with an address it is decided like any unknown device */
     json_t *r = list_json("--client NO-SUCH-GUID --ip 10.80.1.99");
     CHECK(r != NULL);

@@ -288,6 +288,17 @@ void route_explain(bworker *w, struct evhttp_request *req, route_ctx *c)
 
     if (parse_list_request(w, req, c, &r) < 0)
         return;
+    /* admins name clients by computer name too; an ambiguous name is refused */
+    if (r.client) {
+        const char *guid;
+        err = tsl_snapshot_find_client(&guid, tsl_plan_snapshot(w->plan), r.client);
+        if (err == TSL_EINVALID) {
+            http_error(w, req, c->route, 400, "%s", tsl_error_last());
+            return;
+        }
+        if (err == 0)
+            r.client = guid;
+    }
     tsl_trace_clear(w->trace);
     if ((err = tsl_decide(w->res, w->tw, w->plan, &r, w->trace)) < 0) {
         http_error(w, req, c->route, err == TSL_EINVALID ? 400 : 500, "%s", tsl_error_last());

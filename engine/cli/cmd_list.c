@@ -25,7 +25,7 @@ struct decide_opts {
 };
 
 static const char list_usage[] =
-    "usage: tsl --db FILE list [--ip IP]... [--client GUID] [--department D] [--task T]\n"
+    "usage: tsl --db FILE list [--ip IP]... [--client GUID|NAME] [--department D] [--task T]\n"
     "                          [--policy FILE] [--now TIME] [--json]\n"
     "\n"
     "Prints the Task Server list one Client Task Agent request receives: rank, server,\n"
@@ -34,8 +34,10 @@ static const char list_usage[] =
     "\n"
     "  --ip IP          an adapter address of the client, IPv4 or IPv6; repeat for\n"
     "                   multi-NIC clients, in adapter order (at most 16)\n"
-    "  --client GUID    the client's GUID: its explicit site, department and recent\n"
-    "                   connection errors apply; without --ip its inventory IP is used\n"
+    "  --client GUID|NAME  the client, by GUID or computer name (any case; a name\n"
+    "                   several clients share is refused, listing their GUIDs): its\n"
+    "                   explicit site, department and recent connection errors apply;\n"
+    "                   without --ip its inventory IP is used\n"
     "  --department D   the department the request carries (default: the inventory's)\n"
     "  --task T         the task the request is for (policies may scope by task)\n"
     "  --policy FILE    decide under this Lua policy instead of the default logic\n"
@@ -47,7 +49,8 @@ static const char list_usage[] =
     "(a bad IP, an unknown client without --ip, a policy that does not compile).\n";
 
 static const char explain_usage[] =
-    "usage: tsl --db FILE explain [--ip IP]... [--client GUID] [--department D] [--task T]\n"
+    "usage: tsl --db FILE explain [--ip IP]... [--client GUID|NAME] [--department D]\n"
+    "                             [--task T]\n"
     "                             [--policy FILE] [--now TIME] [--json]\n"
     "\n"
     "Decides like `tsl list` and prints every step with its reason, numbered: which\n"
@@ -88,7 +91,7 @@ static int parse_decide_opts(const struct cli_global *g, int argc, char **argv,
         }
         case 'c':
             if (!optarg[0])
-                return cli_usage_error(g, "--client needs a GUID");
+                return cli_usage_error(g, "--client needs a GUID or a computer name");
             o->req.client = optarg;
             break;
         case 'D':
@@ -117,14 +120,31 @@ static int parse_decide_opts(const struct cli_global *g, int argc, char **argv,
     if (optind < argc)
         return cli_usage_error(g, "unexpected argument '%s'", argv[optind]);
     if (o->req.nips == 0 && !o->req.client)
-        return cli_usage_error(g, "give the client's address with --ip IP, or --client GUID");
+        return cli_usage_error(g, "give the client's address with --ip IP, or --client GUID|NAME");
     return CLI_OK;
 }
 
-/* Without --ip, the request carries the client's inventory IP. */
-static int fill_client_ip(const struct cli_global *g, const struct cli_engine *e,
+/* --client names the client by GUID or computer name: the request carries
+ * its GUID, and without --ip its inventory IP. */
+static int resolve_client(const struct cli_global *g, const struct cli_engine *e,
                           tsl_request *req)
 {
+    const char *guid;
+    int rc;
+
+    if (!req->client)
+        return CLI_OK;
+    rc = tsl_snapshot_find_client(&guid, e->snap, req->client);
+    if (rc == TSL_EINVALID)
+        return cli_engine_error(g, rc, "--client \"%s\"", req->client);
+    if (rc < 0) {
+        if (req->nips > 0)
+            return CLI_OK; /* a client the inventory lacks, judged by its addresses */
+        return cli_error(g, CLI_USAGE,
+                         "no client with GUID or name \"%s\" in %s; give its address with --ip",
+                         req->client, g->db);
+    }
+    req->client = guid;
     if (req->nips > 0)
         return CLI_OK;
     size_t n = tsl_snapshot_client_count(e->snap);
@@ -132,15 +152,14 @@ static int fill_client_ip(const struct cli_global *g, const struct cli_engine *e
         tsl_request r;
         if (tsl_snapshot_client_request(&r, e->snap, i) < 0)
             return cli_engine_error(g, TSL_ERROR, "cannot read client %zu", i);
-        if (r.client && strcasecmp(r.client, req->client) == 0) {
+        if (r.client == guid) {
             for (size_t k = 0; k < r.nips && k < TSL_MAX_IPS; k++)
                 req->ips[k] = r.ips[k];
             req->nips = r.nips;
             return CLI_OK;
         }
     }
-    return cli_error(g, CLI_USAGE, "no client with GUID \"%s\" in %s; give its address with --ip",
-                     req->client, g->db);
+    return CLI_OK;
 }
 
 /* ------------------------------------------------------------------------
@@ -236,7 +255,7 @@ static int run(const struct cli_global *g, int argc, char **argv, bool explain)
     }
     if ((rc = cli_engine_open(g, &e, o.policy)) != CLI_OK)
         return rc;
-    if ((rc = fill_client_ip(g, &e, &o.req)) != CLI_OK)
+    if ((rc = resolve_client(g, &e, &o.req)) != CLI_OK)
         goto done;
     if ((rc = tsl_result_new(&res)) < 0 || (explain && (rc = tsl_trace_new(&trace)) < 0)) {
         rc = cli_engine_error(g, rc, "cannot allocate a result");

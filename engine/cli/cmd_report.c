@@ -1,5 +1,5 @@
 /*
- * cmd_report.c - `tsl report`: the three reports ITMS admins rely on, as a
+ * cmd_report.c - `tsl report`: the reports ITMS admins rely on, as a
  * text table, JSON or CSV (tsl_report does the work).
  *
  * Used by: main.c.  Needs: cli.h.
@@ -19,6 +19,9 @@ static const char usage[] =
     "  server-clients       how many clients each server would be assigned (the first\n"
     "                       entry of each client's list)\n"
     "  client-assignments   every managed client with its site and assigned server\n"
+    "  subnet-conflicts     every subnet claimed by more than one site (the same subnet\n"
+    "                       in several sites, or inside another site's wider one), the\n"
+    "                       site its clients get and the clients it decides\n"
     "\n"
     "  --json          JSON instead of a text table\n"
     "  --csv           CSV with a header line instead of a text table\n"
@@ -70,13 +73,13 @@ int cmd_report(const struct cli_global *g, int argc, char **argv)
         }
     }
     if (optind >= argc)
-        return cli_usage_error(g, "name a report: active-servers, server-clients or "
-                                  "client-assignments");
+        return cli_usage_error(g, "name a report: active-servers, server-clients, "
+                                  "client-assignments or subnet-conflicts");
     if (optind + 1 < argc)
         return cli_usage_error(g, "unexpected argument '%s'", argv[optind + 1]);
     if (tsl_report_kind_parse(&kind, argv[optind]) < 0)
-        return cli_usage_error(g, "no report \"%s\": choose active-servers, server-clients "
-                                  "or client-assignments", argv[optind]);
+        return cli_usage_error(g, "no report \"%s\": choose active-servers, server-clients, "
+                                  "client-assignments or subnet-conflicts", argv[optind]);
 
     if ((rc = cli_engine_open(g, &e, policy)) != CLI_OK)
         return rc;
