@@ -413,8 +413,10 @@ const char *cli_data_dir(void)
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = '\0';
-            int m = snprintf(found, sizeof found, "%s/%s", exe, TSL_DATA_REL);
-            if (m > 0 && (size_t)m < sizeof found && has_demo(found))
+            char rel[4200];
+            int m = snprintf(rel, sizeof rel, "%s/%s", exe, TSL_DATA_REL);
+            /* realpath: messages name /usr/share/tsl, not /usr/bin/../share/tsl */
+            if (m > 0 && (size_t)m < sizeof rel && has_demo(rel) && realpath(rel, found))
                 return found;
         }
     }
