@@ -165,14 +165,9 @@ typedef struct wrec {
       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")                \
     X(W_DLOG_NEXT, "SELECT coalesce(max(seq) + 1, 0) FROM decision_log")       \
     X(W_DLOG_TRIM, "DELETE FROM decision_log WHERE slot >= ?1")                \
-    X(W_REG_RETENTION, "DELETE FROM registrations WHERE at < ?1")              \
-    X(W_FALLBACK_REPORT,                                                       \
-      "SELECT site, date(at, 'unixepoch'), count(*),"                          \
-      " sum(outside_approved), sum(coalesce(tier, 0) > 0), sum(tier IS NULL)"  \
-      " FROM registrations WHERE ok = 1 AND at >= ?1"                          \
-      " GROUP BY site, date(at, 'unixepoch')"                                  \
-      " ORDER BY date(at, 'unixepoch'), site")
-/* Policy versions and the rollout are the engine's (rollout.c,
+    X(W_REG_RETENTION, "DELETE FROM registrations WHERE at < ?1")
+/* The fallback report is the engine's (tsl_report_fallback).
+ * Policy versions and the rollout are the engine's (rollout.c,
  * policy_store.c): bpolicy.c calls them, it has no SQL of its own. */
 
 typedef enum broker_stmt_id {

@@ -3,7 +3,8 @@
  * `tsl explain` (every step of that decision, then the list).
  *
  * Both take the same request flags; both decide against a fresh snapshot
- * of the --db store, under --policy FILE when given, else the default logic.
+ * of the --db store, under --policy FILE when given, else the policy in
+ * force (the rollout: active version, staged sites), else the default logic.
  *
  * Used by: main.c.  Needs: cli.h, jansson (explain --json).
  */
@@ -32,16 +33,20 @@ static const char list_usage[] =
     "host, site, tier (0 the client's site or approved set, 1.. fallback), load\n"
     "(connections/capacity), response time and the reason for each place.\n"
     "\n"
-    "  --ip IP          an adapter address of the client, IPv4 or IPv6; repeat for\n"
-    "                   multi-NIC clients, in adapter order (at most 16)\n"
+    "  --ip IP[,IP]...  an adapter address of the client, IPv4 or IPv6; repeat (or\n"
+    "                   separate with commas) for multi-NIC clients, in adapter\n"
+    "                   order (at most 16); without it, the inventory IP of --client\n"
     "  --client GUID|NAME  the client, by GUID or computer name (any case; a name\n"
     "                   several clients share is refused, listing their GUIDs): its\n"
     "                   explicit site, department and recent connection errors apply;\n"
     "                   without --ip its inventory IP is used\n"
     "  --department D   the department the request carries (default: the inventory's)\n"
     "  --task T         the task the request is for (policies may scope by task)\n"
-    "  --policy FILE    decide under this Lua policy instead of the default logic\n"
+    "  --policy FILE    decide under this Lua policy; without it, the policy in force\n"
+    "                   (the active version and its staged sites, `tsl policy\n"
+    "                   activate`), or the default logic when none is active\n"
     "  --now TIME       decide as of this time: Unix seconds or 2026-11-25T09:58:00Z\n"
+    "                   (default: the current time)\n"
     "  --json           print the result as one JSON object\n"
     "  -h, --help       this help\n"
     "\n"
@@ -79,14 +84,17 @@ static int parse_decide_opts(const struct cli_global *g, int argc, char **argv,
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'i': {
-            tsl_ip ip;
-            if (tsl_ip_parse(&ip, optarg) < 0)
-                return cli_error(g, CLI_USAGE, "--ip \"%s\" is not a valid IPv4 or IPv6 address",
-                                 optarg);
-            if (o->req.nips == TSL_MAX_IPS)
-                return cli_error(g, CLI_USAGE, "too many --ip: a request carries at most %d",
-                                 TSL_MAX_IPS);
-            o->req.ips[o->req.nips++] = optarg;
+            size_t first = o->req.nips;
+            if ((rc = cli_list_add(g, "--ip", optarg, o->req.ips, &o->req.nips,
+                                   TSL_MAX_IPS)) != CLI_OK)
+                return rc;
+            for (size_t k = first; k < o->req.nips; k++) {
+                tsl_ip ip;
+                if (tsl_ip_parse(&ip, o->req.ips[k]) < 0)
+                    return cli_error(g, CLI_USAGE,
+                                     "--ip \"%s\" is not a valid IPv4 or IPv6 address",
+                                     o->req.ips[k]);
+            }
             break;
         }
         case 'c':
