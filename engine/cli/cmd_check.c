@@ -66,7 +66,7 @@ static int run_luacheck(const struct cli_global *g, const char *exe, const char 
         "assert", "error", "getmetatable", "ipairs", "next", "pairs", "pcall", "rawequal",
         "rawlen", "rawget", "select", "setmetatable", "tonumber", "tostring", "type", "xpcall",
         "_VERSION", "string", "table", "math", "utf8",
-        "defaults", "site", "group", "rule",            /* policies */
+        "defaults", "site", "group", "rule", "unassigned", /* policies */
         "policy", "inventory", "now", "test",           /* policy tests */
         NULL,
     };

@@ -1,0 +1,298 @@
+/*
+ * test_promise.c - the admin's promise holds everywhere (issue 10): the
+ * `defaults` block reaches sites no block names and clients with no site,
+ * `unassigned` gives those clients servers of their own, a department's
+ * servers stay its own in two lines, and a request cannot loosen a policy.
+ * Against a hand-built estate whose servers can be taken down per test.
+ */
+#include "harness.h"
+#include "decide.h"
+#include "policy.h"
+
+#define NOW 1800000000LL
+
+/* servers that can be taken down */
+enum { DOWN_TOK = 1, DOWN_FIN1 = 2, DOWN_LON = 4, DOWN_FIN2 = 8 };
+
+static tsl_snapshot *snap;
+static tsl_worker *W;
+static tsl_result *R;
+static tsl_plan *P;
+static char ERR[1024];
+
+static tsl_snapshot *build_estate(unsigned down)
+{
+    tsl_snapshot *s;
+    const char *lon[] = {"London"}, *man[] = {"Manchester"}, *tok[] = {"Tokyo"};
+    int err = 0;
+    if (tsl_snapshot_begin(&s, NULL) < 0)
+        return NULL;
+    err |= snap_add_site(s, "London", "GB", NULL, NULL);
+    err |= snap_add_subnet(s, "London", "10.10.0.0/16");
+    err |= snap_add_site(s, "Manchester", "GB", NULL, NULL);
+    err |= snap_add_subnet(s, "Manchester", "10.11.0.0/16");
+    err |= snap_add_site(s, "Tokyo", "JP", NULL, NULL);
+    err |= snap_add_subnet(s, "Tokyo", "10.70.0.0/16");
+    /* name host ip sites n registered running capacity connections response heartbeat */
+    err |= snap_add_server(s, "ts-lon-01", NULL, "10.10.0.1", lon, 1, true, !(down & DOWN_LON),
+                           1000, 100, 10, 0);
+    err |= snap_add_server(s, "ts-lon-02", NULL, "10.10.0.2", lon, 1, true, !(down & DOWN_LON),
+                           1000, 50, 20, 0);
+    err |= snap_add_server(s, "ts-fin-01", NULL, "10.10.0.5", lon, 1, true, !(down & DOWN_FIN1),
+                           1000, 300, 5, 0);
+    err |= snap_add_server(s, "ts-man-01", NULL, "10.11.0.1", man, 1, true, true, 1000, 10, 10, 0);
+    err |= snap_add_server(s, "ts-fin-02", NULL, "10.11.0.5", man, 1, true, !(down & DOWN_FIN2),
+                           1000, 20, 10, 0);
+    err |= snap_add_server(s, "ts-tok-01", NULL, "10.70.0.1", tok, 1, true, !(down & DOWN_TOK),
+                           1000, 2, 10, 0);
+    err |= snap_add_server(s, "ts-vpn-01", NULL, "172.16.0.1", NULL, 0, true, true, 1000, 5, 10, 0);
+    err |= snap_add_client(s, "C-LON-FIN", "LON-FIN", "10.10.1.2", "Finance", NULL, NULL);
+    err |= snap_add_client(s, "C-LON-SALES", "LON-SALES", "10.10.1.1", "Sales", NULL, NULL);
+    err |= snap_add_client(s, "C-MAN-FIN", "MAN-FIN", "10.11.1.1", "Finance", NULL, NULL);
+    err |= snap_add_client(s, "C-MAN-SALES", "MAN-SALES", "10.11.1.2", "Sales", NULL, NULL);
+    err |= snap_add_client(s, "C-TOK", "TOK-PC", "10.70.1.1", "Sales", NULL, NULL);
+    err |= snap_add_client(s, "C-TOK-FIN", "TOK-FIN", "10.70.1.2", "Finance", NULL, NULL);
+    err |= snap_add_client(s, "C-NOSITE", "ROAMER", "192.168.1.1", "Sales", NULL, NULL);
+    err |= tsl_snapshot_seal(s);
+    if (err) {
+        fprintf(stderr, "fixture: %s\n", tsl_error_last());
+        tsl_snapshot_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Compiles src against an estate with `down` servers stopped. */
+static bool use(const char *src, unsigned down)
+{
+    tsl_policy *pol = NULL;
+    tsl_plan_free(P);
+    P = NULL;
+    tsl_snapshot_free(snap);
+    ERR[0] = '\0';
+    if (!(snap = build_estate(down))) {
+        snprintf(ERR, sizeof ERR, "fixture failed");
+        return false;
+    }
+    if (src && tsl_policy_compile(&pol, src, strlen(src), "t.lua") < 0) {
+        snprintf(ERR, sizeof ERR, "%s", tsl_error_last());
+        return false;
+    }
+    int rc = tsl_plan_new(&P, snap, pol);
+    tsl_policy_free(pol);
+    if (rc < 0)
+        snprintf(ERR, sizeof ERR, "%s", tsl_error_last());
+    return rc == 0;
+}
+
+#define USE(src, down)                                                           \
+    do {                                                                         \
+        if (!use(src, down))                                                     \
+            FAILF_("policy did not load: %s", ERR);                              \
+    } while (0)
+
+/* "name/tier name/tier ..." for a client, with an optional department. */
+static const char *run(const char *client, const char *dept)
+{
+    static char out[2048];
+    tsl_request req = {0};
+    req.client = client;
+    req.department = dept;
+    req.now = NOW;
+    out[0] = '\0';
+    if (tsl_decide(R, W, P, &req, NULL) < 0) {
+        snprintf(out, sizeof out, "ERROR %s", tsl_error_last());
+        return out;
+    }
+    for (size_t i = 0; i < tsl_result_count(R); i++) {
+        const tsl_entry *e = tsl_result_entry(R, i);
+        size_t n = strlen(out);
+        snprintf(out + n, sizeof out - n, "%s%s/%d", i ? " " : "", e->name, e->tier);
+    }
+    return out;
+}
+
+/* ------------------------------------------------------------------------
+ * defaults reaches every request
+ * ---------------------------------------------------------------------- */
+
+TEST(promise__defaults_block_fails_closed_at_sites_no_block_names)
+{
+    USE("defaults { fallback = \"block\" }", DOWN_TOK);
+    CHECK_STR(run("C-TOK", NULL), "");
+    CHECK(tsl_result_blocked(R));
+    CHECK_CONTAINS(tsl_result_blocked_reason(R), "defaults block fallback");
+    /* a site with available candidates keeps them, and nothing else */
+    CHECK_STR(run("C-MAN-SALES", NULL), "ts-man-01/0 ts-fin-02/0");
+    CHECK(!tsl_result_blocked(R));
+}
+
+TEST(promise__defaults_block_blocks_clients_with_no_site_saying_why)
+{
+    USE("defaults { fallback = \"block\" }", 0);
+    CHECK_STR(run("C-NOSITE", NULL), "");
+    CHECK(tsl_result_blocked(R));
+    CHECK_CONTAINS(tsl_result_blocked_reason(R), "the client has no site");
+}
+
+TEST(promise__defaults_after_and_cap_reach_sites_no_block_names)
+{
+    USE("defaults { after = 300 }", DOWN_TOK);
+    run("C-TOK", NULL);
+    CHECK(tsl_result_count(R) > 0);
+    for (size_t i = 0; i < tsl_result_count(R); i++) {
+        CHECK_INT(tsl_result_entry(R, i)->tier, 1);
+        CHECK_INT(tsl_result_entry(R, i)->after, 300);
+    }
+    /* cap 5: both full (spill keeps their order); cap 15: only ts-fin-02 (20) */
+    USE("defaults { cap = 5, selection = \"connections\" }", 0);
+    CHECK_STR(run("C-MAN-SALES", NULL), "ts-man-01/0 ts-fin-02/0");
+    CHECK(tsl_result_entry(R, 0)->full);
+    USE("defaults { cap = 15, selection = \"connections\" }", 0);
+    CHECK_STR(run("C-MAN-SALES", NULL), "ts-man-01/0 ts-fin-02/0");
+    CHECK(!tsl_result_entry(R, 0)->full);
+    CHECK(tsl_result_entry(R, 1)->full);
+    USE("defaults { cap = 5, selection = \"responsiveness\" }", 0);
+    run("C-MAN-SALES", NULL);
+    CHECK(tsl_result_entry(R, 1)->full);
+}
+
+TEST(promise__defaults_fallback_list_reaches_sites_no_block_names)
+{
+    USE("defaults { fallback = { \"London\" } }", DOWN_TOK);
+    CHECK_STR(run("C-TOK", NULL), "ts-lon-02/1 ts-lon-01/1 ts-fin-01/1");
+}
+
+TEST(promise__no_defaults_block_keeps_todays_behaviour_for_unnamed_sites)
+{
+    const char *clients[] = {"C-TOK", "C-NOSITE", "C-MAN-SALES"};
+    char want[3][1024];
+    for (unsigned down = 0; down <= DOWN_TOK; down += DOWN_TOK) {
+        USE(NULL, down);
+        for (int c = 0; c < 3; c++)
+            snprintf(want[c], sizeof want[c], "%s", run(clients[c], NULL));
+        USE("site \"London\" { order = { \"ts-lon-01\" }, fallback = \"block\" }\n"
+            "defaults { selection = \"capacity\", fallback = \"default\" }",
+            down);
+        for (int c = 0; c < 3; c++) {
+            CHECK_STR(run(clients[c], NULL), want[c]);
+            CHECK(!tsl_result_blocked(R));
+        }
+    }
+}
+
+TEST(promise__unassigned_block_gives_clients_with_no_site_their_own_servers)
+{
+    USE("defaults { fallback = \"block\" }\n"
+        "unassigned { allow = { \"ts-vpn-*\" } }",
+        0);
+    CHECK_STR(run("C-NOSITE", NULL), "ts-vpn-01/0");
+    CHECK_CONTAINS(tsl_result_entry(R, 0)->reason, "unassigned approved set");
+    /* it inherits the defaults' fallback: nothing else, ever */
+    USE("defaults { fallback = \"block\" }\n"
+        "unassigned { order = { \"ts-vpn-01\" }, fallback = { \"London\" } }",
+        0);
+    CHECK_STR(run("C-NOSITE", NULL), "ts-vpn-01/0 ts-lon-02/1 ts-lon-01/1 ts-fin-01/1");
+    CHECK(tsl_result_strict(R));
+    /* sites are not affected by it */
+    CHECK_STR(run("C-TOK", NULL), "ts-tok-01/0");
+}
+
+TEST(promise__site_star_is_refused_with_the_blocks_that_do_that)
+{
+    CHECK(!use("site \"*\" { fallback = \"block\" }", 0));
+    CHECK_CONTAINS(ERR, "site names are not globs");
+    CHECK_CONTAINS(ERR, "defaults { ... } reaches every site");
+    CHECK(!use("unassigned { allow = { \"ts-vpn-*\" } }\nunassigned { }", 0));
+    CHECK_CONTAINS(ERR, "unassigned: declared twice");
+    CHECK(!use("unassigned { bogus = 1 }", 0));
+    CHECK_CONTAINS(ERR, "unassigned: unknown field \"bogus\"");
+}
+
+/* ------------------------------------------------------------------------
+ * Departments apart
+ * ---------------------------------------------------------------------- */
+
+static const char APART[] =
+    "site \"London\" { order = { \"ts-lon-01\", \"ts-lon-02\" }, fallback = { \"Manchester\" } }\n"
+    "group \"Finance\" { allow = { \"ts-fin-*\" }, exclusive = true }\n";
+
+TEST(promise__group_allow_finds_its_servers_at_a_site_with_an_order)
+{
+    USE(APART, 0);
+    /* the site's own finance server, then the site's fallback, inside ts-fin-* */
+    CHECK_STR(run("C-LON-FIN", NULL), "ts-fin-01/0 ts-fin-02/1");
+    CHECK(!tsl_result_blocked(R));
+    CHECK_CONTAINS(tsl_result_entry(R, 0)->reason, "group \"Finance\" approved set");
+    /* a site without a block: its own finance server */
+    CHECK_STR(run("C-MAN-FIN", NULL), "ts-fin-02/0");
+}
+
+TEST(promise__exclusive_servers_are_never_listed_for_anyone_else)
+{
+    USE(APART, 0);
+    CHECK_STR(run("C-LON-SALES", NULL), "ts-lon-01/0 ts-lon-02/0 ts-man-01/1");
+    CHECK_STR(run("C-MAN-SALES", NULL), "ts-man-01/0");
+    /* the whole-estate fallback of an unnamed site and of a client with no site */
+    USE(APART, DOWN_TOK);
+    CHECK(!strstr(run("C-TOK", NULL), "ts-fin"));
+    CHECK(tsl_result_count(R) > 0);
+    CHECK(!strstr(run("C-NOSITE", NULL), "ts-fin"));
+    CHECK(tsl_result_count(R) > 0);
+}
+
+TEST(promise__exclusive_group_falls_back_by_the_site_rules_inside_its_servers)
+{
+    USE(APART, DOWN_FIN1);
+    CHECK_STR(run("C-LON-FIN", NULL), "ts-fin-02/1");
+    USE(APART, DOWN_FIN1 | DOWN_FIN2);
+    CHECK_STR(run("C-LON-FIN", NULL), "");
+    CHECK(tsl_result_blocked(R));
+    CHECK_CONTAINS(tsl_result_blocked_reason(R), "group \"Finance\" uses only its own servers");
+    /* a site that blocks fallback keeps Finance there */
+    USE("site \"London\" { order = { \"ts-lon-01\" }, fallback = \"block\" }\n"
+        "group \"Finance\" { allow = { \"ts-fin-*\" }, exclusive = true }",
+        DOWN_FIN1);
+    CHECK_STR(run("C-LON-FIN", NULL), "");
+    CHECK(tsl_result_blocked(R));
+    CHECK_CONTAINS(tsl_result_blocked_reason(R), "site \"London\" blocks fallback");
+    /* fallback "default" at a site without finance servers: any finance server */
+    USE(APART, 0);
+    CHECK_STR(run("C-TOK-FIN", NULL), "ts-fin-02/1 ts-fin-01/1");
+}
+
+TEST(promise__group_order_precedes_the_site_order_and_the_site_own_servers_come_first)
+{
+    USE("site \"London\" { order = { \"ts-lon-01\" }, allow = { \"ts-lon-*\", \"ts-fin-02\" } }\n"
+        "group \"Finance\" { allow = { \"ts-fin-*\", \"ts-lon-01\" } }",
+        0);
+    /* own site first: ts-fin-01 (London) before ts-fin-02 (Manchester), though
+     * ts-fin-02 ranks better by capacity; the site order member first of all */
+    CHECK_STR(run("C-LON-FIN", NULL), "ts-lon-01/0 ts-fin-01/0 ts-fin-02/0");
+    USE("site \"London\" { order = { \"ts-lon-01\" }, allow = { \"ts-lon-*\", \"ts-fin-02\" } }\n"
+        "group \"Finance\" { allow = { \"ts-fin-*\", \"ts-lon-01\" }, order = { \"ts-fin-02\" } }",
+        0);
+    CHECK_STR(run("C-LON-FIN", NULL), "ts-fin-02/0 ts-lon-01/0 ts-fin-01/0");
+}
+
+int main(void)
+{
+    if (tsl_worker_new(&W) < 0 || tsl_result_new(&R) < 0)
+        return 2;
+    RUN(promise__defaults_block_fails_closed_at_sites_no_block_names);
+    RUN(promise__defaults_block_blocks_clients_with_no_site_saying_why);
+    RUN(promise__defaults_after_and_cap_reach_sites_no_block_names);
+    RUN(promise__defaults_fallback_list_reaches_sites_no_block_names);
+    RUN(promise__no_defaults_block_keeps_todays_behaviour_for_unnamed_sites);
+    RUN(promise__unassigned_block_gives_clients_with_no_site_their_own_servers);
+    RUN(promise__site_star_is_refused_with_the_blocks_that_do_that);
+    RUN(promise__group_allow_finds_its_servers_at_a_site_with_an_order);
+    RUN(promise__exclusive_servers_are_never_listed_for_anyone_else);
+    RUN(promise__exclusive_group_falls_back_by_the_site_rules_inside_its_servers);
+    RUN(promise__group_order_precedes_the_site_order_and_the_site_own_servers_come_first);
+    tsl_plan_free(P);
+    tsl_snapshot_free(snap);
+    tsl_result_free(R);
+    tsl_worker_free(W);
+    return tsl_test_main();
+}
