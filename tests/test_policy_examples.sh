@@ -32,7 +32,7 @@ now=2026-11-25T10:00:00Z
 "$tsl" --db "$db" import "$src/policies/demo/estate.json" >/dev/null
 
 check examples__every_policy_test_passes status 0 "$tsl" test "$src/policies/tests"
-check examples__tap_has_a_plan contains "# 27 passed, 0 failed" "$tsl" test "$src/policies/tests"
+check examples__tap_has_a_plan contains "# 28 passed, 0 failed" "$tsl" test "$src/policies/tests"
 for p in "$src"/policies/examples/*.lua; do
   check "examples__$(basename "$p" .lua)_checks_clean_against_the_demo_estate" \
     status 0 "$tsl" check "$p" --db "$db" --now "$now"

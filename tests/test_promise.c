@@ -5,9 +5,14 @@
  * servers stay its own in two lines, and a request cannot loosen a policy.
  * Against a hand-built estate whose servers can be taken down per test.
  */
+#include "broker.h"
+#include "broker_client.h"
 #include "harness.h"
 #include "decide.h"
 #include "policy.h"
+#include "store.h"
+
+#include <sys/stat.h>
 
 #define NOW 1800000000LL
 
@@ -275,6 +280,196 @@ TEST(promise__group_order_precedes_the_site_order_and_the_site_own_servers_come_
     CHECK_STR(run("C-LON-FIN", NULL), "ts-fin-02/0 ts-lon-01/0 ts-fin-01/0");
 }
 
+/* ------------------------------------------------------------------------
+ * A request cannot loosen a policy
+ * ---------------------------------------------------------------------- */
+
+TEST(promise__request_department_never_changes_a_known_client_list)
+{
+    USE(APART, 0);
+    char want[512];
+    snprintf(want, sizeof want, "%s", run("C-LON-FIN", NULL));
+    CHECK_STR(run("C-LON-FIN", "Sales"), want);
+    CHECK_STR(tsl_result_department_ignored(R), "Sales");
+    CHECK_STR(run("C-LON-SALES", "Finance"), "ts-lon-01/0 ts-lon-02/0 ts-man-01/1");
+    CHECK_STR(tsl_result_department_ignored(R), "Finance");
+    /* the same department in another case is no conflict */
+    run("C-LON-FIN", "FINANCE");
+    CHECK_NULL(tsl_result_department_ignored(R));
+    run("C-LON-FIN", NULL);
+    CHECK_NULL(tsl_result_department_ignored(R));
+}
+
+TEST(promise__request_department_scopes_an_unknown_client)
+{
+    USE(APART, 0);
+    tsl_request req = {0};
+    req.client = "C-NOT-IN-THE-INVENTORY";
+    req.ips[0] = "10.10.9.9";
+    req.nips = 1;
+    req.department = "Finance";
+    req.now = NOW;
+    CHECK_OK(tsl_decide(R, W, P, &req, NULL));
+    CHECK_INT(tsl_result_count(R), 2);
+    CHECK_STR(tsl_result_entry(R, 0)->name, "ts-fin-01");
+    CHECK_NULL(tsl_result_department_ignored(R));
+    /* explain says why a known client's request department is not obeyed */
+    tsl_trace *tr = NULL;
+    CHECK_OK(tsl_trace_new(&tr));
+    req.client = "C-LON-SALES";
+    req.nips = 0;
+    int rc = tsl_decide(R, W, P, &req, tr);
+    bool said = false;
+    for (size_t i = 0; i < tsl_trace_count(tr); i++)
+        said |= strstr(tsl_trace_line(tr, i), "department \"Finance\" is ignored") != NULL;
+    tsl_trace_free(tr);
+    CHECK_INT(rc, 0);
+    CHECK(said);
+}
+
+/* ------------------------------------------------------------------------
+ * The broker: conflicting departments counted, require_peer_ip
+ * ---------------------------------------------------------------------- */
+
+static const char BROKER_ESTATE[] =
+    "{\"sites\": [{\"name\": \"London\", \"subnets\": [\"10.10.0.0/16\"]}],"
+    " \"task_servers\": ["
+    "  {\"name\": \"ts-lon-01\", \"ip\": \"10.10.0.1\", \"sites\": [\"London\"]},"
+    "  {\"name\": \"ts-fin-01\", \"ip\": \"10.10.0.5\", \"sites\": [\"London\"]}],"
+    " \"clients\": ["
+    "  {\"guid\": \"FIN1\", \"ip\": \"10.10.1.2\", \"department\": \"Finance\"},"
+    "  {\"guid\": \"SALES1\", \"ip\": \"10.10.1.1\", \"department\": \"Sales\"}]}";
+
+static const char BROKER_POLICY[] =
+    "group \"Finance\" { allow = { \"ts-fin-*\" }, exclusive = true }\n";
+
+static int broker_seq;
+
+/* A store with BROKER_ESTATE and BROKER_POLICY, and a running broker. */
+static tsl_broker *broker_up(bool require_peer, const char *proxies, int *port)
+{
+    char dir[600], db[700], pol[700];
+    tsl_store *st = NULL;
+    tsl_broker *b = NULL;
+    tsl_broker_config cfg;
+
+    snprintf(dir, sizeof dir, "%s/b%d", tsl_test_tmpdir(), broker_seq++);
+    mkdir(dir, 0700);
+    snprintf(db, sizeof db, "%s/store.db", dir);
+    snprintf(pol, sizeof pol, "%s/apart.lua", dir);
+    if (tsl_test_write(pol, BROKER_POLICY) != 0 || tsl_store_open(&st, db, 0) < 0 ||
+        tsl_store_import_json(st, BROKER_ESTATE, strlen(BROKER_ESTATE), "fixture") < 0) {
+        fprintf(stderr, "fixture: %s\n", tsl_error_last());
+        tsl_store_free(st);
+        return NULL;
+    }
+    tsl_store_free(st);
+    tsl_broker_config_init(&cfg);
+    cfg.db_path = db;
+    cfg.policy_path = pol;
+    cfg.listen = "127.0.0.1:0";
+    cfg.threads = 1;
+    cfg.drain_ms = 20;
+    cfg.log_level = TSL_LOG_ERROR;
+    cfg.require_peer_ip = require_peer;
+    cfg.trusted_proxies = proxies;
+    if (tsl_broker_new(&b, &cfg) < 0 || tsl_broker_start(b) < 0) {
+        fprintf(stderr, "broker: %s\n", tsl_error_last());
+        tsl_broker_free(b);
+        return NULL;
+    }
+    *port = tsl_broker_bound_port(b);
+    return b;
+}
+
+static void broker_down(tsl_broker *b)
+{
+    if (!b)
+        return;
+    tsl_broker_stop(b);
+    tsl_broker_join(b);
+    tsl_broker_free(b);
+}
+
+TEST(promise__broker_ignores_and_counts_a_conflicting_department)
+{
+    int port = 0, status;
+    tsl_broker *b = broker_up(false, NULL, &port);
+    CHECK(b);
+    const char *plain = http_get_body(port, "/v1/task-servers?client=FIN1", NULL, &status);
+    const char *sales =
+        http_get_body(port, "/v1/task-servers?client=FIN1&department=Sales", NULL, &status);
+    bool same = strcmp(plain, sales) == 0 && strstr(plain, "ts-fin-01") &&
+                !strstr(plain, "ts-lon-01");
+    const char *m = http_get_body(port, "/metrics", NULL, &status);
+    bool counted = strstr(m, "\ntsl_department_ignored_total 1\n") != NULL;
+    /* an unknown client's department is obeyed, and not counted */
+    const char *unknown = http_get_body(
+        port, "/v1/task-servers?client=NEW1&ip=10.10.7.7&department=Finance", NULL, &status);
+    bool scoped = strstr(unknown, "ts-fin-01") && !strstr(unknown, "ts-lon-01");
+    m = http_get_body(port, "/metrics", NULL, &status);
+    bool still_one = strstr(m, "\ntsl_department_ignored_total 1\n") != NULL;
+    broker_down(b);
+    CHECK(same);
+    CHECK(counted);
+    CHECK(scoped);
+    CHECK(still_one);
+}
+
+TEST(promise__broker_require_peer_ip_refuses_other_addresses)
+{
+    int port = 0, status;
+    tsl_broker *b = broker_up(true, NULL, &port);
+    CHECK(b);
+    const char *ok = http_get_body(port, "/v1/task-servers?ip=10.10.1.1&ip=127.0.0.1", NULL,
+                                   &status);
+    int ok_status = status;
+    bool ok_list = strstr(ok, "ts-lon-01") != NULL;
+    const char *no = http_get_body(port, "/v1/task-servers?ip=10.10.1.1", NULL, &status);
+    int no_status = status;
+    bool says = strstr(no, "\"error\"") && strstr(no, "comes from 127.0.0.1");
+    /* X-Forwarded-For is not believed from an untrusted peer */
+    http_get_body(port, "/v1/task-servers?ip=10.10.1.1", "X-Forwarded-For: 10.10.1.1\r\n",
+                  &status);
+    int xff_status = status;
+    const char *m = http_get_body(port, "/metrics", NULL, &status);
+    bool counted = strstr(m, "\ntsl_peer_refused_total 2\n") != NULL;
+    broker_down(b);
+    CHECK_INT(ok_status, 200);
+    CHECK(ok_list);
+    CHECK_INT(no_status, 403);
+    CHECK(says);
+    CHECK_INT(xff_status, 403);
+    CHECK(counted);
+}
+
+TEST(promise__broker_require_peer_ip_believes_a_trusted_proxy)
+{
+    int port = 0, status;
+    tsl_broker *b = broker_up(true, "127.0.0.0/8", &port);
+    CHECK(b);
+    http_get_body(port, "/v1/task-servers?ip=10.10.1.1",
+                  "X-Forwarded-For: 192.0.2.9, 10.10.1.1\r\n", &status);
+    int via = status;
+    http_get_body(port, "/v1/task-servers?ip=10.10.1.1",
+                  "X-Forwarded-For: 10.10.1.1, 192.0.2.9\r\n", &status);
+    int spoofed = status; /* the proxy appended 192.0.2.9: that is the client */
+    http_get_body(port, "/v1/task-servers?ip=10.10.1.1", NULL, &status);
+    int none = status;
+    broker_down(b);
+    CHECK_INT(via, 200);
+    CHECK_INT(spoofed, 403);
+    CHECK_INT(none, 403);
+    tsl_broker *bad = NULL;
+    tsl_broker_config cfg;
+    tsl_broker_config_init(&cfg);
+    cfg.db_path = tsl_test_path("never.db");
+    cfg.trusted_proxies = "10.0.0.1,nonsense";
+    CHECK(tsl_broker_new(&bad, &cfg) < 0);
+    CHECK_CONTAINS(tsl_error_last(), "trusted proxies");
+    tsl_broker_free(bad);
+}
+
 int main(void)
 {
     if (tsl_worker_new(&W) < 0 || tsl_result_new(&R) < 0)
@@ -290,6 +485,11 @@ int main(void)
     RUN(promise__exclusive_servers_are_never_listed_for_anyone_else);
     RUN(promise__exclusive_group_falls_back_by_the_site_rules_inside_its_servers);
     RUN(promise__group_order_precedes_the_site_order_and_the_site_own_servers_come_first);
+    RUN(promise__request_department_never_changes_a_known_client_list);
+    RUN(promise__request_department_scopes_an_unknown_client);
+    RUN(promise__broker_ignores_and_counts_a_conflicting_department);
+    RUN(promise__broker_require_peer_ip_refuses_other_addresses);
+    RUN(promise__broker_require_peer_ip_believes_a_trusted_proxy);
     tsl_plan_free(P);
     tsl_snapshot_free(snap);
     tsl_result_free(R);

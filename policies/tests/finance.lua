@@ -25,10 +25,17 @@ test "Finance in Dublin, which has no finance server: fallback, inside the finan
   strict = false,
 }
 
-test "the request's department wins over the inventory's" {
+test "a known client's department is the inventory's, whatever the request says" {
   client = "6E3E645F-FED2-57CC-A296-53B85DDF87A1",   -- Sales in the inventory
   department = "Finance",
-  first = { "ts-fin-01", "ts-fin-02" },
+  first = { "ts-lon-01", "ts-lon-02" },
+  excludes = { "ts-fin-*" },
+}
+
+test "an unknown client's department is the request's" {
+  client = "00000000-0000-0000-0000-00000000F1A0", ip = "10.10.9.9",
+  department = "Finance",
+  expect = { "ts-fin-01", "ts-fin-02" },
 }
 
 test "nobody else uses the finance servers: Sales in London" {
