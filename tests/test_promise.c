@@ -470,6 +470,58 @@ TEST(promise__broker_require_peer_ip_believes_a_trusted_proxy)
     tsl_broker_free(bad);
 }
 
+/* ------------------------------------------------------------------------
+ * Text tables
+ * ---------------------------------------------------------------------- */
+
+/* In every row after the header of a `list` table, LOAD starts in the
+ * header's LOAD column; returns the number of rows checked, -1 when one is
+ * off. */
+static int load_column_rows(const char *out)
+{
+    const char *h = strstr(out, "  #  SERVER");
+    if (!h)
+        return -1;
+    const char *eol = strchr(h, '\n'), *load = strstr(h, "LOAD");
+    if (!eol || !load || load > eol)
+        return -1;
+    size_t col = (size_t)(load - h);
+    int rows = 0;
+    for (const char *l = eol + 1; *l && *l != '\n'; rows++) {
+        const char *e = strchr(l, '\n');
+        size_t len = e ? (size_t)(e - l) : strlen(l);
+        if (len <= col || l[col - 1] != ' ' || l[col - 2] != ' ' || l[col] < '0' || l[col] > '9')
+            return -1;
+        if (!e)
+            break;
+        l = e + 1;
+    }
+    return rows;
+}
+
+TEST(promise__list_and_explain_tables_stay_aligned_with_delayed_entries)
+{
+    char *out = NULL;
+    const char *db = tsl_test_path("tables.db");
+    int rc = tsl_test_sh(&out, true, "%s --db %s import %s/policies/demo/estate.json", TSL_BIN, db,
+                         TSL_SOURCE_DIR);
+    free(out);
+    CHECK_INT(rc, 0);
+    for (int explain = 0; explain < 2; explain++) {
+        rc = tsl_test_sh(&out, false, "%s --db %s %s --ip 10.10.4.22 --policy "
+                                      "%s/policies/examples/demo.lua --now 2026-11-25T10:00:00Z",
+                         TSL_BIN, db, explain ? "explain" : "list", TSL_SOURCE_DIR);
+        bool delayed = out && strstr(out, "1+600s");
+        int rows = load_column_rows(out);
+        if (rows < 0)
+            fprintf(stderr, "%s\n", out ? out : "(no output)");
+        free(out);
+        CHECK_INT(rc, 0);
+        CHECK(delayed);
+        CHECK_INT(rows, 5);
+    }
+}
+
 int main(void)
 {
     if (tsl_worker_new(&W) < 0 || tsl_result_new(&R) < 0)
@@ -490,6 +542,7 @@ int main(void)
     RUN(promise__broker_ignores_and_counts_a_conflicting_department);
     RUN(promise__broker_require_peer_ip_refuses_other_addresses);
     RUN(promise__broker_require_peer_ip_believes_a_trusted_proxy);
+    RUN(promise__list_and_explain_tables_stay_aligned_with_delayed_entries);
     tsl_plan_free(P);
     tsl_snapshot_free(snap);
     tsl_result_free(R);
