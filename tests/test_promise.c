@@ -471,6 +471,92 @@ TEST(promise__broker_require_peer_ip_believes_a_trusted_proxy)
 }
 
 /* ------------------------------------------------------------------------
+ * tsl check counts every stranded client
+ * ---------------------------------------------------------------------- */
+
+/* Runs tsl_policy_check against the current estate; the findings in OUT. */
+static char OUT[16384];
+static int check_policy(const char *src)
+{
+    tsl_buf b = TSL_BUF_INIT;
+    int worst = -1;
+    OUT[0] = '\0';
+    if (tsl_policy_check(&worst, &b, src, strlen(src), "t.lua", snap, NOW) < 0)
+        worst = -2;
+    snprintf(OUT, sizeof OUT, "%s", b.ptr ? b.ptr : "");
+    tsl_buf_free(&b);
+    return worst;
+}
+
+TEST(promise__check_names_clients_a_site_block_strands_per_site_and_group)
+{
+    USE(NULL, DOWN_FIN2);
+    int worst = check_policy("site \"Manchester\" { order = { \"ts-man-01\" }, fallback = \"block\" }\n"
+                             "group \"Finance\" { allow = { \"ts-fin-*\" } }\n");
+    CHECK_INT(worst, 1);
+    CHECK_CONTAINS(OUT, "t.lua:2: warning: site \"Manchester\", group \"Finance\": 1 client(s) "
+                        "would be blocked (an empty list): MAN-FIN\n");
+    /* Tokyo Finance: the group's allow leaves tier 0 empty, so tier 1 */
+    CHECK_CONTAINS(OUT, "t.lua:2: warning: site \"Tokyo\", group \"Finance\": 1 client(s) would "
+                        "be left on a fallback tier: TOK-FIN -> ts-tok-01\n");
+    CHECK_CONTAINS(OUT, "3 of 7 client(s) stranded: 1 blocked, 0 outside their country, 0 "
+                        "outside their site, 2 on a fallback tier");
+}
+
+TEST(promise__check_names_clients_sent_abroad_outside_their_site_or_on_fallback)
+{
+    USE(NULL, 0);
+    int worst = check_policy("site \"London\" { allow = { \"ts-man-01\" } }\n"
+                             "site \"Manchester\" { allow = { \"ts-tok-01\" } }\n");
+    CHECK_INT(worst, 1);
+    CHECK_CONTAINS(OUT, "t.lua:2: warning: site \"Manchester\": 2 client(s) would be sent "
+                        "outside their country: MAN-FIN -> ts-tok-01, MAN-SALES -> ts-tok-01\n");
+    CHECK_CONTAINS(OUT, "t.lua:1: warning: site \"London\": 2 client(s) would be sent outside "
+                        "their site: LON-FIN -> ts-man-01, LON-SALES -> ts-man-01\n");
+    CHECK_CONTAINS(OUT, "clients with no site: 1 client(s) would be left on a fallback tier: "
+                        "ROAMER -> ");
+    CHECK_CONTAINS(OUT, "5 of 7 client(s) stranded: 0 blocked, 2 outside their country, 2 "
+                        "outside their site, 1 on a fallback tier");
+    /* a policy that strands no one is clean */
+    USE(NULL, 0);
+    worst = check_policy("defaults { fallback = \"block\" }\nunassigned { allow = { \"ts-vpn-*\" } }\n");
+    CHECK_INT(worst, 0);
+    CHECK(!strstr(OUT, "stranded"));
+}
+
+TEST(promise__check_decides_every_client_not_a_sample)
+{
+    tsl_snapshot *big = NULL;
+    const char *tok[] = {"Tokyo"};
+    char guid[32];
+    int err = tsl_snapshot_begin(&big, NULL);
+    err |= snap_add_site(big, "Tokyo", "JP", NULL, NULL);
+    err |= snap_add_subnet(big, "Tokyo", "10.70.0.0/16");
+    err |= snap_add_server(big, "ts-tok-01", NULL, "10.70.0.1", tok, 1, true, true, 1000, 2, 10, 0);
+    err |= snap_add_server(big, "ts-fin-01", NULL, "10.70.0.5", tok, 1, true, true, 1000, 2, 10, 0);
+    for (int i = 0; i < 1001 && err == 0; i++) {
+        snprintf(guid, sizeof guid, "G%04d", i);
+        err |= snap_add_client(big, guid, i == 777 ? "THE-ONE" : NULL, "10.70.1.1",
+                               i == 777 ? "Finance" : "Sales", NULL, NULL);
+    }
+    err |= tsl_snapshot_seal(big);
+    CHECK_INT(err, 0);
+    /* only the Finance client (the 778th of 1001, between two sampled ones) is blocked */
+    const char src[] = "site \"Tokyo\" { fallback = \"block\" }\n"
+                       "group \"Finance\" { allow = { \"ts-none-*\" } }\n";
+    tsl_buf b = TSL_BUF_INIT;
+    int worst = -1;
+    int rc = tsl_policy_check(&worst, &b, src, sizeof src - 1, "t.lua", big, NOW);
+    snprintf(OUT, sizeof OUT, "%s", b.ptr ? b.ptr : "");
+    tsl_buf_free(&b);
+    tsl_snapshot_free(big);
+    CHECK_INT(rc, 0);
+    CHECK_INT(worst, 1);
+    CHECK_CONTAINS(OUT, "group \"Finance\": 1 client(s) would be blocked (an empty list): THE-ONE");
+    CHECK_CONTAINS(OUT, "1 of 1001 client(s) stranded");
+}
+
+/* ------------------------------------------------------------------------
  * Text tables
  * ---------------------------------------------------------------------- */
 
@@ -542,6 +628,9 @@ int main(void)
     RUN(promise__broker_ignores_and_counts_a_conflicting_department);
     RUN(promise__broker_require_peer_ip_refuses_other_addresses);
     RUN(promise__broker_require_peer_ip_believes_a_trusted_proxy);
+    RUN(promise__check_names_clients_a_site_block_strands_per_site_and_group);
+    RUN(promise__check_names_clients_sent_abroad_outside_their_site_or_on_fallback);
+    RUN(promise__check_decides_every_client_not_a_sample);
     RUN(promise__list_and_explain_tables_stay_aligned_with_delayed_entries);
     tsl_plan_free(P);
     tsl_snapshot_free(snap);

@@ -213,6 +213,8 @@ TSL_INTERNAL int64_t policy_cap(const policy_bound *pb, const bound_block *site_
 TSL_INTERNAL const bound_block *policy_find_group(const policy_bound *pb, const char *dept);
 TSL_INTERNAL int32_t policy_find_site(const tsl_snapshot *snap, const char *name);
 TSL_INTERNAL int32_t policy_find_server(const tsl_snapshot *snap, const char *name);
+/* A server of `site`: assigned to it, or at home there (its own site's). */
+TSL_INTERNAL bool policy_server_at_site(const tsl_snapshot *snap, uint32_t server, int32_t site);
 
 static inline bool pol_bit(const uint8_t *bits, uint32_t i)
 {

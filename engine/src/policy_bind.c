@@ -41,6 +41,17 @@ int32_t policy_find_server(const tsl_snapshot *snap, const char *name)
     return -1;
 }
 
+bool policy_server_at_site(const tsl_snapshot *snap, uint32_t server, int32_t site)
+{
+    const snap_server *sv = &snap->servers[server];
+    if (sv->home == site)
+        return true;
+    for (uint32_t i = 0; i < sv->nsites; i++)
+        if (sv->sites[i] == site)
+            return true;
+    return false;
+}
+
 const bound_block *policy_find_group(const policy_bound *pb, const char *dept)
 {
     if (!dept)

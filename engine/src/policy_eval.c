@@ -139,24 +139,12 @@ static bool denied(const pol_eval *ev, uint32_t s)
     return pol_bit(ev->pb->reserved_bits, s);
 }
 
-/* A server of the client's own site: assigned to it, or at home there. */
-static bool own_site(const tsl_snapshot *snap, uint32_t s, int32_t site)
-{
-    const snap_server *sv = &snap->servers[s];
-    if (sv->home == site)
-        return true;
-    for (uint32_t i = 0; i < sv->nsites; i++)
-        if (sv->sites[i] == site)
-            return true;
-    return false;
-}
-
 /* Moves the servers of `site` to the front of v[0..n); returns how many. */
 static uint32_t own_first(const tsl_snapshot *snap, uint32_t *v, uint32_t n, int32_t site)
 {
     uint32_t k = 0;
     for (uint32_t i = 0; i < n; i++)
-        if (own_site(snap, v[i], site)) {
+        if (policy_server_at_site(snap, v[i], site)) {
             uint32_t t = v[k];
             v[k++] = v[i];
             v[i] = t;
