@@ -53,6 +53,38 @@ void tsl_broker_config_init(tsl_broker_config *cfg)
     cfg->log_level = TSL_LOG_INFO;
 }
 
+/* cfg.trusted_proxies "ADDR[/BITS],..." into b->proxies. */
+static int parse_proxies(tsl_broker *b, const char *list)
+{
+    char item[128];
+    const char *p = list;
+
+    while (p && *p) {
+        size_t n = strcspn(p, ",");
+        if (n == 0 || n >= sizeof item)
+            return tsl_seterr(TSL_EINVALID, "trusted proxies: \"%.64s\" is not an address or "
+                                            "CIDR",
+                              p);
+        if (b->nproxies == BROKER_MAX_PROXIES)
+            return tsl_seterr(TSL_ELIMIT, "trusted proxies: at most %d", BROKER_MAX_PROXIES);
+        memcpy(item, p, n);
+        item[n] = '\0';
+        tsl_ip *ip = &b->proxies[b->nproxies];
+        int *bits = &b->proxy_bits[b->nproxies];
+        int err = strchr(item, '/') ? tsl_cidr_parse(ip, bits, item) : tsl_ip_parse(ip, item);
+        if (err < 0) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", tsl_error_last());
+            return tsl_seterr(TSL_EINVALID, "trusted proxies: %s", why);
+        }
+        if (!strchr(item, '/'))
+            *bits = 128;
+        b->nproxies++;
+        p += n + (p[n] == ',');
+    }
+    return 0;
+}
+
 int64_t broker_now(const tsl_broker *b)
 {
     if (b->cfg.clock)
@@ -622,6 +654,9 @@ int tsl_broker_new(tsl_broker **out, const tsl_broker_config *cfg)
     }
     if (err < 0)
         goto done;
+    if ((err = parse_proxies(b, cfg->trusted_proxies)) < 0)
+        goto done;
+    b->cfg.trusted_proxies = NULL; /* parsed into b->proxies */
     b->cfg.db_path = b->db_path;
     b->cfg.listen = b->listen;
     b->cfg.policy_path = b->policy_path;

@@ -65,7 +65,7 @@ extern const char *const broker_route_names[ROUTE__COUNT];
 
 /* The status codes the broker sends, for the requests-by-status counters. */
 #define BROKER_STATUSES(X)                                                     \
-    X(200) X(201) X(400) X(401) X(404) X(405) X(409) X(413) X(414) X(415)       \
+    X(200) X(201) X(400) X(401) X(403) X(404) X(405) X(409) X(413) X(414) X(415)       \
     X(422) X(431) X(500) X(503)
 
 enum {
@@ -101,6 +101,8 @@ typedef struct worker_metrics {
     _Atomic uint64_t heartbeats, registrations_ok, registrations_failed;
     _Atomic uint64_t registrations_outside; /* landed outside the approved set */
     _Atomic uint64_t dlog_dropped;          /* decisions over the decision-log rate */
+    _Atomic uint64_t department_ignored;    /* a known client's request named another department */
+    _Atomic uint64_t peer_refused;          /* list requests refused by require_peer_ip */
 } worker_metrics;
 
 /* One writer per counter: a plain load and store, no lock prefix. */
@@ -254,9 +256,14 @@ struct bworker {
     worker_metrics m;
 };
 
+#define BROKER_MAX_PROXIES 32
+
 struct tsl_broker {
     tsl_broker_config cfg;     /* strings below are the broker's own copies */
     char *db_path, *listen, *policy_path, *token_path;
+    tsl_ip proxies[BROKER_MAX_PROXIES]; /* cfg.trusted_proxies, parsed (128-bit prefixes) */
+    int proxy_bits[BROKER_MAX_PROXIES];
+    int nproxies;
     char token[80];
     evutil_socket_t listen_fd;
     int port;

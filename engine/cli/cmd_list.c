@@ -180,6 +180,16 @@ static int width(const char *s, int w)
     return n > w ? n : w;
 }
 
+/* The TIER cell: "1", or "1+600s" for a delayed entry. */
+static const char *tier_text(char *buf, size_t len, const tsl_entry *en)
+{
+    if (en->after > 0)
+        snprintf(buf, len, "%d+%ds", en->tier, en->after);
+    else
+        snprintf(buf, len, "%d", en->tier);
+    return buf;
+}
+
 /* Prints the list as a table, with a short header naming the request. */
 static void print_result(const char *policy_path, const tsl_request *req,
                          const tsl_result *res)
@@ -213,30 +223,29 @@ static void print_result(const char *policy_path, const tsl_request *req,
         return;
     }
 
-    int wn = 6, wh = 4, ws = 4;
+    int wn = 6, wh = 4, ws = 4, wt = 4;
+    char tier[24];
     for (size_t i = 0; i < n; i++) {
         const tsl_entry *en = tsl_result_entry(res, i);
         wn = width(en->name, wn);
         wh = width(en->host, wh);
         ws = width(en->site, ws);
+        wt = width(tier_text(tier, sizeof tier, en), wt); /* "1+600s" is wider than TIER */
     }
-    printf("\n %2s  %-*s  %-*s  %-*s  %-4s  %-17s  %7s  %s\n", "#", wn, "SERVER", wh, "HOST",
-           ws, "SITE", "TIER", "LOAD", "RESP", "REASON");
+    printf("\n %2s  %-*s  %-*s  %-*s  %-*s  %-17s  %7s  %s\n", "#", wn, "SERVER", wh, "HOST",
+           ws, "SITE", wt, "TIER", "LOAD", "RESP", "REASON");
     for (size_t i = 0; i < n; i++) {
         const tsl_entry *en = tsl_result_entry(res, i);
-        char load[48], tier[24], resp[24];
+        char load[48], resp[24];
         if (en->capacity > 0)
             snprintf(load, sizeof load, "%" PRId64 "/%" PRId64 " (%d%%)", en->connections,
                      en->capacity, (int)(en->connections * 100 / en->capacity));
         else
             snprintf(load, sizeof load, "%" PRId64 "/-", en->connections);
-        if (en->after > 0)
-            snprintf(tier, sizeof tier, "%d+%ds", en->tier, en->after);
-        else
-            snprintf(tier, sizeof tier, "%d", en->tier);
+        tier_text(tier, sizeof tier, en);
         snprintf(resp, sizeof resp, "%" PRId64 " ms", en->response_ms);
-        printf(" %2zu  %-*s  %-*s  %-*s  %-4s  %-17s  %7s  %s%s%s\n", i + 1, wn, en->name, wh,
-               en->host ? en->host : "-", ws, en->site ? en->site : "-", tier, load, resp,
+        printf(" %2zu  %-*s  %-*s  %-*s  %-*s  %-17s  %7s  %s%s%s\n", i + 1, wn, en->name, wh,
+               en->host ? en->host : "-", ws, en->site ? en->site : "-", wt, tier, load, resp,
                en->reason ? en->reason : "", en->full ? " [full]" : "",
                en->recent_error ? " [recent error]" : "");
     }

@@ -293,6 +293,10 @@ TSL_API bool tsl_result_strict(const tsl_result *res);
 TSL_API int tsl_result_ttl(const tsl_result *res);
 /* The policy version (content hash) or NULL under the default logic. */
 TSL_API const char *tsl_result_policy(const tsl_result *res);
+/* The request's department when the decision did not obey it: the client
+ * is in the inventory, whose department (or none) is the one in force.
+ * NULL otherwise.  Borrowed from the request. */
+TSL_API const char *tsl_result_department_ignored(const tsl_result *res);
 /* Appends the JSON object `tsl list --json` prints. */
 TSL_API int tsl_result_json(tsl_buf *out, const tsl_result *res);
 
