@@ -183,10 +183,192 @@ TEST(writes__list_text_prints_load_at_the_int64_limit)
     free(out);
 }
 
+/* ------------------------------------------------------------------------
+ * Group commit: kill -9 under load loses no acknowledged write
+ * ---------------------------------------------------------------------- */
+
+#define KILL_THREADS 4
+#define KILL_MAX 200000
+
+typedef struct loader {
+    int port, index;
+    const char *ts_auth; /* the Task Server credential header */
+    _Atomic bool *stop;
+    _Atomic long acked_regs;  /* registrations K<index>-0 .. acked_regs-1 ... */
+    unsigned char *reg_acked; /* [seq]: 1 when acknowledged */
+    long last_hb;             /* the last acknowledged heartbeat's connections */
+    long sent;
+    char errors[256];
+} loader;
+
+static void *load_main(void *arg)
+{
+    loader *l = arg;
+    char path[128], body[256];
+    http_resp r;
+    int fd = http_connect(l->port);
+    l->last_hb = -1;
+    for (long seq = 0; fd >= 0 && seq < KILL_MAX && !atomic_load(l->stop); seq++) {
+        bool hb = seq % 2 == 0;
+        if (hb) {
+            snprintf(path, sizeof path, "/v1/task-servers/ts-k%d/heartbeat", l->index);
+            snprintf(body, sizeof body, "{\"connections\":%ld}", seq);
+        } else {
+            snprintf(path, sizeof path, "/v1/clients/K%d-%ld/registration", l->index, seq);
+            snprintf(body, sizeof body, "{\"server\":\"ts-par-01\",\"ok\":true}");
+        }
+        l->sent++;
+        if (http_on(fd, "POST", path, hb ? l->ts_auth : NULL, body, strlen(body), &r) < 0)
+            break; /* the broker is gone */
+        if (r.status == 200) {
+            if (hb)
+                l->last_hb = seq;
+            else
+                l->reg_acked[seq] = 1;
+        } else if (!l->errors[0]) {
+            snprintf(l->errors, sizeof l->errors, "%s: %d %s", path, r.status,
+                     r.body ? r.body : "");
+        }
+        http_resp_free(&r);
+    }
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+/* Starts `tsl serve` (stderr to `log`); its pid, the port in *port. */
+static pid_t serve_child(const fixture *f, const char *log, const char *extra, int *port)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "exec '%s' --db '%s' serve --listen 127.0.0.1:0 --threads 2 --log-level info %s "
+             "2>'%s' >/dev/null",
+             TSL_BIN, f->db, extra ? extra : "", log);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    *port = 0;
+    for (int i = 0; pid > 0 && i < 3000 && !*port; i++) { /* 30 s on a loaded machine */
+        char *text = tsl_test_read(log, NULL);
+        const char *p = text ? strstr(text, " port ") : NULL;
+        if (p)
+            *port = atoi(p + 6);
+        free(text);
+        if (!*port)
+            usleep(10000);
+    }
+    return pid;
+}
+
+TEST(writes__sigkill_under_load_keeps_every_acknowledged_write)
+{
+    fixture f;
+    loader l[KILL_THREADS];
+    pthread_t th[KILL_THREADS];
+    _Atomic bool stop_flag = false;
+    char log[700], inv[4096];
+    int port = 0, n = 0;
+
+    n = snprintf(inv, sizeof inv,
+                 "{\"sites\": [{\"name\": \"Paris\", \"subnets\": [\"10.20.0.0/16\"]}],"
+                 " \"task_servers\": [{\"name\": \"ts-par-01\", \"sites\": [\"Paris\"]}");
+    for (int i = 0; i < KILL_THREADS; i++)
+        n += snprintf(inv + n, sizeof inv - (size_t)n,
+                      ", {\"name\": \"ts-k%d\", \"sites\": [\"Paris\"]}", i);
+    snprintf(inv + n, sizeof inv - (size_t)n, "]}");
+    CHECK(make_store(&f, inv));
+    snprintf(log, sizeof log, "%s/serve.log", f.dir);
+    pid_t pid = serve_child(&f, log, NULL, &port);
+    CHECK(pid > 0);
+    if (!port) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        FAILF_("tsl serve did not start: %s", tsl_test_read(log, NULL));
+    }
+    snprintf(f.ts_auth, sizeof f.ts_auth, "%s", "");
+    for (int i = 0; i < KILL_THREADS; i++) {
+        memset(&l[i], 0, sizeof l[i]);
+        l[i].port = port;
+        l[i].index = i;
+        l[i].ts_auth = f.ts_auth;
+        l[i].stop = &stop_flag;
+        CHECK((l[i].reg_acked = calloc(KILL_MAX, 1)) != NULL);
+        CHECK_INT(pthread_create(&th[i], NULL, load_main, &l[i]), 0);
+    }
+    /* under load for a while: at least 200 requests sent by each thread,
+     * and at least a second */
+    for (int t = 0; t < 3000; t++) {
+        bool enough = t >= 100;
+        for (int i = 0; i < KILL_THREADS; i++)
+            enough = enough && l[i].sent >= 200;
+        if (enough)
+            break;
+        usleep(10000);
+    }
+    kill(pid, SIGKILL);
+    int wst = 0;
+    waitpid(pid, &wst, 0);
+    atomic_store(&stop_flag, true);
+    for (int i = 0; i < KILL_THREADS; i++)
+        pthread_join(th[i], NULL);
+    CHECK(WIFSIGNALED(wst) && WTERMSIG(wst) == SIGKILL);
+
+    /* reopen the store: every acknowledged write is there */
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    long acked = 0, missing = 0, hb_missing = 0;
+    char first_missing[128] = "";
+    CHECK(sqlite3_open_v2(f.db, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(db, "SELECT count(*) FROM registrations WHERE client = ?1", -1, &st,
+                             NULL) == SQLITE_OK);
+    for (int i = 0; i < KILL_THREADS; i++) {
+        for (long seq = 0; seq < KILL_MAX; seq++) {
+            if (!l[i].reg_acked[seq])
+                continue;
+            char guid[64];
+            snprintf(guid, sizeof guid, "K%d-%ld", i, seq);
+            sqlite3_bind_text(st, 1, guid, -1, SQLITE_TRANSIENT);
+            acked++;
+            if (sqlite3_step(st) != SQLITE_ROW || sqlite3_column_int(st, 0) != 1) {
+                if (!missing++)
+                    snprintf(first_missing, sizeof first_missing, "%s", guid);
+            }
+            sqlite3_reset(st);
+        }
+        free(l[i].reg_acked);
+    }
+    sqlite3_finalize(st);
+    CHECK(sqlite3_prepare_v2(db, "SELECT connections FROM task_servers WHERE name = ?1", -1, &st,
+                             NULL) == SQLITE_OK);
+    for (int i = 0; i < KILL_THREADS; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "ts-k%d", i);
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+        /* the last acknowledged heartbeat, or a later one that committed */
+        if (l[i].last_hb >= 0 && (sqlite3_step(st) != SQLITE_ROW ||
+                                  sqlite3_column_int64(st, 0) < l[i].last_hb))
+            hb_missing++;
+        sqlite3_reset(st);
+        if (l[i].errors[0])
+            fprintf(stderr, "thread %d: %s\n", i, l[i].errors);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    fprintf(stderr, "kill -9: %ld registrations acknowledged, %ld missing\n", acked, missing);
+    CHECK(acked >= 100);
+    if (missing || hb_missing)
+        FAILF_("%ld of %ld acknowledged registrations (first %s) and %ld heartbeats are not in "
+               "the store",
+               missing, acked, first_missing, hb_missing);
+}
+
 int main(void)
 {
     (void)http_get_body;
     RUN(writes__activate_with_a_blank_site_list_is_refused);
     RUN(writes__list_text_prints_load_at_the_int64_limit);
+    RUN(writes__sigkill_under_load_keeps_every_acknowledged_write);
     return tsl_test_main();
 }
