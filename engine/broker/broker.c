@@ -378,8 +378,10 @@ static void on_drain_check(evutil_socket_t fd, short what, void *arg)
     tsl_broker *b = arg;
     (void)fd;
     (void)what;
-    /* admin jobs still out: run them and give the workers time to reply */
-    if (atomic_load(&b->jobs_pending) > 0) {
+    /* admin jobs or writes still out: run them and give the workers time
+     * to reply (a write waits for its commit) */
+    if (atomic_load(&b->jobs_pending) > 0 || atomic_load(&b->acks_waiting) > 0) {
+        writer_flush(b);
         struct timeval tv = {0, 10000};
         if (event_base_once(b->base, -1, EV_TIMEOUT, on_drain_check, b, &tv) == 0)
             return;
@@ -443,6 +445,7 @@ static void worker_free(bworker *w)
         evhttp_del_accept_socket(w->http, w->bound);
     if (w->http)
         evhttp_free(w->http);
+    writer_worker_free(w);
     if (w->stop_ev)
         event_free(w->stop_ev);
     if (w->refresh_ev)
@@ -592,7 +595,7 @@ static int setup_worker(tsl_broker *b, bworker *w, int index)
     w->base = event_base_new();
     if (!w->base)
         return tsl_seterr(TSL_ERROR, "cannot create an event base");
-    if ((err = http_worker_setup(w)) < 0)
+    if ((err = writer_worker_init(w)) < 0 || (err = http_worker_setup(w)) < 0)
         return err;
     evutil_socket_t fd = dup(b->listen_fd);
     if (fd < 0)

@@ -190,6 +190,25 @@ static const char *tier_text(char *buf, size_t len, const tsl_entry *en)
     return buf;
 }
 
+/* connections x 100 / capacity, truncated, as text: exact at any int64
+ * (the product overflows 64 bits past 92 quadrillion connections, so the
+ * whole hundreds and the last two digits are computed apart). */
+static const char *load_percent(char *dst, size_t len, const tsl_entry *en)
+{
+    if (en->connections < 0 || en->capacity <= 0) {
+        snprintf(dst, len, "-");
+        return dst;
+    }
+    uint64_t c = (uint64_t)en->connections, cap = (uint64_t)en->capacity;
+    uint64_t q = c / cap, r = c % cap;
+    unsigned d = (unsigned)(__extension__(unsigned __int128) r * 100 / cap);
+    if (q)
+        snprintf(dst, len, "%" PRIu64 "%02u", q, d);
+    else
+        snprintf(dst, len, "%u", d);
+    return dst;
+}
+
 /* Prints the list as a table, with a short header naming the request. */
 static void print_result(const char *policy_path, const tsl_request *req,
                          const tsl_result *res)
@@ -236,10 +255,10 @@ static void print_result(const char *policy_path, const tsl_request *req,
            ws, "SITE", wt, "TIER", "LOAD", "RESP", "REASON");
     for (size_t i = 0; i < n; i++) {
         const tsl_entry *en = tsl_result_entry(res, i);
-        char load[48], resp[24];
+        char load[80], resp[24], pct[32];
         if (en->capacity > 0)
-            snprintf(load, sizeof load, "%" PRId64 "/%" PRId64 " (%d%%)", en->connections,
-                     en->capacity, (int)(en->connections * 100 / en->capacity));
+            snprintf(load, sizeof load, "%" PRId64 "/%" PRId64 " (%s%%)", en->connections,
+                     en->capacity, load_percent(pct, sizeof pct, en));
         else
             snprintf(load, sizeof load, "%" PRId64 "/-", en->connections);
         tier_text(tier, sizeof tier, en);
