@@ -27,14 +27,10 @@ static const char usage[] =
     "inventory (--db, before or after the command): names and globs that match no\n"
     "server, unknown sites and groups, sites that block fallback while their\n"
     "approved set is empty or unavailable right now, rules that fail on a sample\n"
-    "of real clients, every client the policy would block, send outside its
-"
-    "country or site, or leave on a fallback tier (per site and group, with a
-"
-    "few names), and subnets claimed by more than one site (each a warning, with
-"
-    "the clients it decides).  Runs luacheck too when it is installed.
-"
+    "of real clients, every client the policy would block, send outside its\n"
+    "country or site, or leave on a fallback tier (per site and group, with a\n"
+    "few names), and subnets claimed by more than one site (each a warning, with\n"
+    "the clients it decides).  Runs luacheck too when it is installed.\n"
     "\n"
     "  --db FILE       the inventory store to check names against\n"
     "  --now TIME      judge availability as of this time (Unix seconds or\n"
