@@ -175,7 +175,7 @@ TEST(cli__usage_errors_exit_2_with_a_message)
                    "YYYY-MM-DDTHH:MM:SSZ (UTC) (see 'tsl list --help')\n");
     CHECK_INT(tsl_err(&err, "--db x.db report"), 2);
     CHECK_CONTAINS(err, "tsl report: name a report: active-servers, server-clients, "
-                        "client-assignments or fallback");
+                        "client-assignments, subnet-conflicts or fallback");
     CHECK_INT(tsl_err(&err, "--db x.db report bogus"), 2);
     CHECK_CONTAINS(err, "tsl report: no report \"bogus\"");
     CHECK_INT(tsl_err(&err, "--db x.db report active-servers --json --csv"), 2);
