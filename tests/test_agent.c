@@ -171,25 +171,17 @@ TEST(agent__memory_forgets_the_oldest_when_full)
  * A fake broker and fake Task Servers, one loop
  * ---------------------------------------------------------------------- */
 
-#define SPEED 50.0 /* agent seconds per wall second */
-
+/* The agents run on virtual time (aclock.h): exchanges take none, timers
+ * and timeouts fire at exactly their second, and a test of a 200 s wait
+ * takes milliseconds. */
 static struct event_base *base;
-static double t0;
-
-static double wall(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static aclock *clk;
 
 static double agent_now(void *arg)
 {
     (void)arg;
-    return (wall() - t0) * SPEED;
+    return aclock_now(clk);
 }
-
-static const tsl_agent_clock clk = {agent_now, SPEED, NULL, 0.05};
 
 typedef enum { TS_OK = 0, TS_FULL, TS_DOWN, TS_SILENT } ts_mode;
 
@@ -382,7 +374,9 @@ static int world(size_t n, const ts_mode *modes)
     if (!silent || getsockname(evconnlistener_get_fd(silent), (struct sockaddr *)&sa, &len) < 0)
         return -1;
     silent_port = ntohs(sa.sin_port);
-    t0 = wall();
+    if (aclock_new(&clk) < 0)
+        return -1;
+    aclock_set_silent_port(clk, silent_port);
     return 0;
 }
 
@@ -405,6 +399,8 @@ static void world_free(void)
     if (base)
         event_base_free(base);
     base = NULL;
+    aclock_free(clk);
+    clk = NULL;
 }
 
 static tsl_agent *agent(void)
@@ -427,7 +423,7 @@ static tsl_agent *agent(void)
     cfg.resolve = resolve;
     cfg.log = on_log;
     cfg.event = on_event;
-    cfg.clock = &clk;
+    cfg.clock = clk;
     if (tsl_agent_new(&a, base, &cfg) < 0 || tsl_agent_start(a, 0) < 0) {
         fprintf(stderr, "  agent: %s\n", tsl_error_last());
         tsl_agent_free(a);
@@ -436,17 +432,27 @@ static tsl_agent *agent(void)
     return a;
 }
 
-/* Runs the loop until pred() holds or `agent_seconds` pass. */
+static bool (*want_pred)(tsl_agent *);
+static tsl_agent *want_agent;
+
+static void check_want(void *arg, double next)
+{
+    (void)arg;
+    (void)next;
+    if (want_pred && want_pred(want_agent))
+        aclock_stop(clk);
+}
+
+/* Runs the loop until pred() holds (checked whenever the clock is about to
+ * move) or `agent_seconds` pass. */
 static bool run_until(bool (*pred)(tsl_agent *), tsl_agent *a, double agent_seconds)
 {
-    double end = wall() + agent_seconds / SPEED;
-    while (wall() < end) {
-        if (pred && pred(a))
-            return true;
-        struct timeval tv = {0, 2000};
-        event_base_loopexit(base, &tv);
-        event_base_dispatch(base);
-    }
+    if (pred && pred(a))
+        return true;
+    want_pred = pred;
+    want_agent = a;
+    aclock_run(clk, base, aclock_now(clk) + agent_seconds, check_want, NULL);
+    want_pred = NULL;
     return pred ? pred(a) : true;
 }
 

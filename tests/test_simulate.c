@@ -40,7 +40,7 @@ static void on_log(void *arg, const char *line)
 static const char *run(const tsl_sim_scenario *s, tsl_sim_outcome *out)
 {
     static tsl_buf report = TSL_BUF_INIT;
-    tsl_sim_options opt = {&fake_broker_ops, tsl_test_tmpdir(), 0, 1, on_log, NULL};
+    tsl_sim_options opt = {&fake_broker_ops, tsl_test_tmpdir(), 0, 1, on_log, NULL, NULL};
     tsl_buf_clear(&report);
     logtext[0] = '\0';
     if (tsl_sim_run(&report, out, s, &opt) < 0) {
@@ -77,7 +77,7 @@ TEST(simulate__scenario_reads_every_directive)
         "inventory estates/x.json\n"
         "policy /abs/p.lua\n"
         "selection capacity responsiveness\n"
-        "speed 250\nduration 2h\nseed 7\nstart-spread 90s\nheartbeat 15\nmin-wall-timeout 0.2\n"
+        "speed 250\nduration 2h\nseed 7\nstart-spread 90s\nheartbeat 15\n"
         "broker stale-after=60 error-window=10m ttl=300 max=5\n"
         "agent poll=60 retry=10 retry-max=5m stuck-retry=30 timeout=4 register-timeout=6 refresh=0.5\n"
         "server ts-a capacity=10 response-ms=3\n"
@@ -94,7 +94,7 @@ TEST(simulate__scenario_reads_every_directive)
     CHECK_STR(s->policy, "/abs/p.lua");
     CHECK_INT(s->nselections, 2);
     CHECK(s->speed == 250 && s->duration == 7200 && s->seed == 7 && s->start_spread == 90);
-    CHECK(s->heartbeat == 15 && s->min_wall_timeout == 0.2);
+    CHECK(s->heartbeat == 15);
     CHECK_INT(s->broker.stale_after, 60);
     CHECK_INT(s->broker.error_window, 600);
     CHECK_INT(s->broker.ttl, 300);
@@ -312,7 +312,7 @@ TEST(simulate__unknown_server_in_the_timeline_stops_the_run)
     tsl_sim_scenario *s = scenario(text);
     tsl_buf report = TSL_BUF_INIT;
     tsl_sim_outcome out;
-    tsl_sim_options opt = {&fake_broker_ops, tsl_test_tmpdir(), 0, 0, NULL, NULL};
+    tsl_sim_options opt = {&fake_broker_ops, tsl_test_tmpdir(), 0, 0, NULL, NULL, NULL};
     CHECK(s);
     CHECK(tsl_sim_run(&report, &out, s, &opt) < 0);
     CHECK_CONTAINS(tsl_error_last(), "t.scn:");
