@@ -670,6 +670,13 @@ int tsl_sim_scenario_parse(tsl_sim_scenario **out, const char *text, size_t len,
     }
     for (size_t i = 0; i < s->nexpects; i++) {
         const char *g = s->expects[i].group;
+        if (!sim_metric_known(s->expects[i].metric)) { /* caught now, not after the run */
+            p.line = s->expects[i].line;
+            err = perr(&p, "expect: no metric \"%s\" (the names are in docs/simulation.md: "
+                           "clients, registrations, cross_site, stranded_undemanded, ...)",
+                       s->expects[i].metric);
+            goto done;
+        }
         bool found = !g;
         for (size_t k = 0; g && k < s->ngroups; k++)
             found = found || strcmp(s->groups[k].name, g) == 0;
