@@ -11,13 +11,16 @@
  *      the clients spread over `start-spread`, arm the timeline;
  *   3. policies activated on the timeline go through the admin API
  *      (upload, then activate), as an admin would;
- *   4. at `duration`: take the end-of-run figures, stop everything, leave
- *      the loop.  Nothing outlives the pass; a wall-clock watchdog ends a
- *      pass that overruns by far.
+ *   4. at `duration`, once every exchange has ended: take the end-of-run
+ *      figures, stop everything.  Nothing outlives the pass; a wall-clock
+ *      watchdog ends a pass that overruns by far.
  *
- * Time: simulated seconds = wall seconds since step 2 x speed.  Agents and
- * servers arm their timers in simulated seconds divided by the speed; the
- * broker gets the simulated clock as Unix seconds (epoch + simulated).
+ * Time is virtual (aclock.h): it stands still while an exchange that will
+ * be answered is in flight and jumps to the next timer when none is; the
+ * broker gets it as Unix seconds (epoch + simulated) and is settled once
+ * per simulated second.  Whenever the clock is about to move, every
+ * client's state is read (sim_metrics_observe): the spells, and the
+ * timeline the picture draws.  `speed` only paces the run.
  *
  * Used by: tsl simulate, tests.  Needs: sim_internal.h, libevent.
  */

@@ -2,7 +2,8 @@
  * sim.h - the fleet simulator: a scenario file in, a report and a verdict
  * out.  One process, one libevent loop: the broker (in-process), simulated
  * Task Servers on loopback ports, thousands of reference CTAs (agent.h),
- * and a timeline of faults.  docs/simulation.md documents the scenario
+ * and a timeline of faults, all on simulated time (aclock.h): the figures
+ * do not depend on how fast the run goes.  docs/simulation.md documents the scenario
  * format and every figure of the report.
  *
  * The library never prints and never exits: the report is appended to a
