@@ -18,6 +18,7 @@
 #include "http_client.h"
 
 #include <arpa/inet.h>
+#include <math.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -565,6 +566,29 @@ TEST(agent__a_silent_or_full_server_fails_and_the_next_is_tried)
     }
 }
 
+TEST(agent__on_virtual_time_a_silent_server_times_out_after_exactly_its_timeout)
+{
+    /* the exchange to the silent server ends at its register timeout (5 s)
+     * of simulated time, not a wall-clock moment later; the next entry
+     * answers at once (an exchange that is answered takes no time) */
+    ts_mode modes[] = {TS_SILENT, TS_OK};
+    tsl_agent *a = NULL;
+    CHECK(world(2, modes) == 0);
+    snprintf(fb.list, sizeof fb.list, LIST2(true, 0, 0));
+    a = agent();
+    CHECK(a);
+    CHECK(run_until(is_registered, a, 60));
+    CHECK_STR(registered_to(a), "ts-b");
+    CHECK(fabs(agent_now(NULL) - 5.0) < 1e-9);
+    CHECK_CONTAINS(logbuf, "Registration failed: Task Server ts-a: timeout");
+    tsl_agent_status st;
+    tsl_agent_status_get(a, &st);
+    CHECK(st.started);
+    CHECK_NULL(st.attempting);
+    tsl_agent_free(a);
+    world_free();
+}
+
 TEST(agent__every_entry_failing_means_stuck_retrying_never_another_server)
 {
     ts_mode modes[] = {TS_DOWN, TS_DOWN, TS_OK}; /* ts-c works but is not listed */
@@ -876,6 +900,7 @@ int main(void)
     RUN(agent__registers_to_the_first_entry_and_reports_it);
     RUN(agent__a_refused_entry_fails_over_to_the_next_and_reports_both);
     RUN(agent__a_silent_or_full_server_fails_and_the_next_is_tried);
+    RUN(agent__on_virtual_time_a_silent_server_times_out_after_exactly_its_timeout);
     RUN(agent__every_entry_failing_means_stuck_retrying_never_another_server);
     RUN(agent__the_list_is_cached_for_its_ttl);
     RUN(agent__an_unreachable_broker_is_retried_with_backoff_up_to_the_ceiling);
