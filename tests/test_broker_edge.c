@@ -434,7 +434,19 @@ TEST(edge__connections_per_address_are_capped)
     }
     for (int i = 1; i < 4; i++)
         close(fds[i]);
+    /* counted in /metrics (the fifth, and any retry above that came before
+     * the closed connection's place was freed) */
+    long refusals = 0;
+    int mfd = connect_from(f.port, "127.0.0.3");
+    if (mfd >= 0 && http_on(mfd, "GET", "/metrics", NULL, NULL, 0, &r) == 0 && r.body) {
+        const char *line = strstr(r.body, "tsl_http_refused_total{reason=\"per-address\"} ");
+        refusals = line ? strtol(strchr(line, '}') + 2, NULL, 10) : -1;
+    }
+    http_resp_free(&r);
+    if (mfd >= 0)
+        close(mfd);
     stop(&f);
+    CHECK(refusals >= 1);
     CHECK_JSON_ERROR(refused, refused_closed, 503);
     CHECK_CONTAINS(refused, "too many connections from 127.0.0.1 (at most 4 per address)");
     CHECK_INT(st, 200);
@@ -696,6 +708,13 @@ TEST(tls__plain_http_beyond_loopback_needs_tls_or_behind_tls_proxy)
     CHECK_INT(st, 200);
     CHECK(!half);
     CHECK_CONTAINS(why2, "--tls-cert and --tls-key go together");
+    /* the same through `tsl serve` */
+    char *out = NULL;
+    make_store(&f);
+    int rc = tsl_test_sh(&out, true, "'%s' --db '%s' serve --listen 0.0.0.0:0", TSL_BIN, f.db);
+    CHECK(rc != 0);
+    CHECK_CONTAINS(out, "refusing to serve plain HTTP on 0.0.0.0:0, beyond loopback");
+    free(out);
 }
 
 int main(void)

@@ -336,7 +336,7 @@ struct tsl_broker {
     struct ssl_ctx_st *tls;    /* NULL: plain HTTP */
     pthread_mutex_t peer_mu;   /* guards peers: connections per address, every worker */
     struct edge_peer **peers;  /* EDGE_PEER_BUCKETS chains */
-    _Atomic uint64_t edge_refused[4]; /* by edge_refusal: framing, deadline, per-address, TLS */
+    _Atomic uint64_t edge_refused[3]; /* EDGE_FRAMING, EDGE_DEADLINE, EDGE_PER_ADDRESS */
     _Atomic uint64_t accept_paused;    /* accept failures (descriptors) since start */
     _Atomic uint64_t accept_paused_logged; /* ... as of the last log line */
     _Atomic int64_t accept_log_at;     /* monotonic ms of that line */
@@ -439,7 +439,7 @@ bool http_no_params(bworker *w, struct evhttp_request *req, route_ctx *c);
 
 /* ---- edge.c (worker threads; setup on the control thread) ---- */
 /* Refusals the edge counts, for /metrics. */
-enum { EDGE_FRAMING, EDGE_DEADLINE, EDGE_PER_ADDRESS, EDGE_TLS };
+enum { EDGE_FRAMING, EDGE_DEADLINE, EDGE_PER_ADDRESS };
 /* The prefix of the stand-in requests, the peer table and the TLS context
  * (control thread, before the workers start); broker free undoes it. */
 int edge_init(tsl_broker *b);
