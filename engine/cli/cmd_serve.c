@@ -71,6 +71,10 @@ static const char serve_usage[] =
     "  --tls-key FILE          ... and its PEM private key\n"
     "  --behind-tls-proxy      allow plain HTTP on an address beyond loopback: a\n"
     "                          TLS-terminating proxy stands in front (else refused)\n"
+    "  --require-peer-ip       refuse (403) a list request that does not come from\n"
+    "                          one of its ip= adapter addresses\n"
+    "  --trusted-proxy LIST    ADDR[/BITS],... whose X-Forwarded-For names the client\n"
+    "                          (with --require-peer-ip)\n"
     "  -h, --help              this help\n"
     "\n"
     "Signals: SIGTERM and SIGINT stop it cleanly (requests in flight are answered,\n"
@@ -115,7 +119,7 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 static int prepare_demo(const struct cli_global *g, char *dir, size_t dirlen, char *db,
                         size_t dblen, char *policy, size_t policylen)
 {
-    const char *src = cli_source_dir();
+    const char *src = cli_data_dir();
     char estate[4096];
     char *text = NULL;
     size_t len;
@@ -124,12 +128,12 @@ static int prepare_demo(const struct cli_global *g, char *dir, size_t dirlen, ch
 
     policy[0] = '\0';
     if (!src)
-        return cli_error(g, CLI_USAGE, "no --db given and this tsl has no bundled demo estate");
+        return cli_error(g, CLI_USAGE, "no --db given and no demo estate: neither share/tsl "
+                                       "beside this tsl nor its source tree has one");
     snprintf(estate, sizeof estate, "%s/%s", src, DEMO_ESTATE);
     if (access(estate, R_OK) != 0)
         return cli_error(g, CLI_USAGE,
-                         "no --db given and the demo estate %s is missing (tsl serve needs the "
-                         "source tree it was built from)",
+                         "no --db given and the demo estate %s is missing",
                          estate);
     snprintf(dir, dirlen, "%s/tsl-serve-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(dir))
@@ -173,7 +177,8 @@ int cmd_serve(const struct cli_global *g, int argc, char **argv)
     enum {
         O_LISTEN = 256, O_POLICY, O_TOKEN, O_THREADS, O_LEVEL, O_SYSLOG, O_STALE, O_WINDOW,
         O_MAX, O_TTL, O_SELECTION, O_REFRESH, O_DLOG, O_DLOG_RATE, O_KEEP, O_BODY, O_TIMEOUT,
-        O_PER_ADDR, O_TLS_CERT, O_TLS_KEY, O_BEHIND_PROXY
+        O_PER_ADDR, O_TLS_CERT, O_TLS_KEY, O_BEHIND_PROXY,
+        O_PEER, O_PROXY
     };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
@@ -197,6 +202,8 @@ int cmd_serve(const struct cli_global *g, int argc, char **argv)
         {"tls-cert", required_argument, NULL, O_TLS_CERT},
         {"tls-key", required_argument, NULL, O_TLS_KEY},
         {"behind-tls-proxy", no_argument, NULL, O_BEHIND_PROXY},
+        {"require-peer-ip", no_argument, NULL, O_PEER},
+        {"trusted-proxy", required_argument, NULL, O_PROXY},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -219,6 +226,8 @@ int cmd_serve(const struct cli_global *g, int argc, char **argv)
         case O_TLS_CERT: cfg.tls_cert = optarg; break;
         case O_TLS_KEY: cfg.tls_key = optarg; break;
         case O_BEHIND_PROXY: cfg.behind_tls_proxy = true; break;
+        case O_PEER: cfg.require_peer_ip = true; break;
+        case O_PROXY: cfg.trusted_proxies = optarg; break;
         case O_LEVEL:
             if (parse_level(optarg, &cfg.log_level) < 0)
                 return cli_usage_error(g, "--log-level must be error, warning, info or debug");

@@ -73,6 +73,7 @@ static void start(void)
     cfg.threads = 1;
     cfg.drain_ms = 0;
     cfg.timeout_s = 2;
+    cfg.flush_ms = 5; /* writes are answered once committed: commit often */
     cfg.max_body = 4096;
     cfg.max_import_body = 65536;
     cfg.log_level = TSL_LOG_ERROR;
