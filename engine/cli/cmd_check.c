@@ -27,8 +27,10 @@ static const char usage[] =
     "inventory (--db, before or after the command): names and globs that match no\n"
     "server, unknown sites and groups, sites that block fallback while their\n"
     "approved set is empty or unavailable right now, rules that fail on a sample\n"
-    "of real clients, and subnets claimed by more than one site (each a warning,\n"
-    "with the clients it decides).  Runs luacheck too when it is installed.\n"
+    "of real clients, every client the policy would block, send outside its\n"
+    "country or site, or leave on a fallback tier (per site and group, with a\n"
+    "few names), and subnets claimed by more than one site (each a warning, with\n"
+    "the clients it decides).  Runs luacheck too when it is installed.\n"
     "\n"
     "  --db FILE       the inventory store to check names against\n"
     "  --now TIME      judge availability as of this time (Unix seconds or\n"
@@ -67,7 +69,7 @@ static int run_luacheck(const struct cli_global *g, const char *exe, const char 
         "assert", "error", "getmetatable", "ipairs", "next", "pairs", "pcall", "rawequal",
         "rawlen", "rawget", "select", "setmetatable", "tonumber", "tostring", "type", "xpcall",
         "_VERSION", "string", "table", "math", "utf8",
-        "defaults", "site", "group", "rule",            /* policies */
+        "defaults", "site", "group", "rule", "unassigned", /* policies */
         "policy", "inventory", "now", "test",           /* policy tests */
         NULL,
     };

@@ -3,7 +3,8 @@
  * `tsl explain` (every step of that decision, then the list).
  *
  * Both take the same request flags; both decide against a fresh snapshot
- * of the --db store, under --policy FILE when given, else the default logic.
+ * of the --db store, under --policy FILE when given, else the policy in
+ * force (the rollout: active version, staged sites), else the default logic.
  *
  * Used by: main.c.  Needs: cli.h, jansson (explain --json).
  */
@@ -32,16 +33,20 @@ static const char list_usage[] =
     "host, site, tier (0 the client's site or approved set, 1.. fallback), load\n"
     "(connections/capacity), response time and the reason for each place.\n"
     "\n"
-    "  --ip IP          an adapter address of the client, IPv4 or IPv6; repeat for\n"
-    "                   multi-NIC clients, in adapter order (at most 16)\n"
+    "  --ip IP[,IP]...  an adapter address of the client, IPv4 or IPv6; repeat (or\n"
+    "                   separate with commas) for multi-NIC clients, in adapter\n"
+    "                   order (at most 16); without it, the inventory IP of --client\n"
     "  --client GUID|NAME  the client, by GUID or computer name (any case; a name\n"
     "                   several clients share is refused, listing their GUIDs): its\n"
     "                   explicit site, department and recent connection errors apply;\n"
     "                   without --ip its inventory IP is used\n"
     "  --department D   the department the request carries (default: the inventory's)\n"
     "  --task T         the task the request is for (policies may scope by task)\n"
-    "  --policy FILE    decide under this Lua policy instead of the default logic\n"
+    "  --policy FILE    decide under this Lua policy; without it, the policy in force\n"
+    "                   (the active version and its staged sites, `tsl policy\n"
+    "                   activate`), or the default logic when none is active\n"
     "  --now TIME       decide as of this time: Unix seconds or 2026-11-25T09:58:00Z\n"
+    "                   (default: the current time)\n"
     "  --json           print the result as one JSON object\n"
     "  -h, --help       this help\n"
     "\n"
@@ -79,14 +84,17 @@ static int parse_decide_opts(const struct cli_global *g, int argc, char **argv,
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'i': {
-            tsl_ip ip;
-            if (tsl_ip_parse(&ip, optarg) < 0)
-                return cli_error(g, CLI_USAGE, "--ip \"%s\" is not a valid IPv4 or IPv6 address",
-                                 optarg);
-            if (o->req.nips == TSL_MAX_IPS)
-                return cli_error(g, CLI_USAGE, "too many --ip: a request carries at most %d",
-                                 TSL_MAX_IPS);
-            o->req.ips[o->req.nips++] = optarg;
+            size_t first = o->req.nips;
+            if ((rc = cli_list_add(g, "--ip", optarg, o->req.ips, &o->req.nips,
+                                   TSL_MAX_IPS)) != CLI_OK)
+                return rc;
+            for (size_t k = first; k < o->req.nips; k++) {
+                tsl_ip ip;
+                if (tsl_ip_parse(&ip, o->req.ips[k]) < 0)
+                    return cli_error(g, CLI_USAGE,
+                                     "--ip \"%s\" is not a valid IPv4 or IPv6 address",
+                                     o->req.ips[k]);
+            }
             break;
         }
         case 'c':
@@ -172,6 +180,35 @@ static int width(const char *s, int w)
     return n > w ? n : w;
 }
 
+/* The TIER cell: "1", or "1+600s" for a delayed entry. */
+static const char *tier_text(char *buf, size_t len, const tsl_entry *en)
+{
+    if (en->after > 0)
+        snprintf(buf, len, "%d+%ds", en->tier, en->after);
+    else
+        snprintf(buf, len, "%d", en->tier);
+    return buf;
+}
+
+/* connections x 100 / capacity, truncated, as text: exact at any int64
+ * (the product overflows 64 bits past 92 quadrillion connections, so the
+ * whole hundreds and the last two digits are computed apart). */
+static const char *load_percent(char *dst, size_t len, const tsl_entry *en)
+{
+    if (en->connections < 0 || en->capacity <= 0) {
+        snprintf(dst, len, "-");
+        return dst;
+    }
+    uint64_t c = (uint64_t)en->connections, cap = (uint64_t)en->capacity;
+    uint64_t q = c / cap, r = c % cap;
+    unsigned d = (unsigned)(__extension__(unsigned __int128) r * 100 / cap);
+    if (q)
+        snprintf(dst, len, "%" PRIu64 "%02u", q, d);
+    else
+        snprintf(dst, len, "%u", d);
+    return dst;
+}
+
 /* Prints the list as a table, with a short header naming the request. */
 static void print_result(const char *policy_path, const tsl_request *req,
                          const tsl_result *res)
@@ -205,30 +242,29 @@ static void print_result(const char *policy_path, const tsl_request *req,
         return;
     }
 
-    int wn = 6, wh = 4, ws = 4;
+    int wn = 6, wh = 4, ws = 4, wt = 4;
+    char tier[24];
     for (size_t i = 0; i < n; i++) {
         const tsl_entry *en = tsl_result_entry(res, i);
         wn = width(en->name, wn);
         wh = width(en->host, wh);
         ws = width(en->site, ws);
+        wt = width(tier_text(tier, sizeof tier, en), wt); /* "1+600s" is wider than TIER */
     }
-    printf("\n %2s  %-*s  %-*s  %-*s  %-4s  %-17s  %7s  %s\n", "#", wn, "SERVER", wh, "HOST",
-           ws, "SITE", "TIER", "LOAD", "RESP", "REASON");
+    printf("\n %2s  %-*s  %-*s  %-*s  %-*s  %-17s  %7s  %s\n", "#", wn, "SERVER", wh, "HOST",
+           ws, "SITE", wt, "TIER", "LOAD", "RESP", "REASON");
     for (size_t i = 0; i < n; i++) {
         const tsl_entry *en = tsl_result_entry(res, i);
-        char load[48], tier[24], resp[24];
+        char load[80], resp[24], pct[32];
         if (en->capacity > 0)
-            snprintf(load, sizeof load, "%" PRId64 "/%" PRId64 " (%d%%)", en->connections,
-                     en->capacity, (int)(en->connections * 100 / en->capacity));
+            snprintf(load, sizeof load, "%" PRId64 "/%" PRId64 " (%s%%)", en->connections,
+                     en->capacity, load_percent(pct, sizeof pct, en));
         else
             snprintf(load, sizeof load, "%" PRId64 "/-", en->connections);
-        if (en->after > 0)
-            snprintf(tier, sizeof tier, "%d+%ds", en->tier, en->after);
-        else
-            snprintf(tier, sizeof tier, "%d", en->tier);
+        tier_text(tier, sizeof tier, en);
         snprintf(resp, sizeof resp, "%" PRId64 " ms", en->response_ms);
-        printf(" %2zu  %-*s  %-*s  %-*s  %-4s  %-17s  %7s  %s%s%s\n", i + 1, wn, en->name, wh,
-               en->host ? en->host : "-", ws, en->site ? en->site : "-", tier, load, resp,
+        printf(" %2zu  %-*s  %-*s  %-*s  %-*s  %-17s  %7s  %s%s%s\n", i + 1, wn, en->name, wh,
+               en->host ? en->host : "-", ws, en->site ? en->site : "-", wt, tier, load, resp,
                en->reason ? en->reason : "", en->full ? " [full]" : "",
                en->recent_error ? " [recent error]" : "");
     }

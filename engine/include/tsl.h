@@ -150,6 +150,22 @@ TSL_API int tsl_selection_parse(tsl_selection *out, const char *text);
 TSL_API const char *tsl_selection_name(tsl_selection sel);
 
 /* ------------------------------------------------------------------------
+ * Progress of long work (progress.c)
+ *
+ * Imports, estate generation, dry-runs, policy checks over every client and
+ * simulations report how far they are to a listener set on the calling
+ * thread: `what` names the units ("clients", "records", "simulated
+ * seconds"), `done` of `total`, called at the start (done 0), at
+ * most every 1024 units and at the end (done == total).  The engine never
+ * prints; `tsl` draws it on a terminal.
+ * ---------------------------------------------------------------------- */
+
+typedef void (*tsl_progress_fn)(void *ud, const char *what, uint64_t done, uint64_t total);
+
+/* Sets (fn NULL: clears) this thread's listener. */
+TSL_API void tsl_progress_set(tsl_progress_fn fn, void *ud);
+
+/* ------------------------------------------------------------------------
  * Store (SQLite).  Migrations in schema/ are applied on open.
  * ---------------------------------------------------------------------- */
 
@@ -277,6 +293,10 @@ TSL_API bool tsl_result_strict(const tsl_result *res);
 TSL_API int tsl_result_ttl(const tsl_result *res);
 /* The policy version (content hash) or NULL under the default logic. */
 TSL_API const char *tsl_result_policy(const tsl_result *res);
+/* The request's department when the decision did not obey it: the client
+ * is in the inventory, whose department (or none) is the one in force.
+ * NULL otherwise.  Borrowed from the request. */
+TSL_API const char *tsl_result_department_ignored(const tsl_result *res);
 /* Appends the JSON object `tsl list --json` prints. */
 TSL_API int tsl_result_json(tsl_buf *out, const tsl_result *res);
 
@@ -359,6 +379,12 @@ TSL_API int tsl_worker_new(tsl_worker **out);
 TSL_API void tsl_worker_free(tsl_worker *w);
 /* Policy rule errors this worker has absorbed (each logged with its line). */
 TSL_API uint64_t tsl_worker_policy_errors(const tsl_worker *w);
+/* Of those, the rule calls stopped by their time limit (rule_time_ms) or
+ * instruction budget (overruns). */
+TSL_API uint64_t tsl_worker_policy_overruns(const tsl_worker *w);
+/* Overruns in this process, every worker together; safe from any thread
+ * (the broker's /metrics). */
+TSL_API uint64_t tsl_policy_overruns_total(void);
 /* The message of the last absorbed rule error, or NULL. Borrowed. */
 TSL_API const char *tsl_worker_last_policy_error(const tsl_worker *w);
 
@@ -388,6 +414,12 @@ TSL_API int tsl_report_kind_parse(tsl_report_kind *out, const char *text);
 /* Appends the report to `out`.  `now` 0 means the current time. */
 TSL_API int tsl_report(tsl_buf *out, tsl_worker *w, const tsl_plan *plan,
                        tsl_report_kind kind, tsl_format fmt, int64_t now);
+/* The fallback report (report_fallback.c): the successful registrations
+ * the broker recorded since `since` (Unix seconds), by site and day, with
+ * how many landed outside the approved set, on a fallback tier, or on a
+ * server the client's list did not name.  What happened, read from the
+ * store: no decision is made. */
+TSL_API int tsl_report_fallback(tsl_buf *out, tsl_store *st, tsl_format fmt, int64_t since);
 
 /* ------------------------------------------------------------------------
  * Doctor: the ITMS validation checklist for one client

@@ -143,6 +143,14 @@
       " EXISTS (SELECT 1 FROM rollout_shadow w WHERE w.version_id = p.id)"     \
       " FROM policies p LEFT JOIN policy_active a ON a.policy_id = p.id"       \
       " ORDER BY p.id")                                                        \
+    /* ---- the fallback report (report_fallback.c): registrations the      \
+     * broker recorded, by site and day ---- */                               \
+    X(TSL_STMT_FALLBACK_REPORT,                                                \
+      "SELECT site, date(at, 'unixepoch'), count(*),"                          \
+      " sum(outside_approved), sum(coalesce(tier, 0) > 0), sum(tier IS NULL)"  \
+      " FROM registrations WHERE ok = 1 AND at >= ?1"                          \
+      " GROUP BY site, date(at, 'unixepoch')"                                  \
+      " ORDER BY date(at, 'unixepoch'), site")                                 \
     /* ---- policy lifecycle (rollout_sql.h) ---- */                          \
     TSL_ROLLOUT_STATEMENTS(X)
 
