@@ -235,6 +235,8 @@ static void finish_sync(job *j, int result)
 
 void broker_run_job(tsl_broker *b, job *j)
 {
+    if (j->kind == JOB_POLICY_UPLOAD && bpolicy_defer(b, j))
+        return; /* checked on the checker thread, replied from bpolicy.c */
     switch (j->kind) {
     case JOB_SYNC: {
         int err = writer_flush(b);
@@ -363,6 +365,7 @@ static void begin_stop(tsl_broker *b, const char *why)
     b->stopping = true;
     broker_log(b, TSL_LOG_INFO, "Stopping (%s): no new connections, answering requests in flight",
                why);
+    bpolicy_stop(b); /* a policy check in progress ends now */
     for (int i = 0; i < b->nworkers; i++)
         event_active(b->workers[i].stop_ev, EV_TIMEOUT, 1);
     struct timeval tv = {b->cfg.drain_ms / 1000, (b->cfg.drain_ms % 1000) * 1000};
@@ -375,8 +378,10 @@ static void on_drain_check(evutil_socket_t fd, short what, void *arg)
     tsl_broker *b = arg;
     (void)fd;
     (void)what;
-    /* admin jobs still out: run them and give the workers time to reply */
-    if (atomic_load(&b->jobs_pending) > 0) {
+    /* admin jobs or writes still out: run them and give the workers time
+     * to reply (a write waits for its commit) */
+    if (atomic_load(&b->jobs_pending) > 0 || atomic_load(&b->acks_waiting) > 0) {
+        writer_flush(b);
         struct timeval tv = {0, 10000};
         if (event_base_once(b->base, -1, EV_TIMEOUT, on_drain_check, b, &tv) == 0)
             return;
@@ -440,6 +445,7 @@ static void worker_free(bworker *w)
         evhttp_del_accept_socket(w->http, w->bound);
     if (w->http)
         evhttp_free(w->http);
+    writer_worker_free(w);
     if (w->stop_ev)
         event_free(w->stop_ev);
     if (w->refresh_ev)
@@ -589,7 +595,7 @@ static int setup_worker(tsl_broker *b, bworker *w, int index)
     w->base = event_base_new();
     if (!w->base)
         return tsl_seterr(TSL_ERROR, "cannot create an event base");
-    if ((err = http_worker_setup(w)) < 0)
+    if ((err = writer_worker_init(w)) < 0 || (err = http_worker_setup(w)) < 0)
         return err;
     evutil_socket_t fd = dup(b->listen_fd);
     if (fd < 0)
@@ -746,6 +752,7 @@ void tsl_broker_free(tsl_broker *b)
         tsl_broker_stop(b);
         tsl_broker_join(b);
     }
+    bpolicy_free(b);
     for (int i = 0; i < b->nworkers; i++)
         worker_free(&b->workers[i]);
     free(b->workers);
@@ -871,6 +878,7 @@ int tsl_broker_run(tsl_broker *b)
         }
     }
     /* jobs nobody can reply to any more (their connections are closing) */
+    bpolicy_free(b);
     for (job *j = take_jobs(b), *next; j; j = next) {
         next = j->next;
         if (j->kind == JOB_SYNC) {

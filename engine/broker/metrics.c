@@ -152,6 +152,10 @@ int metrics_render(tsl_broker *b, tsl_buf *out)
     TRY(counter(out, "tsl_policy_errors_total",
                 "Policy rule errors absorbed while deciding (each logged with its line).",
                 W(policy_errors)));
+    TRY(counter(out, "tsl_policy_overruns_total",
+                "Policy rules stopped by their time limit (rule_time_ms) or instruction budget; "
+                "each request got its last good step.",
+                tsl_policy_overruns_total()));
     TRY(counter(out, "tsl_policy_load_failures_total",
                 "Policies refused at upload, activation or SIGHUP.",
                 atomic_load(&b->policy_load_failures)));

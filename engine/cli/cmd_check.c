@@ -27,9 +27,10 @@ static const char usage[] =
     "inventory (--db, before or after the command): names and globs that match no\n"
     "server, unknown sites and groups, sites that block fallback while their\n"
     "approved set is empty or unavailable right now, rules that fail on a sample\n"
-    "of real clients, and every client the policy would block, send outside its\n"
+    "of real clients, every client the policy would block, send outside its\n"
     "country or site, or leave on a fallback tier (per site and group, with a\n"
-    "few names).  Runs luacheck too when it is installed.\n"
+    "few names), and subnets claimed by more than one site (each a warning, with\n"
+    "the clients it decides).  Runs luacheck too when it is installed.\n"
     "\n"
     "  --db FILE       the inventory store to check names against\n"
     "  --now TIME      judge availability as of this time (Unix seconds or\n"
@@ -108,6 +109,32 @@ static int run_luacheck(const struct cli_global *g, const char *exe, const char 
     return WEXITSTATUS(status);
 }
 
+/* The inventory's subnet conflicts, each a warning (tsl_subnet_conflicts). */
+static int print_conflicts(const struct cli_global *g, const tsl_snapshot *snap, int *worst)
+{
+    tsl_buf list = TSL_BUF_INIT;
+    size_t n = 0;
+    int rc = tsl_subnet_conflicts(&list, &n, snap, TSL_FORMAT_TEXT);
+
+    if (rc < 0) {
+        rc = cli_engine_error(g, rc, "cannot list the subnet conflicts");
+        goto done;
+    }
+    if (n > 0) {
+        for (const char *p = list.ptr; p && *p;) {
+            size_t k = strcspn(p, "\n");
+            printf("inventory: warning: %.*s\n", (int)k, p);
+            p += k + (p[k] == '\n');
+        }
+        if (*worst < 1)
+            *worst = 1;
+    }
+    rc = CLI_OK;
+done:
+    tsl_buf_free(&list);
+    return rc;
+}
+
 int cmd_check(const struct cli_global *g, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -167,6 +194,8 @@ int cmd_check(const struct cli_global *g, int argc, char **argv)
         goto done;
     }
     if ((rc = cli_write_buf(g, &out)) != CLI_OK)
+        goto done;
+    if (have_engine && (rc = print_conflicts(g, e.snap, &worst)) != CLI_OK)
         goto done;
 
     if (use_luacheck && find_luacheck(exe, sizeof exe)) {

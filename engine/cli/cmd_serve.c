@@ -109,7 +109,7 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 static int prepare_demo(const struct cli_global *g, char *dir, size_t dirlen, char *db,
                         size_t dblen, char *policy, size_t policylen)
 {
-    const char *src = cli_source_dir();
+    const char *src = cli_data_dir();
     char estate[4096];
     char *text = NULL;
     size_t len;
@@ -118,12 +118,12 @@ static int prepare_demo(const struct cli_global *g, char *dir, size_t dirlen, ch
 
     policy[0] = '\0';
     if (!src)
-        return cli_error(g, CLI_USAGE, "no --db given and this tsl has no bundled demo estate");
+        return cli_error(g, CLI_USAGE, "no --db given and no demo estate: neither share/tsl "
+                                       "beside this tsl nor its source tree has one");
     snprintf(estate, sizeof estate, "%s/%s", src, DEMO_ESTATE);
     if (access(estate, R_OK) != 0)
         return cli_error(g, CLI_USAGE,
-                         "no --db given and the demo estate %s is missing (tsl serve needs the "
-                         "source tree it was built from)",
+                         "no --db given and the demo estate %s is missing",
                          estate);
     snprintf(dir, dirlen, "%s/tsl-serve-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(dir))

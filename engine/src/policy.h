@@ -94,6 +94,7 @@ typedef struct pol_rule {
 } pol_rule;
 
 #define POL_RULE_BUDGET_DEFAULT 1000000
+#define POL_RULE_TIME_MS_DEFAULT 50 /* wall-clock bound of all rules of one request */
 #define POL_MAX_SOURCE ((size_t)4 << 20)
 
 struct tsl_policy {
@@ -116,6 +117,7 @@ struct tsl_policy {
     uint32_t nrules, caprules;
     pol_on_error on_error;
     int64_t rule_budget;  /* instructions per request, all rules together */
+    int64_t rule_time_ms; /* wall-clock milliseconds per request, all rules together */
 };
 
 typedef struct policy_limits {
@@ -273,6 +275,8 @@ typedef struct pol_eval {
     /* state before the running rule (restored when it fails) */
     bool saved_fb_blocked, saved_strict;
     const char *saved_blocked_reason;
+    const char *in_callback;     /* "reorder's comparator" while a callback runs, else NULL */
+    bool overrun;                /* the failing rule ran out of time or budget */
     int max;
     tsl_trace *tr;
 } pol_eval;

@@ -22,6 +22,7 @@
  */
 #include "decide.h"
 #include "policy.h"
+#include "suggest.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,56 +68,11 @@ static void finding(chk *c, int level, int line, const char *fmt, ...)
  * Did you mean
  * ---------------------------------------------------------------------- */
 
-static int lower(int ch)
-{
-    return ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch;
-}
-
-static int distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    int row[65];
-    if (la > 64 || lb > 64)
-        return 1000;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = (int)j;
-    for (size_t i = 1; i <= la; i++) {
-        int prev = row[0];
-        row[0] = (int)i;
-        for (size_t j = 1; j <= lb; j++) {
-            int cur = row[j];
-            int sub = prev + (lower((unsigned char)a[i - 1]) != lower((unsigned char)b[j - 1]));
-            int best = row[j] + 1 < row[j - 1] + 1 ? row[j] + 1 : row[j - 1] + 1;
-            row[j] = sub < best ? sub : best;
-            prev = cur;
-        }
-    }
-    return row[lb];
-}
-
 /* " (did you mean \"London\"?)" or "" */
 static const char *suggest(char *buf, size_t len, const char *name, const char *const *cands,
                            size_t ncand, size_t stride)
 {
-    const char *best = NULL;
-    int bestd = 1000;
-    buf[0] = '\0';
-    if (ncand == 0)
-        return buf;
-    int limit = (int)strlen(name) / 3 > 2 ? (int)strlen(name) / 3 : 2;
-    for (size_t i = 0; i < ncand; i++) {
-        const char *cand = *(const char *const *)((const char *)cands + i * stride);
-        int d = distance(name, cand);
-        if (d < bestd) {
-            bestd = d;
-            best = cand;
-        }
-    }
-    if (best && bestd <= limit)
-        snprintf(buf, len, " (did you mean \"%s\"?)", best);
-    else
-        buf[0] = '\0';
-    return buf;
+    return tsl_suggest_hint(buf, len, name, cands, ncand, stride);
 }
 
 static const char *suggest_site(char *buf, size_t len, const tsl_snapshot *s, const char *name)

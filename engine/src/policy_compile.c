@@ -343,7 +343,8 @@ static const char *const site_fields[] = {"order", "allow", "deny", "fallback", 
 static const char *const group_fields[] = {"order", "allow", "deny", "fallback", "exclusive",
                                            NULL};
 static const char *const default_fields[] = {"selection", "fallback", "max", "ttl", "cap",
-                                             "after", "on_error", "rule_budget", NULL};
+                                             "after", "on_error", "rule_budget",
+                                             "rule_time_ms", NULL};
 
 static bool field_allowed(const char *const *list, const char *k)
 {
@@ -411,6 +412,9 @@ static void parse_block(lua_State *L, compile_ctx *c, pol_block *b, int idx)
         } else if (strcmp(k, "rule_budget") == 0) {
             pol->rule_budget = parse_int(L, b, v, k, 1000, 100000000,
                                          "a whole number of instructions (1000 to 100000000)");
+        } else if (strcmp(k, "rule_time_ms") == 0) {
+            pol->rule_time_ms = parse_int(L, b, v, k, 1, 10000,
+                                          "a whole number of milliseconds (1 to 10000)");
         } else if (strcmp(k, "selection") == 0) {
             tsl_selection sel;
             if (lua_type(L, v) != LUA_TSTRING || tsl_selection_parse(&sel, lua_tostring(L, v)) < 0) {
@@ -759,6 +763,7 @@ int policy_compile_ex(tsl_policy **out, const char *src, size_t len, const char 
     pol->arena.probe = probe;
     pol->on_error = POL_ONERR_APPROVED;
     pol->rule_budget = POL_RULE_BUDGET_DEFAULT;
+    pol->rule_time_ms = POL_RULE_TIME_MS_DEFAULT;
     block_init(&pol->defaults, POL_DEFAULTS, "defaults", 0);
     block_init(&pol->unassigned, POL_UNASSIGNED, "unassigned", 0);
     pol->name = arena_strdup(&pol->arena, name);

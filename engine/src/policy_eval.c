@@ -35,6 +35,19 @@ static const char REASON_NO_SITE_BLOCKED[] =
     "(an unassigned block can give it servers)";
 static const char REASON_ONERR_DEFAULT[] =
     "a policy rule failed: the default logic decided this request";
+static const char REASON_OVERRUN_DEFAULT[] =
+    "a policy rule overran its time or instruction bound: the default logic decided this "
+    "request";
+static const char REASON_OVERRUN_APPROVED[] =
+    "a policy rule overran its time or instruction bound: the list as it stood before that rule";
+
+/* An overrun shows in every entry's reason (the trace has the details). */
+static int mark_overrun(tsl_result *res, int err, const char *reason)
+{
+    for (uint32_t i = 0; err == 0 && i < res->n; i++)
+        res->entries[i].reason = reason;
+    return err;
+}
 
 /* ------------------------------------------------------------------------
  * Worker state
@@ -653,10 +666,13 @@ int policy_decide(tsl_result *res, tsl_worker *w, const tsl_plan *plan, struct d
             PTRACE(tr, "rule \"%s\" failed: %s", r->name, msg);
             if (pol->on_error == POL_ONERR_DEFAULT) {
                 PTRACE(tr, "on_error \"default\": the default logic decides this request");
-                return decide_on_error_default(res, w, &ev);
+                err = decide_on_error_default(res, w, &ev);
+                return ev.overrun ? mark_overrun(res, err, REASON_OVERRUN_DEFAULT) : err;
             }
             PTRACE(tr, "on_error \"approved\": the list as it stood before rule \"%s\"",
                    r->name);
+            if (ev.overrun)
+                return mark_overrun(res, emit(res, &ev), REASON_OVERRUN_APPROVED);
         }
     }
     return emit(res, &ev);
