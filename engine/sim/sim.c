@@ -21,6 +21,7 @@
  *
  * Used by: tsl simulate, tests.  Needs: sim_internal.h, libevent.
  */
+#include "progress.h"
 #include "sim_internal.h"
 
 #include <event2/event.h>
@@ -76,6 +77,10 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     s->vnow = sim_now(s);
     s->tick_wall = wall();
     atomic_store(&s->vnow_shared, s->vnow);
+    /* progress, on this (the caller's) thread; not while -v logs every
+     * event on the same terminal */
+    if (!s->opt->verbose && s->vnow < s->scn->duration)
+        tsl_progress_report("simulated seconds", (uint64_t)s->vnow, (uint64_t)s->scn->duration);
 }
 
 static double agent_clock_now(void *arg)
@@ -460,6 +465,8 @@ static void end_timer(evutil_socket_t fd, short what, void *arg)
         return;
     }
     sim_metrics_finish(s);
+    tsl_progress_report("simulated seconds", (uint64_t)s->scn->duration,
+                        (uint64_t)s->scn->duration);
     event_base_loopexit(s->base, NULL);
 }
 

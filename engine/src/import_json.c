@@ -17,6 +17,7 @@
  * Used by: tsl_store_import_json, import_csv.c.  Needs: jansson, store.h,
  * tsl_ip_parse / tsl_cidr_parse (ip.c).
  */
+#include "progress.h"
 #include "store.h"
 
 #include <jansson.h>
@@ -44,6 +45,7 @@ typedef struct import_ctx {
     json_t *where;      /* per-record locators (CSV) or NULL */
     const char *section;
     char rec[400];      /* the current record, for messages */
+    uint64_t done, total; /* records, for the progress listener */
 } import_ctx;
 
 /* ------------------------------------------------------------------------
@@ -406,6 +408,7 @@ static int begin_record(import_ctx *c, json_t *rec, size_t i, const char *keyfie
     size_t n;
     int state;
 
+    tsl_progress_tick("records", c->done++, c->total);
     if (!json_is_object(rec)) {
         locate(c, i, loc, sizeof loc);
         return tsl_seterr(TSL_EINVALID, "%s must be an object (got %s)", loc,
@@ -875,6 +878,10 @@ int tsl_import_apply(tsl_store *st, json_t *doc, const char *origin, json_t *whe
                          c.origin, show(doc, g, sizeof g));
         goto done;
     }
+    c.total = json_array_size(json_object_get(doc, "sites")) +
+              json_array_size(json_object_get(doc, "task_servers")) +
+              json_array_size(json_object_get(doc, "clients")) +
+              json_array_size(json_object_get(doc, "connection_errors"));
     /* Sites first, then servers and clients that name them, then errors
      * that name clients and servers: a reference may point at a record of
      * the same document or one already in the store. */
@@ -883,6 +890,7 @@ int tsl_import_apply(tsl_store *st, json_t *doc, const char *origin, json_t *whe
         goto done;
 
 done:
+    tsl_progress_tick("records", c.total, c.total); /* the end, whatever happened */
     return err;
 }
 

@@ -21,6 +21,7 @@
  */
 #include "decide.h"
 #include "policy.h"
+#include "progress.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -379,6 +380,7 @@ static int check_sample(chk *c, const tsl_plan *plan, const tsl_policy *pol, int
     }
     for (uint32_t k = 0; k < nsample; k++) {
         uint32_t ci = (uint32_t)((uint64_t)k * s->nclients / nsample);
+        tsl_progress_tick("clients", k, nsample);
         for (size_t t = 0; t <= ntasks; t++) {
             tsl_request req;
             if (tsl_snapshot_client_request(&req, s, ci) < 0)
@@ -429,6 +431,7 @@ static int check_sample(chk *c, const tsl_plan *plan, const tsl_policy *pol, int
             }
         }
     }
+    tsl_progress_tick("clients", nsample, nsample);
     for (uint32_t r = 0; r < pol->nrules; r++)
         if (rs[r].failures)
             finding(c, 2, pol->rules[r].line, "rule \"%s\" failed on %d of %d sample request(s); "
