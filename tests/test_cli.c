@@ -168,19 +168,19 @@ TEST(cli__usage_errors_exit_2_with_a_message)
     CHECK_INT(tsl_err(&err, "list --ip 10.0.0.1 --db="), 2);
     CHECK_STR(err, "tsl list: --db needs a file name\n");
     CHECK_INT(tsl_err(&err, "--db x.db list"), 2);
-    CHECK_STR(err, "tsl list: give the client's address with --ip IP, or --client GUID "
+    CHECK_STR(err, "tsl list: give the client's address with --ip IP, or --client GUID|NAME "
                    "(see 'tsl list --help')\n");
     CHECK_INT(tsl_err(&err, "--db x.db list --ip 10.0.0.1 --now yesterday"), 2);
     CHECK_STR(err, "tsl list: --now \"yesterday\" is not a time: give Unix seconds or "
                    "YYYY-MM-DDTHH:MM:SSZ (UTC) (see 'tsl list --help')\n");
     CHECK_INT(tsl_err(&err, "--db x.db report"), 2);
     CHECK_CONTAINS(err, "tsl report: name a report: active-servers, server-clients, "
-                        "client-assignments or fallback");
+                        "client-assignments, subnet-conflicts or fallback");
     CHECK_INT(tsl_err(&err, "--db x.db report bogus"), 2);
     CHECK_CONTAINS(err, "tsl report: no report \"bogus\"");
     CHECK_INT(tsl_err(&err, "--db x.db report active-servers --json --csv"), 2);
     CHECK_INT(tsl_err(&err, "--db x.db doctor"), 2);
-    CHECK_STR(err, "tsl doctor: name the client with --client GUID (see 'tsl doctor --help')\n");
+    CHECK_STR(err, "tsl doctor: name the client with --client GUID|NAME (see 'tsl doctor --help')\n");
     CHECK_INT(tsl_err(&err, "--db x.db gen-estate --sites 2 --servers x --clients 1"), 2);
     CHECK_CONTAINS(err, "tsl gen-estate: --servers \"x\" is not a whole number");
 }
@@ -536,7 +536,7 @@ TEST(list__unknown_client_without_ip_is_an_input_error)
     CHECK(demo_db() != NULL);
     snprintf(args, sizeof args, "--db '%s' list --client NO-SUCH-GUID", demo_db());
     CHECK_INT(tsl_err(&err, args), 2);
-    CHECK_CONTAINS(err, "tsl list: no client with GUID \"NO-SUCH-GUID\" in ");
+    CHECK_CONTAINS(err, "tsl list: no client with GUID or name \"NO-SUCH-GUID\" in ");
     /* with an address it is decided like any unknown device */
     json_t *r = list_json("--client NO-SUCH-GUID --ip 10.80.1.99");
     CHECK(r != NULL);

@@ -110,6 +110,15 @@ static bool copy_param(bworker *w, struct evhttp_request *req, route_ctx *c, cha
     return true;
 }
 
+/* true when a comma-separated list has a name that is not blank. */
+static bool names_a_site(const char *list)
+{
+    for (const char *p = list; *p; p++)
+        if (*p != ',' && *p != ' ' && *p != '\t')
+            return true;
+    return false;
+}
+
 /* The policy routes: author= on every one but the list (who, for the
  * history; "api" when not given); the upload also takes comment=, name=
  * (the file name its messages use) and the body, the policy's Lua source;
@@ -132,8 +141,17 @@ static void policy_route(bworker *w, struct evhttp_request *req, route_ctx *c, j
             ok = copy_param(w, req, c, j->comment, sizeof j->comment, &p[i]);
         else if (upload && strcmp(p[i].key, "name") == 0)
             ok = copy_param(w, req, c, j->arg, sizeof j->arg, &p[i]);
-        else if (activate && strcmp(p[i].key, "sites") == 0)
+        else if (activate && strcmp(p[i].key, "sites") == 0) {
+            /* narrowing input never widens: a list that names no site is
+             * not "everywhere" */
             ok = copy_param(w, req, c, j->sites, sizeof j->sites, &p[i]);
+            if (ok && !names_a_site(j->sites)) {
+                http_error(w, req, c->route, 400,
+                           "parameter \"sites\" names no site: give sites=London,Paris for a "
+                           "staged activation, or leave it out to activate everywhere");
+                ok = false;
+            }
+        }
         else if (activate && strcmp(p[i].key, "require_dry_run") == 0) {
             j->require_dry_run = strcmp(p[i].value, "0") != 0;
             ok = true;

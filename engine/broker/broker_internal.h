@@ -7,6 +7,9 @@
  *                   writer.c (SQLite batches, decision log, registrations),
  *                   jobs in admin.c and bpolicy.c (everything that needs the
  *                   store or walks every client);
+ *   policy checker  bpolicy.c's thread for POST /v1/policy: runs the
+ *                   uploaded policy's code (check, compile) on a snapshot
+ *                   reference, never the store; cancelled by stopping;
  *   HTTP workers    http.c (routing, parsing, replies), routes.c (the hot
  *                   path, heartbeats, registrations, health, metrics,
  *                   explain).  Workers never touch SQLite: they read the
@@ -62,7 +65,7 @@ extern const char *const broker_route_names[ROUTE__COUNT];
 
 /* The status codes the broker sends, for the requests-by-status counters. */
 #define BROKER_STATUSES(X)                                                     \
-    X(200) X(201) X(400) X(401) X(404) X(405) X(409) X(413) X(414) X(415)       \
+    X(200) X(201) X(400) X(401) X(403) X(404) X(405) X(409) X(413) X(414) X(415)       \
     X(422) X(431) X(500) X(503)
 
 enum {
@@ -98,6 +101,8 @@ typedef struct worker_metrics {
     _Atomic uint64_t heartbeats, registrations_ok, registrations_failed;
     _Atomic uint64_t registrations_outside; /* landed outside the approved set */
     _Atomic uint64_t dlog_dropped;          /* decisions over the decision-log rate */
+    _Atomic uint64_t department_ignored;    /* a known client's request named another department */
+    _Atomic uint64_t peer_refused;          /* list requests refused by require_peer_ip */
 } worker_metrics;
 
 /* One writer per counter: a plain load and store, no lock prefix. */
@@ -116,11 +121,24 @@ typedef struct worker_metrics {
 
 typedef enum wrec_kind { WREC_HEARTBEAT, WREC_REGISTRATION, WREC_DECISION } wrec_kind;
 
+typedef struct bworker bworker;
+
 typedef struct wrec {
     struct wrec *next;
     wrec_kind kind;
-    int refs;      /* control thread only: the unwritten list and the overlay */
+    _Atomic int refs; /* the unwritten list, the overlay, the waiting reply */
     int64_t at;    /* Unix seconds, the broker's clock when received */
+    /* Group commit: the request that waits for this record's transaction
+     * (NULL for decision-log rows, which nobody waits for).  The writer
+     * sets status (200 saved; 4xx refused by the store; 503 not saved)
+     * after the commit and hands the record back to worker `w`, which
+     * replies on its own thread; req is touched there only. */
+    bworker *w;
+    struct evhttp_request *req;
+    int status;
+    char why[240]; /* the store's reason when not saved */
+    bool is_new;   /* heartbeat: a name the inventory did not have */
+    bool changes_service; /* heartbeat: running <-> stopped (logged) */
     union {
         struct {   /* POST /v1/task-servers/NAME/heartbeat */
             snap_server_update up;   /* name and the fields the body gave */
@@ -130,6 +148,7 @@ typedef struct wrec {
             const char *client, *server, *error, *site, *policy;
             bool ok, listed, judged, outside_approved; /* judged: against a list */
             int tier;                /* when listed */
+            int64_t error_window;    /* for the log line */
         } reg;
         struct {   /* one GET /v1/task-servers answer, for decision_log */
             const char *client, *ips, *department, *task, *site, *policy, *servers;
@@ -179,8 +198,6 @@ typedef enum broker_stmt_id {
  * every client) to the control thread and replies when it comes back.
  * ---------------------------------------------------------------------- */
 
-typedef struct bworker bworker;
-
 typedef enum job_kind {
     JOB_POLICY_UPLOAD,
     JOB_POLICY_ACTIVATE,
@@ -210,6 +227,7 @@ typedef struct job {
     tsl_buf out;
     const char *content_type;
     uint64_t started_ns;
+    void *check;                 /* bpolicy.c: an upload's check, run off the control thread */
     /* JOB_SYNC */
     pthread_mutex_t *done_mu;
     pthread_cond_t *done_cv;
@@ -232,6 +250,12 @@ struct bworker {
     struct event *stop_ev;     /* control -> worker: stop accepting, drain */
     struct event *refresh_ev;  /* control -> worker: a new plan is published */
     bool draining;             /* worker thread only */
+    /* group commit: records the writer committed (or refused), waiting
+     * for this worker to reply; done_mu guards the list */
+    pthread_mutex_t done_mu;
+    bool done_mu_init;
+    wrec *done_head, **done_tail;
+    struct event *done_ev;     /* control -> worker: replies to send */
     /* the plan this worker decides against, and its generation */
     tsl_plan *plan;
     uint64_t plan_gen;
@@ -250,9 +274,14 @@ struct bworker {
     worker_metrics m;
 };
 
+#define BROKER_MAX_PROXIES 32
+
 struct tsl_broker {
     tsl_broker_config cfg;     /* strings below are the broker's own copies */
     char *db_path, *listen, *policy_path, *token_path;
+    tsl_ip proxies[BROKER_MAX_PROXIES]; /* cfg.trusted_proxies, parsed (128-bit prefixes) */
+    int proxy_bits[BROKER_MAX_PROXIES];
+    int nproxies;
     char token[80];
     evutil_socket_t listen_fd;
     int port;
@@ -295,7 +324,9 @@ struct tsl_broker {
     /* ---- the write queue: q_mu guards head/tail ---- */
     pthread_mutex_t q_mu;
     wrec *q_head, **q_tail;
-    _Atomic size_t q_len;      /* records acknowledged and not yet committed */
+    _Atomic size_t q_len;      /* records queued and not yet committed */
+    _Atomic bool flush_poked;  /* a worker asked for a flush not yet begun */
+    _Atomic size_t acks_waiting; /* requests waiting for their commit */
     _Atomic int dlog_budget;   /* decisions the log may still take this second */
 
     /* ---- admin jobs: job_mu guards the list ---- */
@@ -315,6 +346,8 @@ struct tsl_broker {
     /* ---- counters for /metrics (atomic: written by control, read by workers) ---- */
     _Atomic uint64_t writes_committed, write_errors, policy_load_failures, derives,
         reloads, jobs_done;
+
+    struct policy_checker *checker; /* bpolicy.c: the thread that checks uploads (lazy) */
 
     bworker *workers;
     int nworkers;
@@ -343,8 +376,16 @@ void broker_run_job(tsl_broker *b, job *j);
 sqlite3_stmt *broker_stmt(tsl_broker *b, broker_stmt_id id);
 /* Steps a write statement to its end, resets it and clears its bindings. */
 int broker_stmt_run(tsl_broker *b, sqlite3_stmt *st, const char *what);
-/* Enqueues a record (worker side); TSL_ELIMIT when the queue is full. */
+/* Enqueues a record (worker side); TSL_ELIMIT when the queue is full.
+ * A record with a request (r->w, r->req) is answered by route_write_done
+ * on that worker once its transaction has committed; the control thread
+ * is asked to flush at once (group commit: whatever queued meanwhile goes
+ * in the same transaction). */
 int writer_enqueue(tsl_broker *b, wrec *r);
+/* The worker side of group commit: its completion queue and event. */
+int writer_worker_init(bworker *w);
+/* Frees the worker's completions without replying (the worker has stopped). */
+void writer_worker_free(bworker *w);
 /* Writes everything queued in one transaction, feeding the overlay. */
 int writer_flush(tsl_broker *b);
 /* Derives and publishes a new plan from the overlay if it is not empty. */
@@ -404,6 +445,9 @@ void route_registration(bworker *w, struct evhttp_request *req, route_ctx *c);
 void route_explain(bworker *w, struct evhttp_request *req, route_ctx *c);
 void route_healthz(bworker *w, struct evhttp_request *req, route_ctx *c);
 void route_metrics(bworker *w, struct evhttp_request *req, route_ctx *c);
+/* Replies to a heartbeat or registration once the writer has its verdict
+ * (worker thread). */
+void route_write_done(bworker *w, wrec *r);
 /* admin.c: these hand the request to the control thread as a job */
 void route_policy_upload(bworker *w, struct evhttp_request *req, route_ctx *c);
 void route_policy_list(bworker *w, struct evhttp_request *req, route_ctx *c);
@@ -440,6 +484,14 @@ void bpolicy_job(tsl_broker *b, job *j);
 void bpolicy_poll(tsl_broker *b);
 /* Adds what shadow mode observed to the store (writer's flush). */
 void bpolicy_shadow_flush(tsl_broker *b);
+/* POST /v1/policy: hands the job to the checker thread (policy code never
+ * runs on the control thread); true when it did (the reply comes later). */
+bool bpolicy_defer(tsl_broker *b, job *j);
+/* Stopping: cancels the check in progress and the queued ones (their
+ * replies say so). */
+void bpolicy_stop(tsl_broker *b);
+/* Joins the checker thread and drops the jobs it still holds. */
+void bpolicy_free(tsl_broker *b);
 
 /* ---- admin.c (control thread) ---- */
 void admin_report_job(tsl_broker *b, job *j);

@@ -8,15 +8,18 @@
  *   GET  /healthz, GET /metrics
  *
  * Heartbeats and registrations are validated completely here (nothing is
- * queued for a request that gets a 4xx), then queued for the writer and
- * acknowledged: the queue is flushed on stop, so an acknowledged write is
- * never lost to a SIGTERM.
+ * queued for a request that gets a 4xx), then queued for the writer; the
+ * reply waits for the transaction that holds the record to commit (group
+ * commit, writer.c) and is sent by route_write_done on this worker's
+ * thread, so an acknowledged write is in the store whatever happens next.
  *
  * Used by: http.c's route table.  Needs: broker_internal.h, jansson.
  */
 #include "broker_internal.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +113,113 @@ static int parse_list_request(bworker *w, struct evhttp_request *req, route_ctx 
     }
     r->now = broker_now(w->b);
     return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * require_peer_ip: the request must come from one of its own adapters
+ * ---------------------------------------------------------------------- */
+
+static bool in_prefix(const tsl_ip *ip, const tsl_ip *pfx, int bits)
+{
+    for (int i = 0; i < bits; i++) {
+        int m = 0x80 >> (i % 8);
+        if ((ip->b[i / 8] & m) != (pfx->b[i / 8] & m))
+            return false;
+    }
+    return true;
+}
+
+static bool trusted_proxy(const tsl_broker *b, const tsl_ip *ip)
+{
+    for (int i = 0; i < b->nproxies; i++)
+        if (in_prefix(ip, &b->proxies[i], b->proxy_bits[i]))
+            return true;
+    return false;
+}
+
+/* The TCP peer of the request as a tsl_ip; false when it has none (a unix
+ * socket, a closed connection). */
+static bool peer_address(struct evhttp_request *req, tsl_ip *out)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    const struct sockaddr *sa = conn ? evhttp_connection_get_addr(conn) : NULL;
+    char text[INET6_ADDRSTRLEN];
+    if (!sa)
+        return false;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, text,
+                  sizeof text);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, text,
+                  sizeof text);
+    else
+        return false;
+    return tsl_ip_parse(out, text) == 0;
+}
+
+/* The client's address: the peer, or, when the peer is a trusted proxy,
+ * the nearest X-Forwarded-For hop (from the right) that is not one.  Writes
+ * its text into `text`; false when it cannot be told. */
+static bool client_address(const tsl_broker *b, struct evhttp_request *req, tsl_ip *out,
+                           char *text, size_t len)
+{
+    if (!peer_address(req, out))
+        return false;
+    const char *xff = evhttp_find_header(evhttp_request_get_input_headers(req),
+                                         "X-Forwarded-For");
+    size_t end = xff ? strlen(xff) : 0; /* hops left: xff[0..end) */
+    while (trusted_proxy(b, out)) {
+        char hop[64];
+        while (end > 0 && (xff[end - 1] == ' ' || xff[end - 1] == ','))
+            end--;
+        if (end == 0)
+            return false; /* a trusted proxy that does not say for whom */
+        size_t start = end;
+        while (start > 0 && xff[start - 1] != ',')
+            start--;
+        size_t from = start;
+        while (from < end && xff[from] == ' ')
+            from++;
+        if (end - from >= sizeof hop)
+            return false;
+        memcpy(hop, xff + from, end - from);
+        hop[end - from] = '\0';
+        if (tsl_ip_parse(out, hop) < 0) {
+            tsl_error_clear();
+            return false;
+        }
+        end = start;
+    }
+    tsl_ip_format(text, len, out);
+    return true;
+}
+
+/* Replies 403 and returns -1 when require_peer_ip is on and the request
+ * does not come from one of the adapters it names. */
+static int check_peer(bworker *w, struct evhttp_request *req, route_ctx *c, const tsl_request *r)
+{
+    tsl_ip from, ip;
+    char text[64];
+
+    if (!w->b->cfg.require_peer_ip)
+        return 0;
+    if (!client_address(w->b, req, &from, text, sizeof text)) {
+        METRIC_INC(w->m.peer_refused);
+        http_error(w, req, c->route, 403,
+                   "require_peer_ip: the client's address cannot be told (a trusted proxy "
+                   "without a usable X-Forwarded-For)");
+        return -1;
+    }
+    for (size_t i = 0; i < r->nips; i++)
+        if (tsl_ip_parse(&ip, r->ips[i]) == 0 && memcmp(ip.b, from.b, sizeof ip.b) == 0)
+            return 0;
+    tsl_error_clear();
+    METRIC_INC(w->m.peer_refused);
+    http_error(w, req, c->route, 403,
+               "require_peer_ip: the request comes from %s, which is not one of its ip= "
+               "adapter addresses",
+               text);
+    return -1;
 }
 
 /* Appends "a,b,c" (or "none") of the list's server names. */
@@ -252,7 +362,7 @@ void route_task_servers(bworker *w, struct evhttp_request *req, route_ctx *c)
     tsl_request r;
     int rc;
 
-    if (parse_list_request(w, req, c, &r) < 0)
+    if (parse_list_request(w, req, c, &r) < 0 || check_peer(w, req, c, &r) < 0)
         return;
     uint64_t t0 = broker_mono_ns();
     rc = tsl_decide(w->res, w->tw, w->plan, &r, NULL);
@@ -262,6 +372,13 @@ void route_task_servers(bworker *w, struct evhttp_request *req, route_ctx *c)
         return;
     }
     count_decision(w, w->res, ns);
+    if (tsl_result_department_ignored(w->res)) {
+        METRIC_INC(w->m.department_ignored);
+        broker_log(w->b, TSL_LOG_WARNING,
+                   "Ignored the department \"%s\" of a list request for client %s: the "
+                   "inventory knows this client, and its department is the one in force",
+                   tsl_result_department_ignored(w->res), log_str(r.client));
+    }
     tsl_buf_clear(&w->out);
     if (tsl_result_json(&w->out, w->res) < 0 || tsl_buf_puts(&w->out, "\n") < 0) {
         http_error(w, req, c->route, 500, "%s", tsl_error_last());
@@ -288,6 +405,17 @@ void route_explain(bworker *w, struct evhttp_request *req, route_ctx *c)
 
     if (parse_list_request(w, req, c, &r) < 0)
         return;
+    /* admins name clients by computer name too; an ambiguous name is refused */
+    if (r.client) {
+        const char *guid;
+        err = tsl_snapshot_find_client(&guid, tsl_plan_snapshot(w->plan), r.client);
+        if (err == TSL_EINVALID) {
+            http_error(w, req, c->route, 400, "%s", tsl_error_last());
+            return;
+        }
+        if (err == 0)
+            r.client = guid;
+    }
     tsl_trace_clear(w->trace);
     if ((err = tsl_decide(w->res, w->tw, w->plan, &r, w->trace)) < 0) {
         http_error(w, req, c->route, err == TSL_EINVALID ? 400 : 500, "%s", tsl_error_last());
@@ -487,35 +615,46 @@ void route_heartbeat(bworker *w, struct evhttp_request *req, route_ctx *c)
         rsites[i] = put_str(&cur, up.sites[i]);
     rec->u.hb.up.sites = up.nsites ? rsites : NULL;
     rec->u.hb.service = put_str(&cur, service);
+    rec->is_new = !sv;
+    rec->changes_service = sv && service && up.running != sv->running;
+    /* answered by route_write_done once it is committed */
+    rec->w = w;
+    rec->req = req;
     if (writer_enqueue(w->b, rec) < 0) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
         http_error(w, req, c->route, 503, "%s: try again shortly", tsl_error_last());
         goto done;
     }
     rec = NULL;
-    METRIC_INC(w->m.heartbeats);
-
-    tsl_buf_clear(&w->out);
-    if (tsl_buf_puts(&w->out, "{\"server\":") < 0 || tsl_buf_json_str(&w->out, up.name) < 0 ||
-        tsl_buf_printf(&w->out, ",\"new\":%s,\"at\":%lld}\n", sv ? "false" : "true",
-                       (long long)up.heartbeat) < 0) {
-        http_error(w, req, c->route, 500, "%s", tsl_error_last());
-        goto done;
-    }
-    http_reply(w, req, c->route, 200, "application/json", w->out.ptr, w->out.len);
-
-    if (!sv)
-        broker_log(w->b, TSL_LOG_INFO, "New Task Server %s registered by its heartbeat (service %s)",
-                   up.name, service ? service : "running");
-    else if (service && up.running != sv->running)
-        broker_log(w->b, TSL_LOG_INFO, "Task Server %s reports service %s: it %s the lists",
-                   up.name, service, up.running ? "rejoins" : "leaves");
-    else
-        broker_log(w->b, TSL_LOG_DEBUG, "Heartbeat from Task Server %s", up.name);
 
 done:
     free(rec);
     json_decref(doc);
+}
+
+static void heartbeat_done(bworker *w, wrec *r)
+{
+    const snap_server_update *up = &r->u.hb.up;
+    const char *service = r->u.hb.service;
+
+    METRIC_INC(w->m.heartbeats);
+    tsl_buf_clear(&w->out);
+    if (tsl_buf_puts(&w->out, "{\"server\":") < 0 || tsl_buf_json_str(&w->out, up->name) < 0 ||
+        tsl_buf_printf(&w->out, ",\"new\":%s,\"at\":%lld}\n", r->is_new ? "true" : "false",
+                       (long long)up->heartbeat) < 0) {
+        http_error(w, r->req, ROUTE_HEARTBEAT, 500, "%s", tsl_error_last());
+        return;
+    }
+    http_reply(w, r->req, ROUTE_HEARTBEAT, 200, "application/json", w->out.ptr, w->out.len);
+
+    if (r->is_new)
+        broker_log(w->b, TSL_LOG_INFO, "New Task Server %s registered by its heartbeat (service %s)",
+                   up->name, service ? service : "running");
+    else if (r->changes_service)
+        broker_log(w->b, TSL_LOG_INFO, "Task Server %s reports service %s: it %s the lists",
+                   up->name, service, up->running ? "rejoins" : "leaves");
+    else
+        broker_log(w->b, TSL_LOG_DEBUG, "Heartbeat from Task Server %s", up->name);
 }
 
 /* ------------------------------------------------------------------------
@@ -651,12 +790,31 @@ void route_registration(bworker *w, struct evhttp_request *req, route_ctx *c)
     rec->u.reg.tier = tier;
     rec->u.reg.judged = judged;
     rec->u.reg.outside_approved = outside;
+    rec->u.reg.error_window = tsl_snapshot_settings(snap)->error_window;
+    /* answered by route_write_done once it is committed */
+    rec->w = w;
+    rec->req = req;
     if (writer_enqueue(w->b, rec) < 0) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
         http_error(w, req, c->route, 503, "%s: try again shortly", tsl_error_last());
         goto done;
     }
     rec = NULL;
+
+done:
+    free(rec);
+    json_decref(doc);
+}
+
+static void registration_done(bworker *w, wrec *r)
+{
+    const char *guid = r->u.reg.client, *server = r->u.reg.server, *site = r->u.reg.site;
+    const char *policy = r->u.reg.policy, *error = r->u.reg.error;
+    bool ok = r->u.reg.ok, listed = r->u.reg.listed, judged = r->u.reg.judged;
+    bool outside = r->u.reg.outside_approved;
+    int tier = r->u.reg.tier;
+    struct evhttp_request *req = r->req;
+
     if (ok)
         METRIC_INC(w->m.registrations_ok);
     else
@@ -682,17 +840,17 @@ void route_registration(bworker *w, struct evhttp_request *req, route_ctx *c)
         err = tsl_buf_printf(o, ",\"outside_approved\":%s}\n",
                              !judged ? "null" : outside ? "true" : "false");
     if (err < 0) {
-        http_error(w, req, c->route, 500, "%s", tsl_error_last());
-        goto done;
+        http_error(w, req, ROUTE_REGISTRATION, 500, "%s", tsl_error_last());
+        return;
     }
-    http_reply(w, req, c->route, 200, "application/json", o->ptr, o->len);
+    http_reply(w, req, ROUTE_REGISTRATION, 200, "application/json", o->ptr, o->len);
 
     if (!ok)
         broker_log(w->b, TSL_LOG_WARNING,
                    "Registration failed: client %s, Task Server %s, error \"%s\", site %s, "
                    "policy %s: %s ranks last for this client for the next %lld s",
                    guid, server, error, log_str(site), policy ? policy : "none", server,
-                   (long long)tsl_snapshot_settings(snap)->error_window);
+                   (long long)r->u.reg.error_window);
     else
         broker_log(w->b, TSL_LOG_INFO,
                    "Registered to Task Server: %s: client %s, site %s, %s, policy %s", server,
@@ -702,10 +860,22 @@ void route_registration(bworker *w, struct evhttp_request *req, route_ctx *c)
                    : tier    ? "fallback tier"
                              : "tier 0",
                    policy ? policy : "none");
+}
 
-done:
-    free(rec);
-    json_decref(doc);
+void route_write_done(bworker *w, wrec *r)
+{
+    broker_route route = r->kind == WREC_HEARTBEAT ? ROUTE_HEARTBEAT : ROUTE_REGISTRATION;
+    if (r->status != 200) {
+        if (r->status == 503)
+            evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", "1");
+        http_error(w, r->req, route, r->status, "not saved, nothing changed: %s%s", r->why,
+                   r->status == 503 ? " (try again shortly)" : "");
+        return;
+    }
+    if (r->kind == WREC_HEARTBEAT)
+        heartbeat_done(w, r);
+    else
+        registration_done(w, r);
 }
 
 /* ------------------------------------------------------------------------

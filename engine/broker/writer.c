@@ -6,13 +6,18 @@
  * from it without reloading the clients.
  *
  * A record's life: a worker validates a request, builds one wrec (strings
- * in the same allocation) and enqueues it before it acknowledges; the
- * control thread moves it to `unwritten`, writes it, and (heartbeats and
- * failed registrations) adds it to the overlay; every refresh interval the
- * overlay becomes a derived snapshot and a new plan.  A record is freed
- * once both are done (refs).  A failed transaction keeps its records for
- * the next flush, so nothing acknowledged is dropped while the broker runs,
- * and stopping flushes the rest.
+ * in the same allocation), enqueues it and pokes the control thread,
+ * without replying.  The control thread moves everything queued to
+ * `unwritten` and writes it in one transaction (group commit: requests
+ * that arrive while a commit syncs go in the next one).  Once it has
+ * committed, heartbeats and failed registrations join the overlay (every
+ * refresh interval a derived snapshot and a new plan) and each record goes
+ * back to its worker's completion queue, where the worker replies on its
+ * own event base.  So an acknowledged write is a committed one, and what
+ * lists show is what the store holds.  A transaction the store fails gets
+ * its requests answered 503 (decision-log rows, which nobody waits for,
+ * are retried); a record the store refuses is answered 422.  A record is
+ * freed once the overlay and the reply are done with it (refs).
  *
  * Statements: the broker's own, in a cache indexed by an enum (prepared
  * once, SQLITE_PREPARE_PERSISTENT, reset after each use), plus the store's
@@ -78,6 +83,11 @@ int writer_open(tsl_broker *b)
     sqlite3_reset(st);
     if (err < 0)
         return err;
+    /* an acknowledged write survives a crash of the machine, not only of
+     * the broker: every commit syncs the WAL (one sync per batch) */
+    if (sqlite3_exec(tsl_store_db(b->store), "PRAGMA synchronous = FULL", NULL, NULL, NULL) !=
+        SQLITE_OK)
+        return tsl_store_err(b->store, "setting synchronous = FULL");
     /* a smaller ring than last time: drop the slots past its end */
     if (b->cfg.decision_log_max > 0) {
         if (!(st = broker_stmt(b, W_DLOG_TRIM)))
@@ -102,7 +112,7 @@ void writer_close(tsl_broker *b)
 
 void wrec_release(wrec *r)
 {
-    if (r && --r->refs <= 0)
+    if (r && atomic_fetch_sub(&r->refs, 1) <= 1)
         free(r);
 }
 
@@ -113,13 +123,88 @@ int writer_enqueue(tsl_broker *b, wrec *r)
     if (r->kind != WREC_DECISION && atomic_load(&b->q_len) >= b->cfg.max_queue)
         return tsl_seterr(TSL_ELIMIT, "the write queue is full (%zu records)", b->cfg.max_queue);
     r->next = NULL;
-    r->refs = 1;
+    atomic_store(&r->refs, 1);
     atomic_fetch_add(&b->q_len, 1);
+    if (r->w)
+        atomic_fetch_add(&b->acks_waiting, 1);
     pthread_mutex_lock(&b->q_mu);
     *b->q_tail = r;
     b->q_tail = &r->next;
     pthread_mutex_unlock(&b->q_mu);
+    /* group commit: wake the writer unless a wake-up is already pending
+     * (it clears the flag before it takes the queue) */
+    if (r->w && !atomic_exchange(&b->flush_poked, true))
+        event_active(b->flush_ev, EV_TIMEOUT, 1);
     return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Group commit: verdicts back to the workers
+ * ---------------------------------------------------------------------- */
+
+/* Hands a record that left the unwritten list to the worker that waits
+ * for it (the list's reference goes with it), or releases it. */
+static void complete(tsl_broker *b, wrec *r, int status, const char *why)
+{
+    (void)b;
+    r->next = NULL;
+    if (!r->w) {
+        wrec_release(r);
+        return;
+    }
+    r->status = status;
+    snprintf(r->why, sizeof r->why, "%s", why ? why : "");
+    bworker *w = r->w;
+    pthread_mutex_lock(&w->done_mu);
+    *w->done_tail = r;
+    w->done_tail = &r->next;
+    pthread_mutex_unlock(&w->done_mu);
+    event_active(w->done_ev, EV_TIMEOUT, 1);
+}
+
+/* Worker thread: replies to every record the writer handed back. */
+static void on_done(evutil_socket_t fd, short what, void *arg)
+{
+    bworker *w = arg;
+    (void)fd;
+    (void)what;
+    pthread_mutex_lock(&w->done_mu);
+    wrec *list = w->done_head;
+    w->done_head = NULL;
+    w->done_tail = &w->done_head;
+    pthread_mutex_unlock(&w->done_mu);
+    for (wrec *r = list, *next; r; r = next) {
+        next = r->next;
+        route_write_done(w, r);
+        atomic_fetch_sub(&w->b->acks_waiting, 1);
+        wrec_release(r);
+    }
+}
+
+int writer_worker_init(bworker *w)
+{
+    if (pthread_mutex_init(&w->done_mu, NULL) != 0)
+        return tsl_seterr(TSL_ERROR, "cannot create a worker's completion lock");
+    w->done_mu_init = true;
+    w->done_tail = &w->done_head;
+    if (!(w->done_ev = event_new(w->base, -1, 0, on_done, w)))
+        return tsl_seterr(TSL_ERROR, "cannot create a worker's completion event");
+    return 0;
+}
+
+void writer_worker_free(bworker *w)
+{
+    if (w->done_ev)
+        event_free(w->done_ev);
+    w->done_ev = NULL;
+    for (wrec *r = w->done_head, *next; r; r = next) {
+        next = r->next;
+        wrec_release(r); /* evhttp_free has freed its request */
+    }
+    w->done_head = NULL;
+    if (w->done_mu_init)
+        pthread_mutex_destroy(&w->done_mu);
+    w->done_mu_init = false;
 }
 
 int overlay_add(tsl_broker *b, wrec *r)
@@ -289,40 +374,75 @@ static bool record_error(tsl_broker *b)
            rc == SQLITE_TOOBIG;
 }
 
-static void release_unwritten(tsl_broker *b, size_t n)
+/* A committed record: into the overlay where it changes a decision (what
+ * lists show is only ever what the store holds), then its reply. */
+static void committed(tsl_broker *b, wrec *r)
 {
-    for (wrec *r = b->unwritten, *next; r; r = next) {
-        next = r->next;
-        wrec_release(r);
+    if (r->kind == WREC_HEARTBEAT || (r->kind == WREC_REGISTRATION && !r->u.reg.ok)) {
+        if (overlay_add(b, r) < 0)
+            broker_log(b, TSL_LOG_ERROR, "out of memory: a heartbeat or registration "
+                                         "shows in lists only after the next reload");
     }
-    b->unwritten = NULL;
-    b->unwritten_tail = &b->unwritten;
-    atomic_fetch_sub(&b->q_len, n);
+    complete(b, r, 200, NULL);
 }
 
-/* After a batch failed on a bad record: one transaction per record, and
- * the records the store refuses are logged and dropped. */
+static const char *kind_name(const wrec *r)
+{
+    return r->kind == WREC_HEARTBEAT      ? "heartbeat"
+           : r->kind == WREC_REGISTRATION ? "registration"
+                                          : "decision-log row";
+}
+
+/* After a batch failed on a bad record: one transaction per record; the
+ * records the store refuses are answered 422 (nothing was acknowledged)
+ * and logged. */
 static void write_one_by_one(tsl_broker *b)
 {
     size_t n = 0, ok = 0;
-    for (wrec *r = b->unwritten; r; r = r->next, n++) {
+    wrec *list = b->unwritten;
+    b->unwritten = NULL;
+    b->unwritten_tail = &b->unwritten;
+    for (wrec *r = list, *next; r; r = next, n++) {
+        next = r->next;
         int64_t seq0 = b->dlog_seq;
         int err = tsl_store_begin(b->store);
         if (err == 0 && (err = write_one(b, r)) == 0 && (err = tsl_store_commit(b->store)) == 0) {
             ok++;
+            committed(b, r);
             continue;
         }
         tsl_store_rollback(b->store);
         b->dlog_seq = seq0;
         atomic_fetch_add(&b->write_errors, 1);
-        broker_log(b, TSL_LOG_ERROR, "Dropped a %s the store refuses: %s",
-                   r->kind == WREC_HEARTBEAT      ? "heartbeat"
-                   : r->kind == WREC_REGISTRATION ? "registration"
-                                                  : "decision-log row",
+        broker_log(b, TSL_LOG_ERROR, "Refused a %s the store does not take: %s", kind_name(r),
                    tsl_error_last());
+        complete(b, r, 422, tsl_error_last());
     }
     atomic_fetch_add(&b->writes_committed, ok);
-    release_unwritten(b, n);
+    atomic_fetch_sub(&b->q_len, n);
+}
+
+/* The store failed (not a record): the waiting requests are answered 503
+ * (nothing of theirs is stored, so nothing was acknowledged) and leave
+ * the list; decision-log rows stay for the next flush. */
+static void answer_unsaved(tsl_broker *b, const char *why)
+{
+    size_t n = 0;
+    wrec *list = b->unwritten;
+    b->unwritten = NULL;
+    b->unwritten_tail = &b->unwritten;
+    for (wrec *r = list, *next; r; r = next) {
+        next = r->next;
+        if (r->w) {
+            complete(b, r, 503, why);
+            n++;
+        } else {
+            r->next = NULL;
+            *b->unwritten_tail = r;
+            b->unwritten_tail = &r->next;
+        }
+    }
+    atomic_fetch_sub(&b->q_len, n);
 }
 
 int writer_flush(tsl_broker *b)
@@ -331,23 +451,19 @@ int writer_flush(tsl_broker *b)
     size_t n = 0;
     int64_t seq0 = b->dlog_seq;
 
+    atomic_store(&b->flush_poked, false); /* before taking: see writer_enqueue */
     pthread_mutex_lock(&b->q_mu);
     wrec *list = b->q_head;
     b->q_head = NULL;
     b->q_tail = &b->q_head;
     pthread_mutex_unlock(&b->q_mu);
 
-    /* new records: to `unwritten`, and the overlay where they change a decision */
+    /* new records: to `unwritten` (the overlay takes them once committed) */
     for (wrec *r = list, *next; r; r = next) {
         next = r->next;
         r->next = NULL;
         *b->unwritten_tail = r;
         b->unwritten_tail = &r->next;
-        if (r->kind == WREC_HEARTBEAT || (r->kind == WREC_REGISTRATION && !r->u.reg.ok)) {
-            if (overlay_add(b, r) < 0)
-                broker_log(b, TSL_LOG_ERROR, "out of memory: a heartbeat or registration "
-                                             "shows in lists only after the next reload");
-        }
     }
     bpolicy_shadow_flush(b); /* its own transaction: shadow mode's tally */
     if (!b->unwritten)
@@ -362,7 +478,15 @@ int writer_flush(tsl_broker *b)
     if ((err = tsl_store_commit(b->store)) < 0)
         goto done;
     atomic_fetch_add(&b->writes_committed, n);
-    release_unwritten(b, n);
+    atomic_fetch_sub(&b->q_len, n);
+    /* committed: now, and only now, the requests are answered */
+    list = b->unwritten;
+    b->unwritten = NULL;
+    b->unwritten_tail = &b->unwritten;
+    for (wrec *r = list, *next; r; r = next) {
+        next = r->next;
+        committed(b, r);
+    }
 
 done:
     if (err < 0) {
@@ -374,8 +498,10 @@ done:
             return 0;
         }
         if (atomic_fetch_add(&b->write_errors, 1) % 100 == 0)
-            broker_log(b, TSL_LOG_ERROR, "Cannot save %zu queued writes (will retry): %s",
+            broker_log(b, TSL_LOG_ERROR, "Cannot save %zu queued writes (answered 503; "
+                                         "decision-log rows will be retried): %s",
                        atomic_load(&b->q_len), tsl_error_last());
+        answer_unsaved(b, tsl_error_last());
     }
     return err;
 }

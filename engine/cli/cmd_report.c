@@ -23,6 +23,9 @@ static const char usage[] =
     "  server-clients       how many clients each server would be assigned (the first\n"
     "                       entry of each client's list)\n"
     "  client-assignments   every managed client with its site and assigned server\n"
+    "  subnet-conflicts     every subnet claimed by more than one site (the same subnet\n"
+    "                       in several sites, or inside another site's wider one), the\n"
+    "                       site its clients get and the clients it decides\n"
     "  fallback             what happened: the successful registrations CTAs reported\n"
     "                       to the broker, by site and day, and how many landed\n"
     "                       outside the approved set, on a fallback tier, or on a\n"
@@ -115,7 +118,7 @@ int cmd_report(const struct cli_global *g, int argc, char **argv)
     }
     if (optind >= argc)
         return cli_usage_error(g, "name a report: active-servers, server-clients, "
-                                  "client-assignments or fallback");
+                                  "client-assignments, subnet-conflicts or fallback");
     if (optind + 1 < argc)
         return cli_usage_error(g, "unexpected argument '%s'", argv[optind + 1]);
     if (strcmp(argv[optind], "fallback") == 0) {
@@ -128,7 +131,7 @@ int cmd_report(const struct cli_global *g, int argc, char **argv)
         return cli_usage_error(g, "--days is for the fallback report only");
     if (tsl_report_kind_parse(&kind, argv[optind]) < 0)
         return cli_usage_error(g, "no report \"%s\": choose active-servers, server-clients, "
-                                  "client-assignments or fallback", argv[optind]);
+                                  "client-assignments, subnet-conflicts or fallback", argv[optind]);
 
     if ((rc = cli_engine_open(g, &e, policy)) != CLI_OK)
         return rc;

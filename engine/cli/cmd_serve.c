@@ -61,6 +61,10 @@ static const char serve_usage[] =
     "  --keep-registrations D  days of registration reports kept (90)\n"
     "  --max-body BYTES        largest request body but imports (65536)\n"
     "  --timeout S             drop connections idle or slow for S seconds (10)\n"
+    "  --require-peer-ip       refuse (403) a list request that does not come from\n"
+    "                          one of its ip= adapter addresses\n"
+    "  --trusted-proxy LIST    ADDR[/BITS],... whose X-Forwarded-For names the client\n"
+    "                          (with --require-peer-ip)\n"
     "  -h, --help              this help\n"
     "\n"
     "Signals: SIGTERM and SIGINT stop it cleanly (requests in flight are answered,\n"
@@ -162,7 +166,8 @@ int cmd_serve(const struct cli_global *g, int argc, char **argv)
 {
     enum {
         O_LISTEN = 256, O_POLICY, O_TOKEN, O_THREADS, O_LEVEL, O_SYSLOG, O_STALE, O_WINDOW,
-        O_MAX, O_TTL, O_SELECTION, O_REFRESH, O_DLOG, O_DLOG_RATE, O_KEEP, O_BODY, O_TIMEOUT
+        O_MAX, O_TTL, O_SELECTION, O_REFRESH, O_DLOG, O_DLOG_RATE, O_KEEP, O_BODY, O_TIMEOUT,
+        O_PEER, O_PROXY
     };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
@@ -182,6 +187,8 @@ int cmd_serve(const struct cli_global *g, int argc, char **argv)
         {"keep-registrations", required_argument, NULL, O_KEEP},
         {"max-body", required_argument, NULL, O_BODY},
         {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"require-peer-ip", no_argument, NULL, O_PEER},
+        {"trusted-proxy", required_argument, NULL, O_PROXY},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -201,6 +208,8 @@ int cmd_serve(const struct cli_global *g, int argc, char **argv)
         case O_POLICY: cfg.policy_path = optarg; break;
         case O_TOKEN: cfg.admin_token_file = optarg; break;
         case O_SYSLOG: use_syslog = true; break;
+        case O_PEER: cfg.require_peer_ip = true; break;
+        case O_PROXY: cfg.trusted_proxies = optarg; break;
         case O_LEVEL:
             if (parse_level(optarg, &cfg.log_level) < 0)
                 return cli_usage_error(g, "--log-level must be error, warning, info or debug");

@@ -39,11 +39,10 @@
       "SELECT (SELECT count(*) FROM sites) + (SELECT count(*) FROM task_servers)"\
       " + (SELECT count(*) FROM clients)")                                     \
     X(TSL_STMT_SUBNETS_CLEAR, "DELETE FROM site_subnets WHERE site_id = ?1")   \
-    X(TSL_STMT_SUBNET_OWNER,                                                   \
-      "SELECT s.id, s.name FROM site_subnets n JOIN sites s ON s.id = n.site_id"\
-      " WHERE n.cidr = ?1")                                                    \
+    /* a subnet a site already holds is kept once (changes() tells) */         \
     X(TSL_STMT_SUBNET_INSERT,                                                  \
-      "INSERT INTO site_subnets(site_id, cidr) VALUES (?1, ?2)")               \
+      "INSERT INTO site_subnets(site_id, cidr) VALUES (?1, ?2)"               \
+      " ON CONFLICT DO NOTHING")                                               \
     /* ---- task servers ---- */                                              \
     /* ?10 mask: 1 host, 2 ip, 4 registered, 8 service, 16 capacity,          \
      * 32 connections, 64 response_ms, 128 last_heartbeat. */                 \
@@ -85,6 +84,10 @@
       "INSERT INTO clients(guid, name, ip, department, site_id)"               \
       " VALUES (?1, ?2, ?3, ?4, ?5)")                                          \
     X(TSL_STMT_CLIENT_ID, "SELECT id FROM clients WHERE guid = ?1")            \
+    /* clients the default logic would offer every server (import notes) */  \
+    X(TSL_STMT_CLIENTS_UNPLACED,                                               \
+      "SELECT guid, name FROM clients WHERE (ip IS NULL OR ip = '')"          \
+      " AND site_id IS NULL ORDER BY id")                                      \
     /* ---- connection errors (identical client, server, at: kept once) ---- */\
     X(TSL_STMT_ERROR_INSERT,                                                   \
       "INSERT INTO connection_errors(client_id, server_id, at, error)"         \
@@ -207,10 +210,21 @@ typedef struct json_t json_t;
  * "origin: clients[6]" to name records. */
 TSL_INTERNAL int tsl_import_apply(tsl_store *st, json_t *doc, const char *origin,
                                   json_t *where);
+/* The same with options (NULL: the defaults); the notes of a successful
+ * apply are appended to opt->notes. */
+TSL_INTERNAL int tsl_import_apply_opt(tsl_store *st, json_t *doc, const char *origin,
+                                      json_t *where, const tsl_import_options *opt);
 
 /* Parses an ISO-8601 UTC time ("2026-11-25T09:58:00Z", fractions and
  * +hh:mm offsets allowed) into Unix seconds. */
 TSL_INTERNAL bool tsl_parse_time(const char *text, int64_t *out);
+/* The same, and a time without a zone ("2026-12-01 10:00:00[.fff]", SQL
+ * Server's default output) is read in `tz` (NULL: UTC). */
+struct tsl_tz;
+TSL_INTERNAL bool tsl_parse_time_in(const char *text, const struct tsl_tz *tz, int64_t *out);
+/* A count as exports write it: "5000" or "5,000" (thousands separated by
+ * commas).  false for anything else. */
+TSL_INTERNAL bool tsl_parse_count(const char *text, int64_t *out);
 
 /* ------------------------------------------------------------------------
  * Synthetic estates (estate_gen.c), for `tsl gen-estate` and benchmarks.
