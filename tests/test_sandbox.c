@@ -230,7 +230,9 @@ static const char *rule_error(const char *body, size_t *count)
     tsl_worker *w = NULL;
     tsl_result *res = NULL;
     tsl_request req = {0};
-    snprintf(src, sizeof src, "defaults { rule_budget = 200000 }\n"
+    /* a generous time limit: these cases prove the instruction budget, which
+     * must not lose the race to the clock on a loaded machine */
+    snprintf(src, sizeof src, "defaults { rule_budget = 200000, rule_time_ms = 10000 }\n"
                               "rule(\"r\", function(req, list)\n%s\nend)\n",
              body);
     snprintf(msg, sizeof msg, "(setup failed)");
