@@ -233,6 +233,8 @@ static const char *rule_error(const char *body, size_t *count)
     tsl_worker *w = NULL;
     tsl_result *res = NULL;
     tsl_request req = {0};
+    /* a generous time limit: these cases prove the instruction budget, which
+     * must not lose the race to the clock on a loaded machine */
     snprintf(src, sizeof src, "defaults { rule_budget = 200000, rule_time_ms = 10000 }\n"
                               "rule(\"r\", function(req, list)\n%s\nend)\n",
              body);
