@@ -123,6 +123,7 @@ struct tsl_policy {
 typedef struct policy_limits {
     size_t memory;           /* Lua heap ceiling while loading; 0 default */
     int64_t load_budget;     /* instructions while loading; 0 default */
+    int64_t load_time_ms;    /* wall-clock bound while loading; 0 default (1 s) */
     tsl_alloc_probe *probe;  /* allocation failure injection (tests) */
 } policy_limits;
 
