@@ -12,6 +12,7 @@
 #include "tsl.h"
 
 #include <fcntl.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -633,6 +634,37 @@ static void with_tls(tsl_broker_config *c)
 {
     c->tls_cert = cert_path;
     c->tls_key = key_path;
+    c->timeout_s = 2;
+}
+
+/* Over TLS: sends half a request and returns what comes back until the
+ * broker closes (at most 6 s). */
+static char *tls_half_request(int port)
+{
+    char *out = calloc(1, 8192);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = NULL;
+    int fd = connect_from(port, NULL);
+    if (!out || !ctx || fd < 0 || SSL_CTX_load_verify_locations(ctx, cert_path, NULL) != 1)
+        goto done;
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (!(ssl = SSL_new(ctx)) || SSL_set_fd(ssl, fd) != 1 || SSL_connect(ssl) != 1)
+        goto done;
+    static const char half[] = "GET /healthz HTTP/1.1\r\nX-Slow: 1\r\n";
+    if (SSL_write(ssl, half, sizeof half - 1) != (int)sizeof half - 1)
+        goto done;
+    struct timeval tv = {6, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int got = 0, n;
+    while (got < 8191 && (n = SSL_read(ssl, out + got, 8191 - got)) > 0)
+        got += n;
+done:
+    if (ssl)
+        SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    if (fd >= 0)
+        close(fd);
+    return out;
 }
 
 TEST(tls__the_broker_serves_https_and_plain_http_on_its_port_fails_cleanly)
@@ -657,6 +689,8 @@ TEST(tls__the_broker_serves_https_and_plain_http_on_its_port_fails_cleanly)
     bool closed;
     static const char plain[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
     char *p = exchange(f.port, plain, sizeof plain - 1, &closed);
+    /* the deadline holds over TLS too */
+    char *slow = tls_half_request(f.port);
     /* and HTTPS still works after it */
     char *again = NULL;
     int rc2 = tsl_test_sh(&again, false,
@@ -669,6 +703,9 @@ TEST(tls__the_broker_serves_https_and_plain_http_on_its_port_fails_cleanly)
     CHECK_CONTAINS(https, " 200");
     CHECK(closed);
     CHECK(strstr(p, "HTTP/1.1 200") == NULL);
+    CHECK(slow && strncmp(slow, "HTTP/1.1 408 ", 13) == 0);
+    CHECK_CONTAINS(slow, "{\"error\":\"the request did not arrive whole within 2 s");
+    free(slow);
     CHECK_INT(rc2, 0);
     CHECK_CONTAINS(again, "no such endpoint");
     CHECK_CONTAINS(again, " 404");

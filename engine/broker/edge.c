@@ -190,14 +190,19 @@ static void to_evhttp(edge_conn *c, struct evbuffer *from, size_t n, const char 
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
     evbuffer_cb_clear_flags(in, c->cbent, EVBUFFER_CB_ENABLED);
-    /* a socket bufferevent keeps its input's end frozen between reads
-     * (an OpenSSL one does not) */
+    /* a socket bufferevent keeps its input's end frozen between reads (so
+     * that only it adds there); an OpenSSL one does not */
     if (!c->tls)
         evbuffer_unfreeze(in, 0);
-    if (from)
-        evbuffer_remove_buffer(from, in, n);
-    else
-        evbuffer_add(in, bytes, n);
+    int rc = from ? evbuffer_remove_buffer(from, in, n) : evbuffer_add(in, bytes, n);
+    if (rc < 0 && c->tls) {
+        evbuffer_unfreeze(in, 0);
+        if (from)
+            evbuffer_remove_buffer(from, in, n);
+        else
+            evbuffer_add(in, bytes, n);
+        evbuffer_freeze(in, 0);
+    }
     if (!c->tls)
         evbuffer_freeze(in, 0);
     evbuffer_cb_set_flags(in, c->cbent, EVBUFFER_CB_ENABLED);
