@@ -280,6 +280,7 @@ TEST(edge__errors_evhttp_answered_itself_are_json)
          413, "over the"},
         {"Expect", strdup("POST /v1/policy HTTP/1.1\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\nx"),
          417, "Expect"},
+        {"authority form", strdup("GET //[zz]/x HTTP/1.1\r\n\r\n"), 400, "starts with //"},
         {"long URL", NULL, 414, "request target of 20000 bytes"},
         {"huge header", NULL, 431, "request head of more than"},
     };
