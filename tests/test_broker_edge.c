@@ -396,7 +396,11 @@ TEST(edge__a_trickled_request_is_cut_at_the_deadline)
  * Connections per peer address; many slow connections
  * ---------------------------------------------------------------------- */
 
-static void cap_4(tsl_broker_config *c) { c->max_conns_per_addr = 4; }
+static void cap_4(tsl_broker_config *c)
+{
+    c->max_conns_per_addr = 4;
+    c->trusted_proxies = "127.0.0.9"; /* a proxy: not capped */
+}
 
 TEST(edge__connections_per_address_are_capped)
 {
@@ -422,6 +426,19 @@ TEST(edge__connections_per_address_are_capped)
     http_resp_free(&r);
     if (other >= 0)
         close(other);
+    /* a trusted proxy speaks for many clients: six connections, all served */
+    int proxied[6], proxied_ok = 0;
+    for (int i = 0; i < 6; i++)
+        proxied[i] = connect_from(f.port, "127.0.0.9");
+    for (int i = 0; i < 6; i++) {
+        if (proxied[i] >= 0 && http_on(proxied[i], "GET", "/healthz", NULL, NULL, 0, &r) == 0 &&
+            r.status == 200)
+            proxied_ok++;
+        http_resp_free(&r);
+    }
+    for (int i = 0; i < 6; i++)
+        if (proxied[i] >= 0)
+            close(proxied[i]);
     /* a place freed is a place taken again (within the sweep) */
     close(fds[0]);
     int again_status = 0;
@@ -453,6 +470,7 @@ TEST(edge__connections_per_address_are_capped)
     CHECK_CONTAINS(refused, "too many connections from 127.0.0.1 (at most 4 per address)");
     CHECK_INT(st, 200);
     CHECK_INT(again_status, 200);
+    CHECK_INT(proxied_ok, 6);
     free(refused);
 }
 

@@ -781,7 +781,10 @@ static void admit(edge_conn *c)
             memcpy(c->addr, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
         }
     }
-    if (peer_acquire(b, c->addr)) {
+    /* a trusted proxy (--trusted-proxy) speaks for many clients: not capped */
+    if (broker_trusted_proxy(b, c->addr)) {
+        /* not counted */
+    } else if (peer_acquire(b, c->addr)) {
         c->counted = true;
     } else {
         char text[INET6_ADDRSTRLEN] = "?";
