@@ -130,12 +130,16 @@ static void check_responses(const char *text, size_t len)
             abort();
         const char *cl = strstr(h, "\r\nContent-Length: ");
         size_t body = cl ? strtoul(cl + 18, NULL, 10) : 0;
-        if (status >= 400 && (!strstr(h, "\r\nContent-Type: application/json\r\n") || body < 10 ||
-                              head + body > len - at || memcmp(r + head, "{\"error\":", 9) != 0))
-            abort(); /* an error that is not JSON */
+        bool json = strstr(h, "\r\nContent-Type: application/json\r\n") != NULL;
         free(h);
+        /* libevent drops a connection whose client half-closed while an
+         * answer is still being written: the last answer may be cut short */
+        size_t have = len - at - head < body ? len - at - head : body;
+        if (status >= 400 && (!json || body < 10 ||
+                              memcmp(r + head, "{\"error\":", have < 9 ? have : 9) != 0))
+            abort(); /* an error that is not JSON */
         if (head + body > len - at)
-            return; /* the broker closed mid-body (a HEAD's length, or a stop) */
+            return;
         at += head + body;
     }
 }
