@@ -110,6 +110,12 @@ static char *with_token(const uint8_t *data, size_t size, size_t *out_len)
 
 /* Every response in `text` (len bytes): a status line, headers, a body of
  * Content-Length bytes; errors (>= 400) are JSON. */
+static void fail(const char *why, const char *text, size_t len)
+{
+    fprintf(stderr, "fuzz_http: %s; the broker sent %zu bytes:\n%.*s\n", why, len, (int)len, text);
+    abort();
+}
+
 static void check_responses(const char *text, size_t len)
 {
     size_t at = 0;
@@ -118,7 +124,7 @@ static void check_responses(const char *text, size_t len)
         const char *eoh = memmem(r, len - at, "\r\n\r\n", 4);
         /* an HTTP/1.0 request is answered in HTTP/1.0 */
         if (!eoh || len - at < 13 || (memcmp(r, "HTTP/1.1 ", 9) != 0 && memcmp(r, "HTTP/1.0 ", 9) != 0))
-            abort(); /* not an HTTP response */
+            fail("not an HTTP response", text, len);
         int status = atoi(r + 9);
         if (status == 100) {
             at = (size_t)(eoh + 4 - text);
@@ -129,7 +135,8 @@ static void check_responses(const char *text, size_t len)
         if (!h)
             abort();
         const char *cl = strstr(h, "\r\nContent-Length: ");
-        size_t body = cl ? strtoul(cl + 18, NULL, 10) : 0;
+        /* no Content-Length (an HTTP/1.0 answer): the body runs to the close */
+        size_t body = cl ? strtoul(cl + 18, NULL, 10) : len - at - head;
         bool json = strstr(h, "\r\nContent-Type: application/json\r\n") != NULL;
         free(h);
         /* libevent drops a connection whose client half-closed while an
@@ -137,7 +144,7 @@ static void check_responses(const char *text, size_t len)
         size_t have = len - at - head < body ? len - at - head : body;
         if (status >= 400 && (!json || body < 10 ||
                               memcmp(r + head, "{\"error\":", have < 9 ? have : 9) != 0))
-            abort(); /* an error that is not JSON */
+            fail("an error that is not JSON", text, len);
         if (head + body > len - at)
             return;
         at += head + body;
