@@ -698,7 +698,7 @@ TEST(broker__reports_in_three_formats)
     CHECK_CONTAINS(r3.body, "A1");
     CHECK_INT(s4, 404);
     CHECK_STR(r4.body, "{\"error\":\"no report \\\"nonsense\\\" (expected active-servers, "
-                       "server-clients, client-assignments or fallback)\"}\n");
+                       "server-clients, client-assignments, subnet-conflicts or fallback)\"}\n");
     CHECK_INT(s5, 400);
     CHECK_STR(r5.body, "{\"error\":\"parameter \\\"format\\\" must be json, csv or text\"}\n");
     CHECK_INT(s6, 400);
