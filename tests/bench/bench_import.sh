@@ -107,7 +107,6 @@ for ((r = 1; r <= rounds; r++)); do
     times[old_csv]+="$(run old_csv "$old" "$work"/csv/*.csv) "
     times[new_csv]+="$(run new_csv "$new" "$work"/csv/*.csv) "
     times[new_itms]+="$(run new_itms "$new" "$work"/itms/*.csv) "
-    echo "round $r: json ${times[old_json]##* } / ${times[new_json]##* }" >/dev/null
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
