@@ -24,6 +24,7 @@
  *
  * Used by: tsl simulate, tests.  Needs: sim_internal.h, libevent.
  */
+#include "progress.h"
 #include "sim_internal.h"
 
 #include <event2/event.h>
@@ -86,6 +87,10 @@ static void quiet(void *arg, double next)
     settle(s, next);
     if (sim_metrics_observe(s, next) < 0)
         sim_fail(s, TSL_ENOMEM, "out of memory");
+    /* progress, on this (the caller's) thread; not while -v logs every
+     * event on the same terminal */
+    if (!s->opt->verbose && next <= s->scn->duration)
+        tsl_progress_report("simulated seconds", (uint64_t)next, (uint64_t)s->scn->duration);
 }
 
 void sim_logf(sim *s, int level, const char *fmt, ...)
@@ -559,6 +564,8 @@ static int run_pass(sim *s, const char *selection)
         else
             sim_metrics_finish(s);
     }
+    if (!s->failed && !s->opt->verbose)
+        tsl_progress_report("simulated seconds", (uint64_t)scn->duration, (uint64_t)scn->duration);
     if (s->failed)
         err = tsl_seterr(s->fail_code, "%s", s->error);
 done:
