@@ -281,7 +281,7 @@ void sim_metrics_event(sim *s, sim_client *c, tsl_agent_event ev, const tsl_agen
          * refused just before the broker came up carries the same time */
         tsl_agent_status st;
         tsl_agent_status_get(c->agent, &st);
-        if (s->broker_up && st.list_asked > s->broker_up_since) {
+        if (s->broker_up && st.list_asked - (double)s->epoch > s->broker_up_since) {
             COUNT(s, c, failed_requests, 1);
             if (s->all.failed_requests <= 5)
                 sim_logf(s, 1, "client %s: list request failed while the broker was up: %s",
@@ -405,7 +405,7 @@ void sim_metrics_finish(sim *s)
                          c->site >= 0 ? s->sites[c->site].name : "none",
                          st.attempting ? "attempting " : "asking the broker for a list",
                          st.attempting ? st.attempting : "",
-                         st.attempting ? st.attempt_since : st.list_asked);
+                         (st.attempting ? st.attempt_since : st.list_asked) - (double)s->epoch);
             break;
         case CS_WAITING:
             COUNT(s, c, waiting_at_end, 1);
