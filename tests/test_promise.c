@@ -25,6 +25,8 @@ static tsl_result *R;
 static tsl_plan *P;
 static char ERR[1024];
 
+static bool doctor_clients; /* add the clients of the doctor tests */
+
 static tsl_snapshot *build_estate(unsigned down)
 {
     tsl_snapshot *s;
@@ -58,6 +60,12 @@ static tsl_snapshot *build_estate(unsigned down)
     err |= snap_add_client(s, "C-TOK", "TOK-PC", "10.70.1.1", "Sales", NULL, NULL);
     err |= snap_add_client(s, "C-TOK-FIN", "TOK-FIN", "10.70.1.2", "Finance", NULL, NULL);
     err |= snap_add_client(s, "C-NOSITE", "ROAMER", "192.168.1.1", "Sales", NULL, NULL);
+    if (doctor_clients) {
+        err |= snap_add_client(s, "D-TOK", "LON-ON-TOKYO", "10.10.2.1", "Sales", NULL, "ts-tok-01");
+        err |= snap_add_client(s, "D-MAN", "LON-ON-MAN", "10.10.2.2", "Sales", NULL, "ts-man-01");
+        err |= snap_add_client(s, "D-LON", "LON-ON-LON", "10.10.2.3", "Sales", NULL, "ts-lon-01");
+        err |= snap_add_error(s, "D-LON", "ts-lon-01", NOW - 60);
+    }
     err |= tsl_snapshot_seal(s);
     if (err) {
         fprintf(stderr, "fixture: %s\n", tsl_error_last());
@@ -639,6 +647,115 @@ TEST(promise__dry_run_expectation_must_cover_every_condition_found)
 }
 
 /* ------------------------------------------------------------------------
+ * doctor agrees with list
+ * ---------------------------------------------------------------------- */
+
+static const char *doctor_of(const char *guid, const char *const *ips, size_t nips,
+                             tsl_doctor_summary *sum)
+{
+    tsl_buf b = TSL_BUF_INIT;
+    int rc = guid ? tsl_doctor(&b, sum, W, P, NULL, guid, TSL_FORMAT_TEXT, NOW)
+                  : tsl_doctor_ips(&b, sum, W, P, ips, nips, TSL_FORMAT_TEXT, NOW);
+    snprintf(OUT, sizeof OUT, "%s", rc == 0 && b.ptr ? b.ptr : tsl_error_last());
+    tsl_buf_free(&b);
+    return OUT;
+}
+
+static const char DOCTOR_POLICY[] =
+    "site \"London\" { order = { \"ts-lon-01\", \"ts-lon-02\" }, fallback = { \"Manchester\" } }\n";
+
+TEST(promise__doctor_judges_the_last_registration_against_the_approved_set)
+{
+    tsl_doctor_summary sum;
+    doctor_clients = true;
+    bool ok = use(DOCTOR_POLICY, 0);
+    doctor_clients = false;
+    CHECK(ok);
+    CHECK_CONTAINS(doctor_of("D-TOK", NULL, 0, &sum),
+                   "FAIL  last registration: on ts-tok-01, outside its approved set: not in the "
+                   "list it gets now (neither tier 0 nor a fallback tier)\n");
+    CHECK_CONTAINS(doctor_of("D-MAN", NULL, 0, &sum),
+                   "FAIL  last registration: on ts-man-01, outside its approved set: a fallback "
+                   "server (tier 1, entry #3; site \"London\" fallback tier 1: site "
+                   "\"Manchester\")\n");
+    CHECK_CONTAINS(doctor_of("D-LON", NULL, 0, &sum),
+                   "PASS  last registration: on ts-lon-01, in its approved set (tier 0, entry "
+                   "#1 of its list)\n");
+}
+
+TEST(promise__doctor_lines_agree_with_the_list_order_tiers_and_reasons)
+{
+    tsl_doctor_summary sum;
+    doctor_clients = true;
+    bool ok = use(DOCTOR_POLICY, 0);
+    doctor_clients = false;
+    CHECK(ok);
+    /* the list line is the list: order, tiers, strict */
+    CHECK_STR(run("D-LON", NULL), "ts-lon-01/0 ts-lon-02/0 ts-man-01/1 ts-fin-02/1");
+    doctor_of("D-LON", NULL, 0, &sum);
+    CHECK_CONTAINS(OUT, "PASS  list: 4 servers, strict order (try them in this order): tier 0: "
+                        "ts-lon-01, ts-lon-02; tier 1: ts-man-01, ts-fin-02\n");
+    /* the order keeps a server with a recent error first: doctor says so */
+    CHECK_CONTAINS(OUT, "on ts-lon-01: (no text recorded); inside the error window, but the "
+                        "policy's order keeps it at entry #1\n");
+    CHECK(!strstr(OUT, "ranks last"));
+    CHECK_INT(sum.failed, 0);
+    /* a client the policy blocks: one story, no "every available server" */
+    USE("defaults { fallback = \"block\" }", 0);
+    doctor_of("C-NOSITE", NULL, 0, &sum);
+    CHECK_CONTAINS(OUT, "FAIL  site: none: no explicit site and 192.168.1.1 is in no site "
+                        "subnet; the policy gives clients with no site nothing (see list)");
+    CHECK_CONTAINS(OUT, "FAIL  list: empty, blocked by the policy: the client has no site and "
+                        "defaults block fallback");
+    CHECK_CONTAINS(OUT, "WARN  candidates: none without a site: the policy decides");
+    CHECK(!strstr(OUT, "every available server"));
+    CHECK_INT(sum.failed, 2);
+    /* a server the policy keeps out is not reported as part of the list */
+    USE(APART, 0);
+    doctor_of("C-LON-SALES", NULL, 0, &sum);
+    CHECK_CONTAINS(OUT, "PASS  task server ts-fin-01: registered, service running, heartbeat "
+                        "none recorded; not in this client's list (the policy keeps it out");
+    CHECK_CONTAINS(OUT, "PASS  task server ts-lon-01: registered, service running, heartbeat "
+                        "none recorded; entry #1 of its list (tier 0)\n");
+}
+
+TEST(promise__doctor_checks_a_client_the_inventory_does_not_know_by_its_ips)
+{
+    tsl_doctor_summary sum;
+    const char *ips[] = {"192.168.50.5", "10.11.7.7"};
+    USE(DOCTOR_POLICY, 0);
+    doctor_of(NULL, ips, 2, &sum);
+    CHECK_CONTAINS(OUT, "doctor for addresses 192.168.50.5, 10.11.7.7 as of ");
+    CHECK_CONTAINS(OUT, "WARN  client: not in the inventory: judged by its adapter addresses "
+                        "192.168.50.5, 10.11.7.7, with no department\n");
+    CHECK_CONTAINS(OUT, "PASS  site: Manchester (subnet 10.11.0.0/16 (adapter 2))\n");
+    CHECK_CONTAINS(OUT, "PASS  list: 2 servers: ts-man-01, ts-fin-02\n");
+    CHECK(!strstr(OUT, "last registration"));
+    CHECK_INT(sum.failed, 0);
+    const char *bad[] = {"10.11.7.700"};
+    tsl_buf b = TSL_BUF_INIT;
+    CHECK_INT(tsl_doctor_ips(&b, &sum, W, P, bad, 1, TSL_FORMAT_TEXT, NOW), TSL_EINVALID);
+    tsl_buf_free(&b);
+    /* the command: --ip, and --ip with --client is a usage error */
+    char *out = NULL;
+    const char *db = tsl_test_path("doctor-ip.db");
+    int rc = tsl_test_sh(&out, true, "%s --db %s import %s/policies/demo/estate.json >/dev/null 2>&1"
+                                     " && %s --db %s doctor --ip 10.10.99.1 --ip 192.168.7.7 "
+                                     "--policy %s/policies/examples/demo.lua --now "
+                                     "2026-11-25T10:00:00Z",
+                         TSL_BIN, db, TSL_SOURCE_DIR, TSL_BIN, db, TSL_SOURCE_DIR);
+    bool site = out && strstr(out, "PASS  site: London (subnet 10.10.0.0/16 (adapter 1))");
+    free(out);
+    CHECK_INT(rc, 0);
+    CHECK(site);
+    rc = tsl_test_sh(&out, true, "%s --db %s doctor --ip 10.10.99.1 --client X", TSL_BIN, db);
+    bool says = out && strstr(out, "give --client or --ip, not both");
+    free(out);
+    CHECK_INT(rc, 2);
+    CHECK(says);
+}
+
+/* ------------------------------------------------------------------------
  * Text tables
  * ---------------------------------------------------------------------- */
 
@@ -716,6 +833,9 @@ int main(void)
     RUN(promise__dry_run_expectation_met_unlocks_require_dry_run);
     RUN(promise__dry_run_expectation_not_met_is_refused_naming_what_it_found);
     RUN(promise__dry_run_expectation_must_cover_every_condition_found);
+    RUN(promise__doctor_judges_the_last_registration_against_the_approved_set);
+    RUN(promise__doctor_lines_agree_with_the_list_order_tiers_and_reasons);
+    RUN(promise__doctor_checks_a_client_the_inventory_does_not_know_by_its_ips);
     RUN(promise__list_and_explain_tables_stay_aligned_with_delayed_entries);
     tsl_plan_free(P);
     tsl_snapshot_free(snap);
