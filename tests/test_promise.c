@@ -5,6 +5,7 @@
  * servers stay its own in two lines, and a request cannot loosen a policy.
  * Against a hand-built estate whose servers can be taken down per test.
  */
+#include "agent.h"
 #include "broker.h"
 #include "broker_client.h"
 #include "harness.h"
@@ -756,6 +757,150 @@ TEST(promise__doctor_checks_a_client_the_inventory_does_not_know_by_its_ips)
 }
 
 /* ------------------------------------------------------------------------
+ * A delay holds whoever notices the outage
+ * ---------------------------------------------------------------------- */
+
+/* London's two servers last heard from `ago` seconds before NOW (stale
+ * after 180 s); Manchester up. */
+static tsl_snapshot *outage_estate(int64_t ago)
+{
+    tsl_snapshot *s = NULL;
+    const char *lon[] = {"London"}, *man[] = {"Manchester"};
+    int err = tsl_snapshot_begin(&s, NULL);
+    err |= snap_add_site(s, "London", "GB", NULL, NULL);
+    err |= snap_add_subnet(s, "London", "10.10.0.0/16");
+    err |= snap_add_site(s, "Manchester", "GB", NULL, NULL);
+    err |= snap_add_subnet(s, "Manchester", "10.11.0.0/16");
+    err |= snap_add_server(s, "ts-lon-01", NULL, "10.10.0.1", lon, 1, true, true, 1000, 10, 5,
+                           NOW - ago);
+    err |= snap_add_server(s, "ts-lon-02", NULL, "10.10.0.2", lon, 1, true, true, 1000, 10, 5,
+                           NOW - ago - 30);
+    err |= snap_add_server(s, "ts-man-01", NULL, "10.11.0.1", man, 1, true, true, 1000, 10, 5,
+                           NOW - 10);
+    err |= snap_add_client(s, "C-LON", "LON-PC", "10.10.1.1", "Sales", NULL, NULL);
+    err |= tsl_snapshot_seal(s);
+    if (err) {
+        tsl_snapshot_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static const char OUTAGE_POLICY[] =
+    "site \"London\" { order = { \"ts-lon-01\", \"ts-lon-02\" }, "
+    "fallback = { \"Manchester\", after = 300 } }\n";
+
+/* Decides C-LON under OUTAGE_POLICY against `s` (taken); JSON into OUT. */
+static int outage_decide(tsl_snapshot *s)
+{
+    tsl_policy *pol = NULL;
+    tsl_buf b = TSL_BUF_INIT;
+    tsl_plan_free(P);
+    P = NULL;
+    tsl_snapshot_free(snap);
+    snap = s;
+    int rc = tsl_policy_compile(&pol, OUTAGE_POLICY, strlen(OUTAGE_POLICY), "t.lua");
+    if (rc == 0)
+        rc = tsl_plan_new(&P, snap, pol);
+    tsl_policy_free(pol);
+    if (rc == 0) {
+        run("C-LON", NULL);
+        rc = tsl_result_json(&b, R);
+    }
+    snprintf(OUT, sizeof OUT, "%s", b.ptr ? b.ptr : "");
+    tsl_buf_free(&b);
+    return rc;
+}
+
+TEST(promise__delay_holds_when_the_broker_sees_the_heartbeats_go_stale)
+{
+    /* silent for 250 s (stale after 180): the fallback waits until 300 s */
+    CHECK_OK(outage_decide(outage_estate(250)));
+    CHECK_STR(run("C-LON", NULL), "ts-man-01/1");
+    CHECK_INT(tsl_result_entry(R, 0)->after, 300);
+    CHECK_INT(tsl_result_entry(R, 0)->usable_at, NOW - 250 + 300);
+    CHECK_CONTAINS(OUT, "\"after\":300,\"usable_at\":1800000050,\"usable_in\":50,");
+    /* silent for 1000 s: the outage has outlasted the delay, usable now */
+    CHECK_OK(outage_decide(outage_estate(1000)));
+    CHECK_INT(tsl_result_entry(R, 0)->usable_at, NOW - 1000 + 300);
+    CHECK_CONTAINS(OUT, "\"usable_in\":0,");
+    /* London up: the clients count `after` themselves, no usable_at */
+    CHECK_OK(outage_decide(outage_estate(20)));
+    CHECK_STR(run("C-LON", NULL), "ts-lon-01/0 ts-lon-02/0 ts-man-01/1");
+    CHECK_INT(tsl_result_entry(R, 2)->usable_at, 0);
+    CHECK(!strstr(OUT, "usable_at"));
+}
+
+TEST(promise__delay_holds_when_the_broker_hears_the_service_stop)
+{
+    tsl_snapshot *base = outage_estate(20), *d = NULL;
+    CHECK(base);
+    snap_server_update up[2];
+    memset(up, 0, sizeof up);
+    up[0].name = "ts-lon-01";
+    up[0].set = SNAP_UP_RUNNING | SNAP_UP_HEARTBEAT;
+    up[0].running = false;
+    up[0].heartbeat = NOW - 40;
+    up[1] = up[0];
+    up[1].name = "ts-lon-02";
+    up[1].heartbeat = NOW - 15;
+    int rc = tsl_snapshot_derive(&d, base, up, 2, NULL, 0, NOW - 15);
+    tsl_snapshot_free(base);
+    CHECK_OK(rc);
+    /* a later heartbeat still saying stopped does not move the outage's start */
+    tsl_snapshot *d2 = NULL;
+    up[1].heartbeat = NOW - 5;
+    rc = tsl_snapshot_derive(&d2, d, &up[1], 1, NULL, 0, NOW - 5);
+    tsl_snapshot_free(d);
+    CHECK_OK(rc);
+    CHECK_OK(outage_decide(d2));
+    CHECK_STR(run("C-LON", NULL), "ts-man-01/1");
+    /* the last of them stopped 15 s ago: usable 285 s from now */
+    CHECK_INT(tsl_result_entry(R, 0)->usable_at, NOW - 15 + 300);
+    CHECK_CONTAINS(OUT, "\"usable_in\":285,");
+}
+
+TEST(promise__reference_cta_waits_for_usable_in)
+{
+    static const char json[] =
+        "{\"site\":\"London\",\"strict\":true,\"ttl\":3600,\"servers\":["
+        "{\"name\":\"ts-man-01\",\"host\":\"h\",\"ip\":\"10.11.0.1\",\"site\":\"Manchester\","
+        "\"tier\":1,\"after\":300,\"usable_at\":1800000050,\"usable_in\":50,"
+        "\"capacity\":1000,\"connections\":1,\"response_ms\":5,\"full\":false,"
+        "\"recent_error\":false}]}";
+    tsl_agent_list *l = NULL;
+    tsl_agent_memory m;
+    bool tried[1] = {false};
+    double wait = -1;
+    memset(&m, 0, sizeof m);
+    CHECK_OK(tsl_agent_list_parse(&l, json, sizeof json - 1));
+    tsl_agent_list_set_received(l, 1000.0);
+    CHECK_INT(tsl_agent_list_get(l, 0)->usable_in, 50);
+    int early = tsl_agent_pick(l, &m, tried, 1010.0, &wait);
+    double wait_early = wait;
+    int later = tsl_agent_pick(l, &m, tried, 1050.0, &wait);
+    tsl_agent_list_free(l);
+    CHECK_INT(early, -1);
+    CHECK(wait_early == 1050.0);
+    CHECK_INT(later, 0);
+    /* without usable_in, an entry with no earlier tier is usable at once (as before) */
+    static const char plain[] =
+        "{\"servers\":[{\"name\":\"a\",\"host\":\"h\",\"ip\":\"1.1.1.1\",\"site\":\"S\","
+        "\"tier\":1,\"after\":300,\"capacity\":1,\"connections\":0,\"response_ms\":1,"
+        "\"full\":false,\"recent_error\":false}]}";
+    CHECK_OK(tsl_agent_list_parse(&l, plain, sizeof plain - 1));
+    CHECK_INT(tsl_agent_list_get(l, 0)->usable_in, -1);
+    int now_ok = tsl_agent_pick(l, &m, tried, 0.0, &wait);
+    tsl_agent_list_free(l);
+    CHECK_INT(now_ok, 0);
+    static const char bad[] =
+        "{\"servers\":[{\"name\":\"a\",\"host\":\"h\",\"ip\":\"1.1.1.1\",\"site\":\"S\","
+        "\"tier\":1,\"after\":300,\"usable_in\":-4,\"capacity\":1,\"connections\":0,"
+        "\"response_ms\":1,\"full\":false,\"recent_error\":false}]}";
+    CHECK(tsl_agent_list_parse(&l, bad, sizeof bad - 1) == TSL_EINVALID);
+}
+
+/* ------------------------------------------------------------------------
  * Text tables
  * ---------------------------------------------------------------------- */
 
@@ -836,6 +981,9 @@ int main(void)
     RUN(promise__doctor_judges_the_last_registration_against_the_approved_set);
     RUN(promise__doctor_lines_agree_with_the_list_order_tiers_and_reasons);
     RUN(promise__doctor_checks_a_client_the_inventory_does_not_know_by_its_ips);
+    RUN(promise__delay_holds_when_the_broker_sees_the_heartbeats_go_stale);
+    RUN(promise__delay_holds_when_the_broker_hears_the_service_stop);
+    RUN(promise__reference_cta_waits_for_usable_in);
     RUN(promise__list_and_explain_tables_stay_aligned_with_delayed_entries);
     tsl_plan_free(P);
     tsl_snapshot_free(snap);

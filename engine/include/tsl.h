@@ -269,6 +269,9 @@ typedef struct tsl_entry {
     const char *reason;    /* why it is here, at this place */
     int tier;              /* 0 the approved/site set, 1.. fallback tiers */
     int after;             /* seconds all earlier tiers must fail first; 0 none */
+    int64_t usable_at;     /* a delayed fallback entry whose approved servers the broker
+                            * already knows are down: usable from this Unix time (their
+                            * outage + after); 0: the client counts `after` itself */
     int64_t capacity;
     int64_t connections;
     int64_t response_ms;
