@@ -50,6 +50,23 @@ const char *decide_unavailable_why(const decide_ctx *ctx, uint32_t server, char 
     return NULL;
 }
 
+int64_t decide_down_since(const decide_ctx *ctx, uint32_t server)
+{
+    const tsl_snapshot *s = ctx->snap;
+    const snap_server *sv = &s->servers[server];
+    int64_t since = INT64_MAX;
+    if (!sv->registered || !sv->running)
+        since = sv->down_since ? sv->down_since : sv->heartbeat;
+    /* stale: silent since its last heartbeat (or since the broker could hear it) */
+    if (sv->heartbeat && snap_heartbeat_age(s, sv, ctx->now) > s->settings.stale_after) {
+        int64_t last = sv->heartbeat < s->settings.heard_since ? s->settings.heard_since
+                                                               : sv->heartbeat;
+        if (last < since)
+            since = last;
+    }
+    return since == INT64_MAX ? 0 : since;
+}
+
 bool decide_recent_error(const decide_ctx *ctx, uint32_t server)
 {
     for (uint32_t i = 0; i < ctx->ndemoted; i++)
@@ -528,6 +545,7 @@ int tsl_decide(tsl_result *res, tsl_worker *w, const tsl_plan *plan, const tsl_r
     res->site_name = ctx.site == TSL_NO_SITE ? NULL : plan->snap->sites[ctx.site].name;
     res->ttl = ctx.ttl;
     res->department_ignored = ctx.department_ignored;
+    res->now = ctx.now;
     if ((err = decide_seen_reset(w, plan->snap->nservers)) < 0)
         return err;
 

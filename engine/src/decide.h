@@ -42,6 +42,11 @@ TSL_INTERNAL bool decide_available(const decide_ctx *ctx, uint32_t server);
 TSL_INTERNAL const char *decide_unavailable_why(const decide_ctx *ctx, uint32_t server,
                                                 char *buf, size_t len);
 TSL_INTERNAL bool decide_recent_error(const decide_ctx *ctx, uint32_t server);
+/* Since when an unavailable server has been out, as far as the broker
+ * knows: the earliest of its stopped/unregistered report and its last
+ * sign of life before its heartbeat went stale; 0 when unknown (long
+ * ago).  Used for delayed fallback (usable_at). */
+TSL_INTERNAL int64_t decide_down_since(const decide_ctx *ctx, uint32_t server);
 
 /* Rule 4: writes to out[] the best min(k, n) of in[] in rank order, and
  * returns how many.  `in` and `out` may not overlap.  Uses the worker's

@@ -270,6 +270,9 @@ typedef struct pol_eval {
     pol_fb_kind fb;              /* fallback in force */
     int after;
     bool fb_blocked;             /* a block (policy or rule) forbids fallback */
+    int64_t outage_since;        /* latest decide_down_since of the unavailable approved */
+    uint32_t ndown;              /* approved servers unavailable */
+    int64_t usable_at;           /* delayed fallback entries: not before (0: the client counts) */
     const char *blocked_reason;
     bool strict;
     uint32_t rule;               /* index of the running rule */

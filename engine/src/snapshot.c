@@ -593,8 +593,11 @@ static int own_server_strings(tsl_snapshot *d, snap_server *sv)
     return 0;
 }
 
-static int apply_server_update(tsl_snapshot *d, snap_server *sv, const snap_server_update *u)
+static int apply_server_update(tsl_snapshot *d, snap_server *sv, const snap_server_update *u,
+                               int64_t now)
 {
+    bool was_up = sv->registered && sv->running;
+    int64_t last_heard = sv->heartbeat;
     int err;
     if (u->set & SNAP_UP_HOST) {
         if (!(sv->host = snap_strdup(d, u->host && *u->host ? u->host : sv->name)))
@@ -638,6 +641,13 @@ static int apply_server_update(tsl_snapshot *d, snap_server *sv, const snap_serv
         sv->response_ms = u->response_ms;
     if (u->set & SNAP_UP_HEARTBEAT)
         sv->heartbeat = u->heartbeat;
+    /* since when it is down, for delayed fallback (policy_eval.c) */
+    if (sv->registered && sv->running)
+        sv->down_since = 0;
+    else if (was_up)
+        sv->down_since = u->set & SNAP_UP_HEARTBEAT && u->heartbeat ? u->heartbeat : now;
+    else if (!sv->down_since) /* down already when loaded: since its last report then */
+        sv->down_since = last_heard ? last_heard : now;
     return 0;
 }
 
@@ -739,7 +749,7 @@ int tsl_snapshot_derive(tsl_snapshot **out, tsl_snapshot *base, const snap_serve
             si = (int32_t)d->nservers - 1;
             d->servers[si].own_strings = true;
         }
-        if ((err = apply_server_update(d, &d->servers[si], u)) < 0)
+        if ((err = apply_server_update(d, &d->servers[si], u, now)) < 0)
             goto done;
     }
 

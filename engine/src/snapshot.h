@@ -39,6 +39,8 @@ typedef struct snap_server {
     bool running;          /* service == "running" */
     int64_t capacity, connections, response_ms;
     int64_t heartbeat;     /* Unix seconds, 0 = none recorded */
+    int64_t down_since;    /* when a heartbeat or update made it unregistered or stopped
+                            * (derived snapshots); 0 unknown (see decide_down_since) */
     uint64_t hash;         /* of the name, for the tie-break */
     bool own_strings;      /* derived snapshots: name, host, ip and sites live in this
                             * snapshot's arena, not the root's (see tsl_snapshot_derive) */
