@@ -17,11 +17,17 @@
 #include <time.h>
 
 /* Compiles src; returns the error message, or "(compiled)". */
+/* The instruction budget and the memory ceiling are what these tests
+ * prove, so the wall-clock bound (1 s, test_policy_safety.c proves it)
+ * is set out of their way: under sanitizers on a loaded machine it could
+ * fire first. */
 static const char *load_error(const char *src)
 {
     static char msg[1024];
     tsl_policy *pol = NULL;
-    int rc = tsl_policy_compile(&pol, src, strlen(src), "p.lua");
+    policy_limits lim = {0};
+    lim.load_time_ms = 60000;
+    int rc = policy_compile_ex(&pol, src, strlen(src), "p.lua", &lim);
     tsl_policy_free(pol);
     snprintf(msg, sizeof msg, "%s", rc == 0 ? "(compiled)" : tsl_error_last());
     return msg;
@@ -227,7 +233,9 @@ static const char *rule_error(const char *body, size_t *count)
     tsl_worker *w = NULL;
     tsl_result *res = NULL;
     tsl_request req = {0};
-    snprintf(src, sizeof src, "defaults { rule_budget = 200000 }\n"
+    /* a generous time limit: these cases prove the instruction budget, which
+     * must not lose the race to the clock on a loaded machine */
+    snprintf(src, sizeof src, "defaults { rule_budget = 200000, rule_time_ms = 10000 }\n"
                               "rule(\"r\", function(req, list)\n%s\nend)\n",
              body);
     snprintf(msg, sizeof msg, "(setup failed)");

@@ -13,6 +13,7 @@
  * Needs: dryrun.h; the reports are in dryrun_report.c.
  */
 #include "dryrun.h"
+#include "progress.h"
 #include "store.h"
 
 #include <stdio.h>
@@ -449,11 +450,13 @@ int tsl_dryrun_add_inventory(tsl_dryrun *dr)
     TSL_ARG(dr);
     for (uint32_t i = 0; i < dr->snap->nclients && err == 0; i++) {
         tsl_request req;
+        tsl_progress_tick("clients", i, dr->snap->nclients);
         if ((err = tsl_snapshot_client_request(&req, dr->snap, i)) < 0)
             break;
         req.now = dr->now;
         err = add_one(dr, &req, (int32_t)i);
     }
+    tsl_progress_tick("clients", dr->snap->nclients, dr->snap->nclients);
     return err;
 }
 

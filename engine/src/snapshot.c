@@ -517,12 +517,49 @@ static int seal_candidates(tsl_snapshot *s)
     return 0;
 }
 
+typedef struct keyed {
+    double key;
+    uint32_t server;
+} keyed;
+
+static int keyed_cmp(const void *pa, const void *pb)
+{
+    const keyed *a = pa, *b = pb;
+    if (a->key != b->key)
+        return a->key < b->key ? -1 : 1;
+    return (a->server > b->server) - (a->server < b->server);
+}
+
+/* s->by_key: every server in ranking-key order, per selection mode. */
+static int seal_key_order(tsl_snapshot *s)
+{
+    keyed *tmp = malloc(((size_t)s->nservers + 1) * sizeof *tmp);
+    if (!tmp)
+        return tsl_oom();
+    for (int sel = 0; sel < 3; sel++) {
+        uint32_t *ord = arena_alloc(s, ((size_t)s->nservers + 1) * sizeof *ord);
+        if (!ord) {
+            free(tmp);
+            return tsl_oom();
+        }
+        for (uint32_t i = 0; i < s->nservers; i++)
+            tmp[i] = (keyed){snap_rank_key(&s->servers[i], (tsl_selection)sel), i};
+        qsort(tmp, s->nservers, sizeof *tmp, keyed_cmp);
+        for (uint32_t i = 0; i < s->nservers; i++)
+            ord[i] = tmp[i].server;
+        s->by_key[sel] = ord;
+    }
+    free(tmp);
+    return 0;
+}
+
 int tsl_snapshot_seal(tsl_snapshot *s)
 {
     int err;
     if (s->sealed)
         return 0;
-    if ((err = seal_candidates(s)) < 0 || (err = seal_errors(s)) < 0)
+    if ((err = seal_candidates(s)) < 0 || (err = seal_errors(s)) < 0 ||
+        (err = seal_key_order(s)) < 0)
         return err;
     s->sealed = true;
     return 0;
@@ -717,7 +754,7 @@ int tsl_snapshot_derive(tsl_snapshot **out, tsl_snapshot *base, const snap_serve
     }
 
     if ((err = derive_errors(d, base, errs, nerrs, now)) < 0 ||
-        (err = seal_candidates(d)) < 0)
+        (err = seal_candidates(d)) < 0 || (err = seal_key_order(d)) < 0)
         goto done;
     d->sealed = true;
     *out = d;
