@@ -739,7 +739,8 @@ TEST(broker__inventory_import_reloads_and_bad_input_changes_nothing)
                      "{\"sites\":[{\"name\":\"Oslo\",\"subnets\":[\"10.40.0.0/16\"]}],"
                      "\"task_servers\":[{\"name\":\"ts-osl-01\",\"ip\":\"10.40.0.5\"}]}", &r);
     CHECK_INT(s1, 200);
-    CHECK_STR(r.body, "{\"imported\":true,\"sites\":4,\"task_servers\":5,\"clients\":3}\n");
+    CHECK_STR(r.body, "{\"imported\":true,\"sites\":4,\"task_servers\":5,\"clients\":3,"
+                      "\"warnings\":[]}\n");
     http_resp_free(&r);
     const char *oslo = names_of(http_get_body(f.port, "/v1/task-servers?ip=10.40.1.1", NULL, &s));
     const char *lon = names_of(http_get_body(f.port, "/v1/task-servers?ip=10.10.1.1", NULL, &s));

@@ -333,21 +333,41 @@ void admin_report_job(tsl_broker *b, job *j)
 
 void admin_inventory_job(tsl_broker *b, job *j)
 {
+    tsl_buf notes = TSL_BUF_INIT;
+    tsl_import_options opt = {false, NULL, &notes};
     int err;
 
     writer_flush(b);
-    if ((err = tsl_store_import_json(b->store, j->body, j->body_len, "POST /v1/inventory")) < 0) {
+    if ((err = tsl_store_import_json_opt(b->store, j->body, j->body_len, "POST /v1/inventory",
+                                         &opt)) < 0) {
         job_error(j, err == TSL_ENOTFOUND ? 400 : status_for_error(err), "%s", tsl_error_last());
+        tsl_buf_free(&notes);
         return;
     }
     if ((err = broker_reload(b)) < 0) {
         job_error(j, 500, "imported, but the inventory cannot be loaded: %s", tsl_error_last());
+        tsl_buf_free(&notes);
         return;
     }
-    if (tsl_buf_printf(&j->out, "{\"imported\":true,\"sites\":%zu,\"task_servers\":%zu,"
-                                "\"clients\":%zu}\n",
-                       tsl_snapshot_site_count(b->snap), tsl_snapshot_server_count(b->snap),
-                       tsl_snapshot_client_count(b->snap)) < 0) {
+    /* the import's warnings (overlapping subnets, clients with neither IP
+     * nor site), one string each, as `tsl import` prints them */
+    err = tsl_buf_printf(&j->out, "{\"imported\":true,\"sites\":%zu,\"task_servers\":%zu,"
+                                  "\"clients\":%zu,\"warnings\":[",
+                         tsl_snapshot_site_count(b->snap), tsl_snapshot_server_count(b->snap),
+                         tsl_snapshot_client_count(b->snap));
+    for (size_t at = 0, n = 0; err == 0 && at < notes.len; n++) {
+        char *nl = memchr(notes.ptr + at, '\n', notes.len - at);
+        size_t len = nl ? (size_t)(nl - (notes.ptr + at)) : notes.len - at;
+        notes.ptr[at + len] = '\0';
+        broker_log(b, TSL_LOG_WARNING, "Inventory import: %s", notes.ptr + at);
+        if ((err = tsl_buf_puts(&j->out, n ? "," : "")) == 0)
+            err = tsl_buf_json_str(&j->out, notes.ptr + at);
+        at += len + 1;
+    }
+    if (err == 0)
+        err = tsl_buf_puts(&j->out, "]}\n");
+    tsl_buf_free(&notes);
+    if (err < 0) {
         job_error(j, 500, "%s", tsl_error_last());
         return;
     }
