@@ -304,6 +304,6 @@ done:
 }
 
 static const tsl_sim_broker_ops fake_broker_ops = {"fake broker (tests)", fake_start, fake_stop,
-                                                   NULL};
+                                                   NULL, NULL};
 
 #endif

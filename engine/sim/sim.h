@@ -69,6 +69,8 @@ typedef struct tsl_sim_broker_ops {
     /* The admin bearer token the broker accepts (borrowed), or NULL: the
      * one given in the config. */
     const char *(*admin_token)(void *broker);
+    /* The bearer token its heartbeats must carry (borrowed), or NULL: none. */
+    const char *(*ts_token)(void *broker);
 } tsl_sim_broker_ops;
 
 /* The in-process tsl broker, or NULL when this build has none. */

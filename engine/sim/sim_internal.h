@@ -211,6 +211,7 @@ struct sim {
     int64_t epoch;           /* Unix seconds at simulated second 0 */
     tsl_agent_clock clock;
     char token[160];
+    char ts_token[160];      /* the Task Servers' heartbeat token, "" when none */
 
     sim_site *sites;
     size_t nsites;
