@@ -2,11 +2,14 @@
  * test_cli.c - the `tsl` command end to end: runs the built binary (TSL_BIN)
  * against the bundled demo estate imported into a temporary store, and
  * checks exact outputs and exit codes: list and explain, the reports, doctor,
- * import errors, option errors, and --help on every command.
+ * import errors, option errors, and --help on every command; the one
+ * command-line convention (global options before or after the command,
+ * lists with commas).
  */
 #include "harness.h"
 
 #include <jansson.h>
+#include <sqlite3.h>
 #include <stdarg.h>
 #include <sys/stat.h>
 
@@ -146,8 +149,7 @@ TEST(cli__usage_errors_exit_2_with_a_message)
     CHECK_INT(tsl_err(&err, "frobnicate"), 2);
     CHECK_STR(err, "tsl: no command 'frobnicate' (see 'tsl --help')\n");
     CHECK_INT(tsl_err(&err, "list --ip 10.0.0.1"), 2);
-    CHECK_STR(err, "tsl list: no inventory store: give --db FILE before the command "
-                   "(tsl --db FILE list ...)\n");
+    CHECK_STR(err, "tsl list: no inventory store: give --db FILE (tsl --db FILE list ...)\n");
     CHECK_INT(tsl_err(&err, "--db /nonexistent/x.db list --ip 10.0.0.1"), 2);
     CHECK_STR(err, "tsl list: no store at /nonexistent/x.db: create it with "
                    "`tsl --db /nonexistent/x.db import FILE.json`\n");
@@ -157,22 +159,28 @@ TEST(cli__usage_errors_exit_2_with_a_message)
     CHECK_STR(err, "tsl list: option '--ip' needs a value (see 'tsl list --help')\n");
     CHECK_INT(tsl_err(&err, "--db x.db list --json=yes --ip 10.0.0.1"), 2);
     CHECK_STR(err, "tsl list: option '--json' takes no value (see 'tsl list --help')\n");
-    CHECK_INT(tsl_err(&err, "list --db x.db --ip 10.0.0.1"), 2);
-    CHECK_STR(err, "tsl list: --db goes before the command: tsl --db FILE list ...\n");
+    /* --db after the command is the same global option */
+    CHECK_INT(tsl_err(&err, "list --db /nonexistent/y.db --ip 10.0.0.1"), 2);
+    CHECK_STR(err, "tsl list: no store at /nonexistent/y.db: create it with "
+                   "`tsl --db /nonexistent/y.db import FILE.json`\n");
+    CHECK_INT(tsl_err(&err, "list --ip 10.0.0.1 --db"), 2);
+    CHECK_STR(err, "tsl list: option '--db' needs a value (see 'tsl list --help')\n");
+    CHECK_INT(tsl_err(&err, "list --ip 10.0.0.1 --db="), 2);
+    CHECK_STR(err, "tsl list: --db needs a file name\n");
     CHECK_INT(tsl_err(&err, "--db x.db list"), 2);
-    CHECK_STR(err, "tsl list: give the client's address with --ip IP, or --client GUID "
+    CHECK_STR(err, "tsl list: give the client's address with --ip IP, or --client GUID|NAME "
                    "(see 'tsl list --help')\n");
     CHECK_INT(tsl_err(&err, "--db x.db list --ip 10.0.0.1 --now yesterday"), 2);
     CHECK_STR(err, "tsl list: --now \"yesterday\" is not a time: give Unix seconds or "
                    "YYYY-MM-DDTHH:MM:SSZ (UTC) (see 'tsl list --help')\n");
     CHECK_INT(tsl_err(&err, "--db x.db report"), 2);
-    CHECK_CONTAINS(err, "tsl report: name a report: active-servers, server-clients or "
-                        "client-assignments");
+    CHECK_CONTAINS(err, "tsl report: name a report: active-servers, server-clients, "
+                        "client-assignments, subnet-conflicts or fallback");
     CHECK_INT(tsl_err(&err, "--db x.db report bogus"), 2);
     CHECK_CONTAINS(err, "tsl report: no report \"bogus\"");
     CHECK_INT(tsl_err(&err, "--db x.db report active-servers --json --csv"), 2);
     CHECK_INT(tsl_err(&err, "--db x.db doctor"), 2);
-    CHECK_STR(err, "tsl doctor: name the client with --client GUID (see 'tsl doctor --help')\n");
+    CHECK_STR(err, "tsl doctor: name the client with --client GUID|NAME (see 'tsl doctor --help')\n");
     CHECK_INT(tsl_err(&err, "--db x.db gen-estate --sites 2 --servers x --clients 1"), 2);
     CHECK_CONTAINS(err, "tsl gen-estate: --servers \"x\" is not a whole number");
 }
@@ -195,6 +203,115 @@ TEST(list__bad_ip_exits_2_naming_the_address)
         snprintf(args + strlen(args), sizeof args - strlen(args), " --ip 10.0.0.%d", i + 1);
     CHECK_INT(tsl_err(&err, args), 2);
     CHECK_STR(err, "tsl list: too many --ip: a request carries at most 16\n");
+}
+
+TEST(cli__db_before_or_after_the_command_is_the_same_store)
+{
+    const char *store = demo_db(), *out;
+    CHECK(store != NULL);
+    char *before = NULL;
+    CHECK_INT(tsl(&out, false, "--db '%s' list --ip 10.10.3.17 --now 2026-11-25T10:00:00Z", store),
+              0);
+    before = strdup(out);
+    CHECK_CONTAINS(before, "ts-lon-");
+    CHECK_INT(tsl(&out, false, "list --db '%s' --ip 10.10.3.17 --now 2026-11-25T10:00:00Z", store),
+              0);
+    CHECK_STR(out, before);
+    CHECK_INT(tsl(&out, false, "list --ip 10.10.3.17 --now 2026-11-25T10:00:00Z --db='%s'", store),
+              0);
+    CHECK_STR(out, before);
+    /* after "--" nothing is a global option */
+    CHECK_INT(tsl(&out, true, "list --ip 10.10.3.17 -- --db '%s'", store), 2);
+    CHECK_STR(out, "tsl list: unexpected argument '--db' (see 'tsl list --help')\n");
+    free(before);
+}
+
+TEST(list__ip_takes_commas_like_repeated_options)
+{
+    const char *store = demo_db(), *out, *err;
+    CHECK(store != NULL);
+    CHECK_INT(tsl(&out, false, "--db '%s' explain --ip 10.10.3.17 --ip fd00:20::7 "
+                               "--now 2026-11-25T10:00:00Z", store), 0);
+    char *repeated = strdup(out);
+    CHECK_CONTAINS(repeated, "adapter 2");
+    CHECK_INT(tsl(&out, false, "--db '%s' explain --ip 10.10.3.17,fd00:20::7 "
+                               "--now 2026-11-25T10:00:00Z", store), 0);
+    CHECK_STR(out, repeated);
+    free(repeated);
+    CHECK_INT(tsl_err(&err, "--db x.db list --ip 10.0.0.1,"), 2);
+    CHECK_STR(err, "tsl list: --ip needs a value: an empty item in \"10.0.0.1\" "
+                   "(see 'tsl list --help')\n");
+    CHECK_INT(tsl_err(&err, "--db x.db list --ip 10.0.0.1,10.0.0.300"), 2);
+    CHECK_STR(err, "tsl list: --ip \"10.0.0.300\" is not a valid IPv4 or IPv6 address\n");
+    /* the limit counts addresses, however they are given */
+    CHECK_INT(tsl_err(&err, "--db x.db list --ip 10.0.0.1,10.0.0.2,10.0.0.3,10.0.0.4,10.0.0.5,"
+                            "10.0.0.6,10.0.0.7,10.0.0.8 --ip 10.0.0.9,10.0.0.10,10.0.0.11,"
+                            "10.0.0.12,10.0.0.13,10.0.0.14,10.0.0.15,10.0.0.16,10.0.0.17"), 2);
+    CHECK_STR(err, "tsl list: too many --ip: a request carries at most 16\n");
+}
+
+/* Registrations as the broker records them (schema 003), on two days. */
+static bool add_registrations(const char *path)
+{
+    static const char sql[] =
+        "INSERT INTO registrations(client, server, at, ok, error, site, tier, outside_approved)"
+        " VALUES"
+        /* 2026-11-24: one in the approved set, one on a fallback tier */
+        " ('A', 'ts-lon-01', 1795521600, 1, NULL, 'London', 0, 0),"
+        " ('B', 'ts-dub-01', 1795525200, 1, NULL, 'London', 1, 1),"
+        /* 2026-11-25: one on a server the list did not name, one failure */
+        " ('C', 'ts-mad-01', 1795600000, 1, NULL, 'London', NULL, 1),"
+        " ('D', 'ts-lon-01', 1795600100, 0, 'timeout', 'London', 0, 0),"
+        " ('E', 'ts-mad-01', 1795600200, 1, NULL, 'Madrid', 0, 0),"
+        /* 2026-10-01: older than any window below */
+        " ('F', 'ts-lon-01', 1790812800, 1, NULL, 'London', 0, 0)";
+    sqlite3 *h = NULL;
+    bool ok = sqlite3_open(path, &h) == SQLITE_OK &&
+              sqlite3_exec(h, sql, NULL, NULL, NULL) == SQLITE_OK;
+    if (!ok)
+        fprintf(stderr, "  registrations: %s\n", sqlite3_errmsg(h));
+    sqlite3_close(h);
+    return ok;
+}
+
+TEST(report__fallback_counts_the_registrations_ctas_reported)
+{
+    const char *out, *err;
+    char store[600];
+    snprintf(store, sizeof store, "%s", tsl_test_path("fallback.db"));
+    CHECK_INT(tsl(&out, true, "--db '%s' import '%s'", store, ESTATE), 0);
+    CHECK(add_registrations(store));
+
+    CHECK_INT(tsl(&out, false, "--db '%s' report fallback --csv --now 2026-11-25T12:00:00Z", store),
+              0);
+    CHECK_STR(out, "site,day,registrations,outside_approved,fallback_tier,not_listed\n"
+                   "London,2026-11-24,2,1,1,0\n"
+                   "London,2026-11-25,1,1,0,1\n"
+                   "Madrid,2026-11-25,1,0,0,0\n");
+    /* --days: the window up to --now */
+    CHECK_INT(tsl(&out, false, "--db '%s' report fallback --csv --days 1 "
+                               "--now 2026-11-25T14:00:00Z", store), 0);
+    CHECK_STR(out, "site,day,registrations,outside_approved,fallback_tier,not_listed\n"
+                   "London,2026-11-25,1,1,0,1\n"
+                   "Madrid,2026-11-25,1,0,0,0\n");
+    CHECK_INT(tsl(&out, false, "report fallback --json --days 1 --now 2026-11-25T14:00:00Z "
+                               "--db '%s'", store), 0);
+    CHECK_STR(out, "[\n"
+                   " {\"site\":\"London\",\"day\":\"2026-11-25\",\"registrations\":1,"
+                   "\"outside_approved\":1,\"fallback_tier\":0,\"not_listed\":1},\n"
+                   " {\"site\":\"Madrid\",\"day\":\"2026-11-25\",\"registrations\":1,"
+                   "\"outside_approved\":0,\"fallback_tier\":0,\"not_listed\":0}\n"
+                   "]\n");
+    CHECK_INT(tsl(&out, false, "--db '%s' report fallback --now 2026-11-25T12:00:00Z", store), 0);
+    CHECK_CONTAINS(out, "site                  day         registrations  outside_approved");
+    CHECK_CONTAINS(out, "\nLondon                2026-11-24              2                 1");
+
+    CHECK_INT(tsl_err(&err, "--db x.db report fallback --policy p.lua"), 2);
+    CHECK_CONTAINS(err, "tsl report: --policy does not apply to the fallback report");
+    CHECK_INT(tsl_err(&err, "--db x.db report active-servers --days 3"), 2);
+    CHECK_CONTAINS(err, "tsl report: --days is for the fallback report only");
+    CHECK_INT(tsl_err(&err, "--db x.db report fallback --days 0"), 2);
+    CHECK_CONTAINS(err, "tsl report: --days must be at least 1");
 }
 
 /* ------------------------------------------------------------------------
@@ -419,7 +536,7 @@ TEST(list__unknown_client_without_ip_is_an_input_error)
     CHECK(demo_db() != NULL);
     snprintf(args, sizeof args, "--db '%s' list --client NO-SUCH-GUID", demo_db());
     CHECK_INT(tsl_err(&err, args), 2);
-    CHECK_CONTAINS(err, "tsl list: no client with GUID \"NO-SUCH-GUID\" in ");
+    CHECK_CONTAINS(err, "tsl list: no client with GUID or name \"NO-SUCH-GUID\" in ");
     /* with an address it is decided like any unknown device */
     json_t *r = list_json("--client NO-SUCH-GUID --ip 10.80.1.99");
     CHECK(r != NULL);
@@ -672,6 +789,9 @@ int main(void)
     RUN(cli__version);
     RUN(cli__usage_errors_exit_2_with_a_message);
     RUN(list__bad_ip_exits_2_naming_the_address);
+    RUN(cli__db_before_or_after_the_command_is_the_same_store);
+    RUN(list__ip_takes_commas_like_repeated_options);
+    RUN(report__fallback_counts_the_registrations_ctas_reported);
     RUN(import__bad_document_exits_2_and_writes_nothing);
     RUN(import__csv_files_go_in_together);
     RUN(list__london_client_ranks_by_free_capacity_and_demotes_its_recent_error);

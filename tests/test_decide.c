@@ -326,19 +326,33 @@ TEST(explain__trace_names_every_step)
     tsl_snapshot_free(s);
 }
 
-TEST(snapshot__refuses_unknown_sites_and_duplicate_subnets)
+TEST(snapshot__refuses_unknown_sites_and_gives_a_shared_subnet_to_the_first_site_by_name)
 {
     tsl_snapshot *s;
     const char *nowhere[] = {"Nowhere"};
+    tsl_ip ip;
+    tsl_lpm_match m;
     CHECK_OK(tsl_snapshot_begin(&s, NULL));
-    CHECK_OK(snap_add_site(s, "A", NULL, NULL, NULL));
-    CHECK_OK(snap_add_site(s, "B", NULL, NULL, NULL));
-    CHECK_OK(snap_add_subnet(s, "A", "10.0.0.0/8"));
-    CHECK_INT(snap_add_subnet(s, "B", "10.0.0.0/8"), TSL_EEXISTS);
-    CHECK_CONTAINS(tsl_error_last(), "subnet 10.0.0.0/8 of site \"B\" already belongs to site \"A\"");
+    CHECK_OK(snap_add_site(s, "Zurich", NULL, NULL, NULL));
+    CHECK_OK(snap_add_site(s, "amsterdam", NULL, NULL, NULL));
+    CHECK_OK(snap_add_site(s, "Berlin", NULL, NULL, NULL));
+    /* whatever the order of loading, the first by name (ignoring case) */
+    CHECK_OK(snap_add_subnet(s, "Zurich", "10.0.0.0/8"));
+    CHECK_OK(snap_add_subnet(s, "amsterdam", "10.0.0.0/8"));
+    CHECK_OK(snap_add_subnet(s, "Berlin", "10.0.0.0/8"));
+    CHECK_OK(snap_add_subnet(s, "Berlin", "10.0.0.0/8")); /* the same site twice: once */
+    CHECK_OK(snap_add_subnet(s, "Zurich", "10.9.0.0/16"));
+    CHECK_OK(tsl_ip_parse(&ip, "10.1.2.3"));
+    CHECK(tsl_lpm_lookup(&s->lpm, &ip, &m));
+    CHECK_STR(s->sites[m.value].name, "amsterdam");
+    CHECK_OK(tsl_ip_parse(&ip, "10.9.2.3"));
+    CHECK(tsl_lpm_lookup(&s->lpm, &ip, &m)); /* the longest prefix first */
+    CHECK_STR(s->sites[m.value].name, "Zurich");
+    CHECK_INT((int)s->sites[2].nsubnets, 1);
     CHECK_INT(snap_add_server(s, "x", NULL, NULL, nowhere, 1, true, true, 1, 0, 0, 0), TSL_ENOTFOUND);
     CHECK_CONTAINS(tsl_error_last(), "unknown site \"Nowhere\"");
-    CHECK_INT(snap_add_site(s, "a", NULL, NULL, NULL), TSL_EEXISTS); /* names are case-insensitive */
+    CHECK_INT(snap_add_site(s, "a", NULL, NULL, NULL), 0);
+    CHECK_INT(snap_add_site(s, "ZURICH", NULL, NULL, NULL), TSL_EEXISTS); /* names are case-insensitive */
     tsl_snapshot_free(s);
 }
 
@@ -362,7 +376,7 @@ int main(void)
     RUN(request__bad_input_is_refused_with_a_message);
     RUN(result__json_has_every_field);
     RUN(explain__trace_names_every_step);
-    RUN(snapshot__refuses_unknown_sites_and_duplicate_subnets);
+    RUN(snapshot__refuses_unknown_sites_and_gives_a_shared_subnet_to_the_first_site_by_name);
     int rc = tsl_test_main();
     tsl_plan_free(last_plan);
     tsl_result_free(res);

@@ -59,11 +59,19 @@ static const char *check(const char *src, bool with_snap, int *worst)
 TEST(check__clean_policy_is_level_0)
 {
     int worst = -1;
-    const char *r = check("site \"London\" { order = { \"ts-lon-01\" }, allow = { \"ts-lon-*\" } }\n"
-                          "rule(\"r\", function(req, list) end)\n",
-                          true, &worst);
+    /* Madrid's only server is stopped, so its client goes abroad whatever
+     * the policy: with the inventory that is the one finding */
+    const char *src = "site \"London\" { order = { \"ts-lon-01\" }, allow = { \"ts-lon-*\" } }\n"
+                      "rule(\"r\", function(req, list) end)\n";
+    const char *r = check(src, false, &worst);
     CHECK_INT(worst, 0);
-    CHECK_STR(r, "p.lua: 0 error(s), 0 warning(s)\n");
+    CHECK_STR(r, "p.lua: 0 error(s), 0 warning(s) (text only: give an inventory to check names)\n");
+    r = check(src, true, &worst);
+    CHECK_STR(r, "p.lua: warning: site \"Madrid\": 1 client(s) would be sent outside their "
+                 "country: PC2 -> ts-dub-01\n"
+                 "p.lua: warning: 1 of 3 client(s) stranded: 0 blocked, 1 outside their country, "
+                 "0 outside their site, 0 on a fallback tier\n"
+                 "p.lua: 0 error(s), 2 warning(s)\n");
 }
 
 TEST(check__syntax_error_is_an_error_with_file_and_line)
@@ -168,7 +176,8 @@ TEST(check__group_that_strands_clients_is_a_warning)
     const char *r = check("group \"Finance\" { allow = { \"ts-dub-*\" }, fallback = \"block\" }\n",
                           true, &worst);
     CHECK_INT(worst, 1);
-    CHECK_CONTAINS(r, "group \"Finance\": 1 sample client(s) at site \"London\" get an empty list");
+    CHECK_CONTAINS(r, "p.lua:1: warning: site \"London\", group \"Finance\": 1 client(s) would be "
+                      "blocked (an empty list): PC1\n");
 }
 
 /* ------------------------------------------------------------------------

@@ -16,12 +16,16 @@
  * A rollout is adopted only once compiled and bound: one that does not
  * compile or bind never replaces the one in force.
  *
- * Runs on the control thread.  Used by: broker.c, admin.c, writer.c.
- * Needs: broker_internal.h.
+ * Runs on the control thread, but for the upload's check: policy code
+ * never runs there (see "POST /v1/policy, checked off the control
+ * thread").  Used by: broker.c, admin.c, writer.c.
+ * Needs: broker_internal.h, the engine's sandbox.h (the checker's bounds).
  */
 #include "broker_internal.h"
+#include "sandbox.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,58 +202,267 @@ static int put_findings(tsl_buf *o, tsl_buf *findings)
     return err < 0 ? err : tsl_buf_puts(o, "]}\n");
 }
 
-/* POST /v1/policy: the body is the policy's Lua source.  Checked with `tsl
- * check`'s rules against the inventory in force: errors refuse it (422,
- * the findings listed, nothing stored); otherwise it is stored as a
- * version, not active (201, or 200 when the same text was stored before). */
-static void policy_upload(tsl_broker *b, job *j)
+/* ------------------------------------------------------------------------
+ * POST /v1/policy, checked off the control thread.  Policy code (the
+ * upload's load-time code and its rules over sample requests) runs on a
+ * checker thread of its own, under the sandbox's bounds plus the check's
+ * own deadline (BPOLICY_CHECK_SECONDS) and a cancel flag that stopping
+ * the broker raises; the control thread only stores the result and
+ * replies, so heartbeats are written and signals honoured meanwhile.
+ * ---------------------------------------------------------------------- */
+
+#define BPOLICY_CHECK_SECONDS 10
+
+typedef struct upload_check {
+    tsl_snapshot *snap;        /* the inventory in force when it was posted */
+    int64_t now;
+    int err;                   /* tsl_policy_check's result */
+    int worst;
+    tsl_buf findings;
+    tsl_policy *pol;           /* compiled when the check found no error */
+    int cerr;                  /* tsl_policy_compile's result */
+    char msg[1024];            /* the message of the failing step */
+} upload_check;
+
+typedef struct policy_checker {
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;        /* guards todo, done, quit */
+    pthread_cond_t cv;
+    job *todo, **todo_tail;    /* posted, not yet checked */
+    job *done, **done_tail;    /* checked, to be stored and replied to */
+    bool quit;
+    _Atomic bool cancel;       /* the broker is stopping */
+    struct event *done_ev;     /* on the control base */
+} policy_checker;
+
+static void check_free(upload_check *u)
 {
-    tsl_buf findings = TSL_BUF_INIT, *o = &j->out;
-    tsl_policy *pol = NULL;
-    int64_t id = 0;
-    bool existed = false;
-    int worst = 0, err;
+    if (!u)
+        return;
+    tsl_snapshot_free(u->snap);
+    tsl_buf_free(&u->findings);
+    tsl_policy_free(u->pol);
+    free(u);
+}
+
+/* Checker thread: the check and the compile, nothing else. */
+static void run_check(job *j)
+{
+    upload_check *u = j->check;
     const char *name = j->arg[0] ? j->arg : "upload.lua";
 
-    if ((err = tsl_policy_check(&worst, &findings, j->body, j->body_len, name, b->snap,
-                                broker_now(b))) < 0) {
-        job_error(j, status_for_error(err), "%s", tsl_error_last());
-        goto done;
+    u->err = tsl_policy_check(&u->worst, &u->findings, j->body, j->body_len, name, u->snap,
+                              u->now);
+    if (u->err < 0) {
+        snprintf(u->msg, sizeof u->msg, "%s", tsl_error_last());
+        return;
+    }
+    if (u->worst < 2 && (u->cerr = tsl_policy_compile(&u->pol, j->body, j->body_len, name)) < 0)
+        snprintf(u->msg, sizeof u->msg, "%s", tsl_error_last());
+}
+
+static void *checker_main(void *arg)
+{
+    tsl_broker *b = arg;
+    policy_checker *c = b->checker;
+    char what[64];
+
+    snprintf(what, sizeof what, "the policy check (%d s)", BPOLICY_CHECK_SECONDS);
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->todo && !c->quit)
+            pthread_cond_wait(&c->cv, &c->mu);
+        if (!c->todo)
+            break;
+        job *j = c->todo;
+        if (!(c->todo = j->next))
+            c->todo_tail = &c->todo;
+        pthread_mutex_unlock(&c->mu);
+
+        sandbox_ambient_set(&c->cancel, "the broker is stopping",
+                            sandbox_now_ns() + (uint64_t)BPOLICY_CHECK_SECONDS * 1000000000u,
+                            what);
+        if (!atomic_load(&c->cancel))
+            run_check(j);
+        sandbox_ambient_set(NULL, NULL, 0, NULL);
+
+        pthread_mutex_lock(&c->mu);
+        j->next = NULL;
+        *c->done_tail = j;
+        c->done_tail = &j->next;
+        event_active(c->done_ev, EV_TIMEOUT, 1);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* Control thread: stores a checked upload and replies.  A check cut short
+ * by stopping is answered 503, nothing stored. */
+static void finish_upload(tsl_broker *b, job *j)
+{
+    upload_check *u = j->check;
+    tsl_buf *o = &j->out;
+    int64_t id = 0;
+    bool existed = false;
+    int err;
+
+    if (atomic_load(&b->checker->cancel)) {
+        job_error(j, 503, "the broker is stopping: the policy was not checked, nothing is "
+                          "stored");
+        return;
+    }
+    if (u->err < 0) {
+        job_error(j, status_for_error(u->err), "%s", u->msg);
+        return;
     }
     tsl_buf_clear(o);
     j->content_type = "application/json";
-    if (worst >= 2 || (err = tsl_policy_compile(&pol, j->body, j->body_len, name)) < 0) {
+    if (u->worst >= 2 || u->cerr < 0) {
         atomic_fetch_add(&b->policy_load_failures, 1);
         j->status = 422;
         if ((err = tsl_buf_puts(o, "{\"error\":")) == 0)
-            err = tsl_buf_json_str(o, worst >= 2 ? "the policy has errors; nothing is stored"
-                                                 : tsl_error_last());
+            err = tsl_buf_json_str(o, u->worst >= 2 ? "the policy has errors; nothing is stored"
+                                                    : u->msg);
         if (err == 0)
-            err = put_findings(o, &findings);
+            err = put_findings(o, &u->findings);
         if (err < 0)
             job_error(j, 500, "%s", tsl_error_last());
-        goto done;
+        return;
     }
-    if ((err = tsl_store_policy_add(&id, &existed, b->store, pol, j->author,
+    if ((err = tsl_store_policy_add(&id, &existed, b->store, u->pol, j->author,
                                     j->comment[0] ? j->comment : NULL, 0, broker_now(b))) < 0) {
         job_error(j, status_for_error(err), "%s", tsl_error_last());
-        goto done;
+        return;
     }
     j->status = existed ? 200 : 201;
     if ((err = tsl_buf_printf(o, "{\"id\":%lld,\"version\":", (long long)id)) < 0 ||
-        (err = tsl_buf_json_str(o, tsl_policy_version(pol))) < 0 ||
+        (err = tsl_buf_json_str(o, tsl_policy_version(u->pol))) < 0 ||
         (err = tsl_buf_printf(o, ",\"existed\":%s,\"active\":false",
                               existed ? "true" : "false")) < 0 ||
-        (err = put_findings(o, &findings)) < 0) {
+        (err = put_findings(o, &u->findings)) < 0) {
         job_error(j, 500, "%s", tsl_error_last());
-        goto done;
+        return;
     }
     broker_log(b, TSL_LOG_INFO, "Policy %s uploaded by %s (%s, not active)",
-               tsl_policy_version(pol), j->author, existed ? "already stored" : "new version");
+               tsl_policy_version(u->pol), j->author, existed ? "already stored" : "new version");
+}
 
-done:
-    tsl_policy_free(pol);
-    tsl_buf_free(&findings);
+static void on_checked(evutil_socket_t fd, short what, void *arg)
+{
+    tsl_broker *b = arg;
+    policy_checker *c = b->checker;
+    (void)fd;
+    (void)what;
+    pthread_mutex_lock(&c->mu);
+    job *list = c->done;
+    c->done = NULL;
+    c->done_tail = &c->done;
+    pthread_mutex_unlock(&c->mu);
+    for (job *j = list, *next; j; j = next) {
+        next = j->next;
+        finish_upload(b, j);
+        check_free(j->check);
+        j->check = NULL;
+        atomic_fetch_add(&b->jobs_done, 1);
+        event_active(j->reply_ev, EV_TIMEOUT, 1);
+    }
+}
+
+/* Creates the checker and its thread (signals blocked: they are the
+ * control thread's). */
+static int checker_start(tsl_broker *b)
+{
+    policy_checker *c = calloc(1, sizeof *c);
+    sigset_t set, old;
+    if (!c)
+        return tsl_oom();
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    c->todo_tail = &c->todo;
+    c->done_tail = &c->done;
+    atomic_init(&c->cancel, false);
+    b->checker = c;
+    if (!(c->done_ev = event_new(b->base, -1, 0, on_checked, b)))
+        return tsl_seterr(TSL_ERROR, "cannot create the policy checker's event");
+    sigfillset(&set);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
+    int rc = pthread_create(&c->thread, NULL, checker_main, b);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0)
+        return tsl_seterr(TSL_ERROR, "cannot start the policy checker thread");
+    c->started = true;
+    return 0;
+}
+
+bool bpolicy_defer(tsl_broker *b, job *j)
+{
+    upload_check *u;
+    if (b->stopping || (!b->checker && checker_start(b) < 0) || !b->checker->started)
+        return false; /* policy_upload answers (503 when stopping) */
+    if (!(u = calloc(1, sizeof *u)))
+        return false;
+    u->snap = tsl_snapshot_ref(b->snap);
+    u->now = broker_now(b);
+    j->check = u;
+    pthread_mutex_lock(&b->checker->mu);
+    j->next = NULL;
+    *b->checker->todo_tail = j;
+    b->checker->todo_tail = &j->next;
+    pthread_cond_signal(&b->checker->cv);
+    pthread_mutex_unlock(&b->checker->mu);
+    return true;
+}
+
+void bpolicy_stop(tsl_broker *b)
+{
+    if (b->checker)
+        atomic_store(&b->checker->cancel, true);
+}
+
+static void drop_jobs(tsl_broker *b, job *list)
+{
+    for (job *j = list, *next; j; j = next) {
+        next = j->next;
+        check_free(j->check);
+        event_free(j->reply_ev);
+        free(j->body);
+        tsl_buf_free(&j->out);
+        free(j);
+        atomic_fetch_sub(&b->jobs_pending, 1);
+    }
+}
+
+void bpolicy_free(tsl_broker *b)
+{
+    policy_checker *c = b->checker;
+    if (!c)
+        return;
+    atomic_store(&c->cancel, true);
+    if (c->started) {
+        pthread_mutex_lock(&c->mu);
+        c->quit = true;
+        pthread_cond_signal(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        pthread_join(c->thread, NULL);
+    }
+    drop_jobs(b, c->todo);
+    drop_jobs(b, c->done);
+    if (c->done_ev)
+        event_free(c->done_ev);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    free(c);
+    b->checker = NULL;
+}
+
+/* POST /v1/policy when it cannot be deferred: stopping, or no checker. */
+static void policy_upload(tsl_broker *b, job *j)
+{
+    if (b->stopping)
+        job_error(j, 503, "the broker is stopping: the policy was not checked, nothing is stored");
+    else
+        job_error(j, 503, "the policy checker is not available: %s", tsl_error_last());
 }
 
 /* Appends "active":V (the base version; null: the default logic) and

@@ -58,6 +58,38 @@ void tsl_broker_config_init(tsl_broker_config *cfg)
     cfg->registration_burst = 20;
 }
 
+/* cfg.trusted_proxies "ADDR[/BITS],..." into b->proxies. */
+static int parse_proxies(tsl_broker *b, const char *list)
+{
+    char item[128];
+    const char *p = list;
+
+    while (p && *p) {
+        size_t n = strcspn(p, ",");
+        if (n == 0 || n >= sizeof item)
+            return tsl_seterr(TSL_EINVALID, "trusted proxies: \"%.64s\" is not an address or "
+                                            "CIDR",
+                              p);
+        if (b->nproxies == BROKER_MAX_PROXIES)
+            return tsl_seterr(TSL_ELIMIT, "trusted proxies: at most %d", BROKER_MAX_PROXIES);
+        memcpy(item, p, n);
+        item[n] = '\0';
+        tsl_ip *ip = &b->proxies[b->nproxies];
+        int *bits = &b->proxy_bits[b->nproxies];
+        int err = strchr(item, '/') ? tsl_cidr_parse(ip, bits, item) : tsl_ip_parse(ip, item);
+        if (err < 0) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", tsl_error_last());
+            return tsl_seterr(TSL_EINVALID, "trusted proxies: %s", why);
+        }
+        if (!strchr(item, '/'))
+            *bits = 128;
+        b->nproxies++;
+        p += n + (p[n] == ',');
+    }
+    return 0;
+}
+
 int64_t broker_now(const tsl_broker *b)
 {
     if (b->cfg.clock)
@@ -208,6 +240,8 @@ static void finish_sync(job *j, int result)
 
 void broker_run_job(tsl_broker *b, job *j)
 {
+    if (j->kind == JOB_POLICY_UPLOAD && bpolicy_defer(b, j))
+        return; /* checked on the checker thread, replied from bpolicy.c */
     switch (j->kind) {
     case JOB_SYNC: {
         int err = writer_flush(b);
@@ -342,6 +376,7 @@ static void begin_stop(tsl_broker *b, const char *why)
     b->stopping = true;
     broker_log(b, TSL_LOG_INFO, "Stopping (%s): no new connections, answering requests in flight",
                why);
+    bpolicy_stop(b); /* a policy check in progress ends now */
     for (int i = 0; i < b->nworkers; i++)
         event_active(b->workers[i].stop_ev, EV_TIMEOUT, 1);
     struct timeval tv = {b->cfg.drain_ms / 1000, (b->cfg.drain_ms % 1000) * 1000};
@@ -652,6 +687,9 @@ int tsl_broker_new(tsl_broker **out, const tsl_broker_config *cfg)
     if ((err = ratelimit_new(&b->hb_limit, cfg->heartbeat_rate, cfg->heartbeat_burst)) < 0 ||
         (err = ratelimit_new(&b->reg_limit, cfg->registration_rate, cfg->registration_burst)) < 0)
         goto done;
+    if ((err = parse_proxies(b, cfg->trusted_proxies)) < 0)
+        goto done;
+    b->cfg.trusted_proxies = NULL; /* parsed into b->proxies */
     b->cfg.db_path = b->db_path;
     b->cfg.listen = b->listen;
     b->cfg.policy_path = b->policy_path;
@@ -747,6 +785,7 @@ void tsl_broker_free(tsl_broker *b)
         tsl_broker_stop(b);
         tsl_broker_join(b);
     }
+    bpolicy_free(b);
     for (int i = 0; i < b->nworkers; i++)
         worker_free(&b->workers[i]);
     free(b->workers);
@@ -877,6 +916,7 @@ int tsl_broker_run(tsl_broker *b)
         }
     }
     /* jobs nobody can reply to any more (their connections are closing) */
+    bpolicy_free(b);
     for (job *j = take_jobs(b), *next; j; j = next) {
         next = j->next;
         if (j->kind == JOB_SYNC) {

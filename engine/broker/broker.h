@@ -92,6 +92,10 @@ typedef struct tsl_broker_config {
     tsl_broker_log_fn log_fn;     /* NULL: one line per event on stderr */
     void *log_ud;
     bool handle_signals;          /* SIGTERM/SIGINT stop, SIGHUP reloads (libevent signal events) */
+    bool require_peer_ip;         /* refuse (403) a list request whose TCP peer is not one of
+                                   * its ip= adapters (off) */
+    const char *trusted_proxies;  /* "ADDR[/BITS],...": peers whose X-Forwarded-For gives the
+                                   * client's address when require_peer_ip is on (NULL: none) */
     tsl_broker_clock_fn clock;    /* NULL: time(NULL) */
     void *clock_ud;
 } tsl_broker_config;

@@ -7,6 +7,9 @@
  *                   writer.c (SQLite batches, decision log, registrations),
  *                   jobs in admin.c and bpolicy.c (everything that needs the
  *                   store or walks every client);
+ *   policy checker  bpolicy.c's thread for POST /v1/policy: runs the
+ *                   uploaded policy's code (check, compile) on a snapshot
+ *                   reference, never the store; cancelled by stopping;
  *   HTTP workers    http.c (routing, parsing, replies), routes.c (the hot
  *                   path, heartbeats, registrations, health, metrics,
  *                   explain).  Workers never touch SQLite: they read the
@@ -100,6 +103,8 @@ typedef struct worker_metrics {
     _Atomic uint64_t heartbeats, registrations_ok, registrations_failed;
     _Atomic uint64_t registrations_outside; /* landed outside the approved set */
     _Atomic uint64_t dlog_dropped;          /* decisions over the decision-log rate */
+    _Atomic uint64_t department_ignored;    /* a known client's request named another department */
+    _Atomic uint64_t peer_refused;          /* list requests refused by require_peer_ip */
 } worker_metrics;
 
 /* One writer per counter: a plain load and store, no lock prefix. */
@@ -179,7 +184,7 @@ typedef struct wrec {
       " department, task, site, policy, servers, blocked)"                     \
       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")                \
     X(W_DLOG_NEXT, "SELECT coalesce(max(seq) + 1, 0) FROM decision_log")       \
-    /* a pending server (schema 005): its latest claim, while not approved */ \
+    /* a pending server (schema 006): its latest claim, while not approved */ \
     X(W_PENDING_UPSERT,                                                        \
       "INSERT INTO task_servers(name, host, ip, registered, service, capacity,"\
       " connections, response_ms, last_heartbeat, approved, requested_at,"     \
@@ -205,14 +210,9 @@ typedef struct wrec {
     X(W_PENDING_COUNT, "SELECT count(*) FROM task_servers WHERE approved = 0")  \
     X(W_APPROVALS_LAST, "SELECT coalesce(max(id), 0) FROM server_approvals")    \
     X(W_DLOG_TRIM, "DELETE FROM decision_log WHERE slot >= ?1")                \
-    X(W_REG_RETENTION, "DELETE FROM registrations WHERE at < ?1")              \
-    X(W_FALLBACK_REPORT,                                                       \
-      "SELECT site, date(at, 'unixepoch'), count(*),"                          \
-      " sum(outside_approved), sum(coalesce(tier, 0) > 0), sum(tier IS NULL)"  \
-      " FROM registrations WHERE ok = 1 AND at >= ?1"                          \
-      " GROUP BY site, date(at, 'unixepoch')"                                  \
-      " ORDER BY date(at, 'unixepoch'), site")
-/* Policy versions and the rollout are the engine's (rollout.c,
+    X(W_REG_RETENTION, "DELETE FROM registrations WHERE at < ?1")
+/* The fallback report is the engine's (tsl_report_fallback).
+ * Policy versions and the rollout are the engine's (rollout.c,
  * policy_store.c): bpolicy.c calls them, it has no SQL of its own. */
 
 typedef enum broker_stmt_id {
@@ -259,6 +259,7 @@ typedef struct job {
     tsl_buf out;
     const char *content_type;
     uint64_t started_ns;
+    void *check;                 /* bpolicy.c: an upload's check, run off the control thread */
     /* JOB_SYNC */
     pthread_mutex_t *done_mu;
     pthread_cond_t *done_cv;
@@ -305,9 +306,14 @@ struct bworker {
     worker_metrics m;
 };
 
+#define BROKER_MAX_PROXIES 32
+
 struct tsl_broker {
     tsl_broker_config cfg;     /* strings below are the broker's own copies */
     char *db_path, *listen, *policy_path, *token_path, *ts_token_path;
+    tsl_ip proxies[BROKER_MAX_PROXIES]; /* cfg.trusted_proxies, parsed (128-bit prefixes) */
+    int proxy_bits[BROKER_MAX_PROXIES];
+    int nproxies;
     char token[80];
     char ts_token[80];         /* the Task Servers' (heartbeats) */
     struct ratelimit *hb_limit, *reg_limit; /* per peer, per client GUID (ratelimit.c) */
@@ -376,6 +382,8 @@ struct tsl_broker {
     /* ---- counters for /metrics (atomic: written by control, read by workers) ---- */
     _Atomic uint64_t writes_committed, write_errors, policy_load_failures, derives,
         reloads, jobs_done;
+
+    struct policy_checker *checker; /* bpolicy.c: the thread that checks uploads (lazy) */
 
     bworker *workers;
     int nworkers;
@@ -531,6 +539,14 @@ void bpolicy_job(tsl_broker *b, job *j);
 void bpolicy_poll(tsl_broker *b);
 /* Adds what shadow mode observed to the store (writer's flush). */
 void bpolicy_shadow_flush(tsl_broker *b);
+/* POST /v1/policy: hands the job to the checker thread (policy code never
+ * runs on the control thread); true when it did (the reply comes later). */
+bool bpolicy_defer(tsl_broker *b, job *j);
+/* Stopping: cancels the check in progress and the queued ones (their
+ * replies say so). */
+void bpolicy_stop(tsl_broker *b);
+/* Joins the checker thread and drops the jobs it still holds. */
+void bpolicy_free(tsl_broker *b);
 
 /* ---- admin.c (control thread) ---- */
 void admin_report_job(tsl_broker *b, job *j);

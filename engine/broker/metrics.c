@@ -135,6 +135,14 @@ int metrics_render(tsl_broker *b, tsl_buf *out)
     TRY(counter(out, "tsl_blocked_responses_total",
                 "Lists sent empty because the policy blocks fallback.", W(blocked)));
     TRY(counter(out, "tsl_empty_responses_total", "Lists sent with no server at all.", W(empty)));
+    TRY(counter(out, "tsl_department_ignored_total",
+                "List requests for a client the inventory knows whose department parameter "
+                "differed from the inventory's (the inventory's was used).",
+                W(department_ignored)));
+    TRY(counter(out, "tsl_peer_refused_total",
+                "List requests refused (403) because the peer address was not one of their "
+                "adapter IPs (require_peer_ip).",
+                W(peer_refused)));
     TRY(header(out, "tsl_fallback_responses_total", "counter",
                "Lists whose first entry is in a fallback tier (tier 1 and up), by tier."));
     for (int t = 1; t <= BROKER_MAX_TIER; t++)
@@ -144,6 +152,10 @@ int metrics_render(tsl_broker *b, tsl_buf *out)
     TRY(counter(out, "tsl_policy_errors_total",
                 "Policy rule errors absorbed while deciding (each logged with its line).",
                 W(policy_errors)));
+    TRY(counter(out, "tsl_policy_overruns_total",
+                "Policy rules stopped by their time limit (rule_time_ms) or instruction budget; "
+                "each request got its last good step.",
+                tsl_policy_overruns_total()));
     TRY(counter(out, "tsl_policy_load_failures_total",
                 "Policies refused at upload, activation or SIGHUP.",
                 atomic_load(&b->policy_load_failures)));

@@ -18,7 +18,9 @@
 #include "broker_internal.h"
 #include "text.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +124,113 @@ static int parse_list_request(bworker *w, struct evhttp_request *req, route_ctx 
     }
     r->now = broker_now(w->b);
     return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * require_peer_ip: the request must come from one of its own adapters
+ * ---------------------------------------------------------------------- */
+
+static bool in_prefix(const tsl_ip *ip, const tsl_ip *pfx, int bits)
+{
+    for (int i = 0; i < bits; i++) {
+        int m = 0x80 >> (i % 8);
+        if ((ip->b[i / 8] & m) != (pfx->b[i / 8] & m))
+            return false;
+    }
+    return true;
+}
+
+static bool trusted_proxy(const tsl_broker *b, const tsl_ip *ip)
+{
+    for (int i = 0; i < b->nproxies; i++)
+        if (in_prefix(ip, &b->proxies[i], b->proxy_bits[i]))
+            return true;
+    return false;
+}
+
+/* The TCP peer of the request as a tsl_ip; false when it has none (a unix
+ * socket, a closed connection). */
+static bool peer_address(struct evhttp_request *req, tsl_ip *out)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    const struct sockaddr *sa = conn ? evhttp_connection_get_addr(conn) : NULL;
+    char text[INET6_ADDRSTRLEN];
+    if (!sa)
+        return false;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, text,
+                  sizeof text);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, text,
+                  sizeof text);
+    else
+        return false;
+    return tsl_ip_parse(out, text) == 0;
+}
+
+/* The client's address: the peer, or, when the peer is a trusted proxy,
+ * the nearest X-Forwarded-For hop (from the right) that is not one.  Writes
+ * its text into `text`; false when it cannot be told. */
+static bool client_address(const tsl_broker *b, struct evhttp_request *req, tsl_ip *out,
+                           char *text, size_t len)
+{
+    if (!peer_address(req, out))
+        return false;
+    const char *xff = evhttp_find_header(evhttp_request_get_input_headers(req),
+                                         "X-Forwarded-For");
+    size_t end = xff ? strlen(xff) : 0; /* hops left: xff[0..end) */
+    while (trusted_proxy(b, out)) {
+        char hop[64];
+        while (end > 0 && (xff[end - 1] == ' ' || xff[end - 1] == ','))
+            end--;
+        if (end == 0)
+            return false; /* a trusted proxy that does not say for whom */
+        size_t start = end;
+        while (start > 0 && xff[start - 1] != ',')
+            start--;
+        size_t from = start;
+        while (from < end && xff[from] == ' ')
+            from++;
+        if (end - from >= sizeof hop)
+            return false;
+        memcpy(hop, xff + from, end - from);
+        hop[end - from] = '\0';
+        if (tsl_ip_parse(out, hop) < 0) {
+            tsl_error_clear();
+            return false;
+        }
+        end = start;
+    }
+    tsl_ip_format(text, len, out);
+    return true;
+}
+
+/* Replies 403 and returns -1 when require_peer_ip is on and the request
+ * does not come from one of the adapters it names. */
+static int check_peer(bworker *w, struct evhttp_request *req, route_ctx *c, const tsl_request *r)
+{
+    tsl_ip from, ip;
+    char text[64];
+
+    if (!w->b->cfg.require_peer_ip)
+        return 0;
+    if (!client_address(w->b, req, &from, text, sizeof text)) {
+        METRIC_INC(w->m.peer_refused);
+        http_error(w, req, c->route, 403,
+                   "require_peer_ip: the client's address cannot be told (a trusted proxy "
+                   "without a usable X-Forwarded-For)");
+        return -1;
+    }
+    for (size_t i = 0; i < r->nips; i++)
+        if (tsl_ip_parse(&ip, r->ips[i]) == 0 && memcmp(ip.b, from.b, sizeof ip.b) == 0)
+            return 0;
+    tsl_error_clear();
+    METRIC_INC(w->m.peer_refused);
+    http_error(w, req, c->route, 403,
+               "require_peer_ip: the request comes from %s, which is not one of its ip= "
+               "adapter addresses",
+               text);
+    return -1;
 }
 
 /* Appends "a,b,c" (or "none") of the list's server names. */
@@ -264,7 +373,7 @@ void route_task_servers(bworker *w, struct evhttp_request *req, route_ctx *c)
     tsl_request r;
     int rc;
 
-    if (parse_list_request(w, req, c, &r) < 0)
+    if (parse_list_request(w, req, c, &r) < 0 || check_peer(w, req, c, &r) < 0)
         return;
     uint64_t t0 = broker_mono_ns();
     rc = tsl_decide(w->res, w->tw, w->plan, &r, NULL);
@@ -274,6 +383,13 @@ void route_task_servers(bworker *w, struct evhttp_request *req, route_ctx *c)
         return;
     }
     count_decision(w, w->res, ns);
+    if (tsl_result_department_ignored(w->res)) {
+        METRIC_INC(w->m.department_ignored);
+        broker_log(w->b, TSL_LOG_WARNING,
+                   "Ignored the department \"%s\" of a list request for client %s: the "
+                   "inventory knows this client, and its department is the one in force",
+                   tsl_result_department_ignored(w->res), log_str(r.client));
+    }
     tsl_buf_clear(&w->out);
     if (tsl_result_json(&w->out, w->res) < 0 || tsl_buf_puts(&w->out, "\n") < 0) {
         http_error(w, req, c->route, 500, "%s", tsl_error_last());
@@ -300,6 +416,17 @@ void route_explain(bworker *w, struct evhttp_request *req, route_ctx *c)
 
     if (parse_list_request(w, req, c, &r) < 0)
         return;
+    /* admins name clients by computer name too; an ambiguous name is refused */
+    if (r.client) {
+        const char *guid;
+        err = tsl_snapshot_find_client(&guid, tsl_plan_snapshot(w->plan), r.client);
+        if (err == TSL_EINVALID) {
+            http_error(w, req, c->route, 400, "%s", tsl_error_last());
+            return;
+        }
+        if (err == 0)
+            r.client = guid;
+    }
     tsl_trace_clear(w->trace);
     if ((err = tsl_decide(w->res, w->tw, w->plan, &r, w->trace)) < 0) {
         http_error(w, req, c->route, err == TSL_EINVALID ? 400 : 500, "%s", tsl_error_last());

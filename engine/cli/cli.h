@@ -6,6 +6,8 @@
  * cmd_NAME(), one declaration below, and one line in the table in main.c.
  * A command parses its own options with getopt_long (call cli_getopt_reset()
  * first), answers --help on stdout with exit 0, and returns an exit code.
+ * Global options (--db) never reach it: main.c takes them out of argv
+ * wherever they are, before or after the command name.
  * The CLI prints and exits; the engine it calls (tsl.h) never does.
  *
  * Used by: every engine/cli/cmd_*.c and main.c.  Needs: tsl.h.
@@ -33,7 +35,7 @@ enum {
     CLI_FAIL = 3      /* the engine or the system failed (store I/O, out of memory) */
 };
 
-/* Options given before the command name: `tsl [--db FILE] COMMAND ...`. */
+/* Global options, given before or after the command name. */
 struct cli_global {
     const char *prog; /* "tsl" */
     const char *db;   /* --db FILE, or NULL */
@@ -125,7 +127,27 @@ void cli_engine_close(struct cli_engine *e);
 /* Writes a buffer to stdout; CLI_FAIL when stdout fails. */
 int cli_write_buf(const struct cli_global *g, const tsl_buf *b);
 
-/* Name of the bundled source tree (TSL_SOURCE_DIR) or NULL if not built in. */
-const char *cli_source_dir(void);
+/* The directory holding policies/demo (the demo estate) and
+ * policies/examples: share/tsl beside the installed binary
+ * (../share/tsl from its bin/), else the source tree a build-tree binary
+ * was built from, else the compiled-in install data dir; NULL when none
+ * has the demo estate. */
+const char *cli_data_dir(void);
+
+/* --json / --csv: sets *fmt to `want`; a usage error when the other one
+ * was already given. */
+int cli_set_format(const struct cli_global *g, tsl_format *fmt, tsl_format want);
+/* One value of a repeatable list option (--ip): "A,B" adds A and B.
+ * Splits `arg` in place (argv is writable), appends to items[*n]; a usage
+ * error for an empty item or past `max` items. */
+int cli_list_add(const struct cli_global *g, const char *opt, char *arg, const char **items,
+                 size_t *n, size_t max);
+
+/* Progress of long engine work (tsl_progress_set), drawn on stderr when it
+ * is a terminal and the work lasts: one line rewritten in place, erased
+ * when the work ends.  main.c starts it around every command; messages
+ * (cli_error) erase the line first. */
+void cli_progress_start(const struct cli_global *g);
+void cli_progress_stop(void);
 
 #endif

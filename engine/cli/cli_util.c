@@ -15,13 +15,17 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------------
  * Messages and exit codes
  * ---------------------------------------------------------------------- */
 
+static void progress_erase(void);
+
 static void vmsg(const struct cli_global *g, const char *fmt, va_list ap)
 {
+    progress_erase();
     fflush(stdout);
     if (g && g->cmd)
         fprintf(stderr, "%s %s: ", g->prog, g->cmd);
@@ -113,18 +117,43 @@ int cli_getopt_error(const struct cli_global *g, int c, char **argv)
         return cli_usage_error(g, "option '%s' needs a value", name);
     if (is_long && optopt && strchr(arg, '='))
         return cli_usage_error(g, "option '%s' takes no value", name);
-    if (is_long && strcmp(name, "--db") == 0 && g && g->cmd)
-        return cli_error(g, CLI_USAGE, "--db goes before the command: %s --db FILE %s ...",
-                         g->prog, g->cmd);
     return cli_usage_error(g, "unknown option '%s'", is_long ? arg : name);
+}
+
+int cli_set_format(const struct cli_global *g, tsl_format *fmt, tsl_format want)
+{
+    if (*fmt != TSL_FORMAT_TEXT && *fmt != want)
+        return cli_usage_error(g, "give one of --json and --csv, not both");
+    *fmt = want;
+    return CLI_OK;
+}
+
+int cli_list_add(const struct cli_global *g, const char *opt, char *arg, const char **items,
+                 size_t *n, size_t max)
+{
+    char *p = arg;
+    for (;;) {
+        char *comma = strchr(p, ',');
+        if (comma)
+            *comma = '\0';
+        if (!p[0])
+            return cli_usage_error(g, "%s needs a value: an empty item in \"%s\"", opt, arg);
+        if (*n == max)
+            return cli_error(g, CLI_USAGE, "too many %s: a request carries at most %zu", opt,
+                             max);
+        items[(*n)++] = p;
+        if (!comma)
+            return CLI_OK;
+        p = comma + 1;
+    }
 }
 
 int cli_require_db(const struct cli_global *g)
 {
     if (g->db)
         return CLI_OK;
-    return cli_error(g, CLI_USAGE, "no inventory store: give --db FILE before the command "
-                                   "(%s --db FILE %s ...)", g->prog, g->cmd);
+    return cli_error(g, CLI_USAGE, "no inventory store: give --db FILE (%s --db FILE %s ...)",
+                     g->prog, g->cmd);
 }
 
 int cli_store_open_error(const struct cli_global *g, int rc)
@@ -356,11 +385,128 @@ int cli_write_buf(const struct cli_global *g, const tsl_buf *b)
     return CLI_OK;
 }
 
-const char *cli_source_dir(void)
+/* ------------------------------------------------------------------------
+ * The data directory: policies/demo and policies/examples
+ * ---------------------------------------------------------------------- */
+
+static bool has_demo(const char *dir)
 {
-#ifdef TSL_SOURCE_DIR
-    return TSL_SOURCE_DIR;
-#else
-    return NULL;
+    char path[4200];
+    struct stat st;
+    int n = snprintf(path, sizeof path, "%s/policies/demo/estate.json", dir);
+    return n > 0 && (size_t)n < sizeof path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+const char *cli_data_dir(void)
+{
+    static char found[4096];
+    char exe[4096];
+
+    if (found[0])
+        return found;
+#ifdef TSL_DATA_REL
+    /* Installed: share/tsl beside the bin/ this binary runs from, wherever
+     * the package was installed (the prefix need not be the built one). */
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            char rel[4200];
+            int m = snprintf(rel, sizeof rel, "%s/%s", exe, TSL_DATA_REL);
+            /* realpath: messages name /usr/share/tsl, not /usr/bin/../share/tsl */
+            if (m > 0 && (size_t)m < sizeof rel && has_demo(rel) && realpath(rel, found))
+                return found;
+        }
+    }
 #endif
+    /* A build tree: the sources it was built from. */
+#ifdef TSL_SOURCE_DIR
+    if (has_demo(TSL_SOURCE_DIR)) {
+        snprintf(found, sizeof found, "%s", TSL_SOURCE_DIR);
+        return found;
+    }
+#endif
+#ifdef TSL_DATA_DIR
+    if (has_demo(TSL_DATA_DIR)) {
+        snprintf(found, sizeof found, "%s", TSL_DATA_DIR);
+        return found;
+    }
+#endif
+    found[0] = '\0';
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * Progress on a terminal
+ * ---------------------------------------------------------------------- */
+
+/* Work shorter than this shows nothing; the line is redrawn at most this
+ * often. */
+#define PROGRESS_AFTER_NS 300000000LL
+#define PROGRESS_EVERY_NS 100000000LL
+
+static struct {
+    const struct cli_global *g;
+    const char *what;  /* the work under way, NULL between works */
+    int64_t start, last;
+    bool shown;        /* a line is on the terminal */
+} progress;
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void progress_erase(void)
+{
+    if (progress.shown) {
+        fputs("\r\033[K", stderr);
+        fflush(stderr);
+        progress.shown = false;
+    }
+}
+
+static void progress_draw(void *ud, const char *what, uint64_t done, uint64_t total)
+{
+    int64_t now = mono_ns();
+    (void)ud;
+    if (!progress.what || done == 0 || strcmp(progress.what, what) != 0) {
+        progress_erase();
+        progress.what = what;
+        progress.start = now;
+        progress.last = 0;
+    }
+    if (done >= total) {
+        progress_erase();
+        progress.what = NULL;
+        return;
+    }
+    if (now - progress.start < PROGRESS_AFTER_NS || now - progress.last < PROGRESS_EVERY_NS)
+        return;
+    progress.last = now;
+    progress.shown = true;
+    fprintf(stderr, "\r%s %s: %s %" PRIu64 " of %" PRIu64 " (%u%%)\033[K", progress.g->prog,
+            progress.g->cmd ? progress.g->cmd : "", what, done, total,
+            (unsigned)(done * 100 / total));
+    fflush(stderr);
+}
+
+void cli_progress_start(const struct cli_global *g)
+{
+    /* on a pipe or in a file: nothing, the output stays clean */
+    if (!isatty(STDERR_FILENO))
+        return;
+    progress.g = g;
+    progress.what = NULL;
+    tsl_progress_set(progress_draw, NULL);
+}
+
+void cli_progress_stop(void)
+{
+    tsl_progress_set(NULL, NULL);
+    progress_erase();
 }

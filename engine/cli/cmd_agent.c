@@ -36,7 +36,8 @@ static const char agent_usage[] =
     "\n"
     "  --broker URL         the broker: http://HOST:PORT (or HOST:PORT)\n"
     "  --client GUID        this client's GUID\n"
-    "  --ip IP              an adapter address (repeat for each adapter, up to 16)\n"
+    "  --ip IP[,IP]...      an adapter address (repeat, or separate with commas, for\n"
+    "                       each adapter, up to 16)\n"
     "  --department D       the client's department\n"
     "  --task T             the task it asks for (imaging, ...)\n"
     "  --ts-port N          port Task Servers accept registrations on (80)\n"
@@ -199,9 +200,9 @@ int cmd_agent(const struct cli_global *g, int argc, char **argv)
             cfg.client = optarg;
             break;
         case 'i':
-            if (cfg.nips == TSL_MAX_IPS)
-                return cli_usage_error(g, "at most %d --ip", TSL_MAX_IPS);
-            cfg.ips[cfg.nips++] = optarg;
+            if ((rc = cli_list_add(g, "--ip", optarg, cfg.ips, &cfg.nips, TSL_MAX_IPS)) !=
+                CLI_OK)
+                return rc;
             break;
         case 'd':
             cfg.department = optarg;

@@ -26,8 +26,11 @@ static const char usage[] =
     "(with file:line), fallback cycles, order members outside allow.  With an\n"
     "inventory (--db, before or after the command): names and globs that match no\n"
     "server, unknown sites and groups, sites that block fallback while their\n"
-    "approved set is empty or unavailable right now, and rules that fail on a\n"
-    "sample of real clients.  Runs luacheck too when it is installed.\n"
+    "approved set is empty or unavailable right now, rules that fail on a sample\n"
+    "of real clients, every client the policy would block, send outside its\n"
+    "country or site, or leave on a fallback tier (per site and group, with a\n"
+    "few names), and subnets claimed by more than one site (each a warning, with\n"
+    "the clients it decides).  Runs luacheck too when it is installed.\n"
     "\n"
     "  --db FILE       the inventory store to check names against\n"
     "  --now TIME      judge availability as of this time (Unix seconds or\n"
@@ -66,7 +69,7 @@ static int run_luacheck(const struct cli_global *g, const char *exe, const char 
         "assert", "error", "getmetatable", "ipairs", "next", "pairs", "pcall", "rawequal",
         "rawlen", "rawget", "select", "setmetatable", "tonumber", "tostring", "type", "xpcall",
         "_VERSION", "string", "table", "math", "utf8",
-        "defaults", "site", "group", "rule",            /* policies */
+        "defaults", "site", "group", "rule", "unassigned", /* policies */
         "policy", "inventory", "now", "test",           /* policy tests */
         NULL,
     };
@@ -104,6 +107,32 @@ static int run_luacheck(const struct cli_global *g, const char *exe, const char 
     if (!WIFEXITED(status) || WEXITSTATUS(status) > 2)
         return -1;
     return WEXITSTATUS(status);
+}
+
+/* The inventory's subnet conflicts, each a warning (tsl_subnet_conflicts). */
+static int print_conflicts(const struct cli_global *g, const tsl_snapshot *snap, int *worst)
+{
+    tsl_buf list = TSL_BUF_INIT;
+    size_t n = 0;
+    int rc = tsl_subnet_conflicts(&list, &n, snap, TSL_FORMAT_TEXT);
+
+    if (rc < 0) {
+        rc = cli_engine_error(g, rc, "cannot list the subnet conflicts");
+        goto done;
+    }
+    if (n > 0) {
+        for (const char *p = list.ptr; p && *p;) {
+            size_t k = strcspn(p, "\n");
+            printf("inventory: warning: %.*s\n", (int)k, p);
+            p += k + (p[k] == '\n');
+        }
+        if (*worst < 1)
+            *worst = 1;
+    }
+    rc = CLI_OK;
+done:
+    tsl_buf_free(&list);
+    return rc;
 }
 
 int cmd_check(const struct cli_global *g, int argc, char **argv)
@@ -165,6 +194,8 @@ int cmd_check(const struct cli_global *g, int argc, char **argv)
         goto done;
     }
     if ((rc = cli_write_buf(g, &out)) != CLI_OK)
+        goto done;
+    if (have_engine && (rc = print_conflicts(g, e.snap, &worst)) != CLI_OK)
         goto done;
 
     if (use_luacheck && find_luacheck(exe, sizeof exe)) {

@@ -23,25 +23,26 @@
 static const char usage[] =
     "usage: tsl demo [--keep DIR] [--policy FILE]\n"
     "\n"
-    "Imports the bundled demo estate (policies/demo/estate.json in the source tree)\n"
-    "into a fresh SQLite store and tours it: the Task Server lists of a few\n"
-    "representative clients, why one of them falls back to servers in other\n"
-    "countries, the three reports, a doctor checklist, and the same clients under\n"
-    "a policy side by side with the default logic.  Every step prints the command\n"
-    "that reproduces it.\n"
+    "Imports the bundled demo estate (policies/demo/estate.json, installed under\n"
+    "share/tsl, or in the source tree of a build) into a fresh SQLite store and\n"
+    "tours it: the Task Server lists of a few representative clients, why one of\n"
+    "them falls back to servers in other countries, the three reports, a doctor\n"
+    "checklist, and the same clients under a policy side by side with the default\n"
+    "logic.  Every step prints the command that reproduces it.\n"
     "\n"
     "  --keep DIR      create the store as DIR/demo.db and keep it (DIR is created;\n"
     "                  an existing DIR/demo.db is replaced); default: a temporary\n"
     "                  directory, removed afterwards\n"
     "  --policy FILE   the policy for the side-by-side view (default: the example\n"
-    "                  policies/examples/demo.lua, when the source tree has it)\n"
+    "                  policies/examples/demo.lua beside the demo estate)\n"
     "  -h, --help      this help\n";
 
 /* The demo runs at a fixed time so its output is the same every day: the
  * estate's heartbeats and connection errors are stamped around it. */
 #define DEMO_NOW "2026-11-25T10:00:00Z"
 
-/* The example policy shown side by side, relative to the source tree. */
+/* The example policy and the estate, relative to the data directory
+ * (cli_data_dir: share/tsl when installed, the source tree in a build). */
 #define DEMO_POLICY "policies/examples/demo.lua"
 #define DEMO_ESTATE "policies/demo/estate.json"
 
@@ -51,7 +52,7 @@ static const char usage[] =
 
 struct demo {
     struct cli_global g; /* --db set to the demo store */
-    const char *src;     /* the source tree */
+    const char *src;     /* the data directory (cli_data_dir) */
     char db[4096];
     char estate[4096];
     char policy[4096];   /* "" when the example policy is absent */
@@ -297,7 +298,7 @@ static int tour(struct demo *d)
         if ((rc = tour_policy(d)) != CLI_OK)
             return rc;
     } else {
-        printf("\n(The example policy %s is not in this source tree, so the\n"
+        printf("\n(The example policy %s is not installed here, so the\n"
                "side-by-side view of policies is skipped.)\n", DEMO_POLICY);
     }
     return CLI_OK;
@@ -341,16 +342,16 @@ int cmd_demo(const struct cli_global *g, int argc, char **argv)
         return cli_error(g, CLI_USAGE, "the demo makes its own store: drop --db (use --keep DIR "
                                        "to keep it)");
 
-    d.src = cli_source_dir();
+    d.src = cli_data_dir();
     if (!d.src)
-        return cli_error(g, CLI_USAGE, "this tsl was built without TSL_SOURCE_DIR, so it "
-                                       "cannot find the demo estate");
+        return cli_error(g, CLI_USAGE, "cannot find the demo estate policies/demo/estate.json: "
+                                       "neither share/tsl beside this tsl nor the source tree "
+                                       "it was built from has it");
     if (!path_join(d.estate, sizeof d.estate, d.src, "/" DEMO_ESTATE) ||
         !path_join(d.policy, sizeof d.policy, d.src, "/" DEMO_POLICY))
-        return cli_error(g, CLI_USAGE, "the source directory name %s is too long", d.src);
+        return cli_error(g, CLI_USAGE, "the data directory name %s is too long", d.src);
     if (!file_exists(d.estate))
-        return cli_error(g, CLI_USAGE, "the demo estate %s is missing: tsl demo needs the "
-                                       "source tree it was built from", d.estate);
+        return cli_error(g, CLI_USAGE, "the demo estate %s is missing", d.estate);
     if (policy) {
         if (!file_exists(policy))
             return cli_error(g, CLI_USAGE, "--policy %s: no such file", policy);
@@ -382,7 +383,8 @@ int cmd_demo(const struct cli_global *g, int argc, char **argv)
     d.g.db = d.db;
 
     printf("tsl demo: which Task Servers may each Client Task Agent use, and in what order?\n"
-           "%s: %s\n", keep ? "The store (kept)" : "A throwaway store", d.db);
+           "The estate: %s\n"
+           "%s: %s\n", d.estate, keep ? "The store (kept)" : "A throwaway store", d.db);
     rc = tour(&d);
     fflush(stdout);
     if (rc == CLI_OK) {

@@ -10,12 +10,15 @@
 #include <stdio.h>
 
 static const char usage[] =
-    "usage: tsl --db FILE doctor --client GUID [--json | --csv] [--policy FILE] [--now TIME]\n"
+    "usage: tsl --db FILE doctor --client GUID|NAME [--json | --csv] [--policy FILE]\n"
+    "                            [--now TIME]\n"
     "\n"
     "Runs the checklist an ITMS administrator walks when a Client Task Agent gets no\n"
     "tasks, one PASS/WARN/FAIL line per check:\n"
     "  client                 the GUID is in the inventory (name, ip, department)\n"
     "  site                   it has a site, and how: explicit, or which subnet matched\n"
+    "  subnet conflict        WARN when other sites claim that subnet too (the same\n"
+    "                         subnet, or a wider one) and which site won\n"
     "  candidates             its site has Task Servers, and how many are available\n"
     "  task server NAME       each candidate is registered, its service running, its\n"
     "                         heartbeat fresh (and not full)\n"
@@ -23,7 +26,8 @@ static const char usage[] =
     "                         cross-site fallback, FAIL when empty or blocked by the policy\n"
     "  last connection error  time, server and text of the last error it reported\n"
     "\n"
-    "  --client GUID   the client to check\n"
+    "  --client GUID|NAME  the client to check, by GUID or computer name (any case; a\n"
+    "                  name several clients share is refused, listing their GUIDs)\n"
     "  --json          one JSON object {\"checks\": [...], \"passed\", \"warnings\", \"failed\"}\n"
     "  --csv           CSV rows status,check,detail\n"
     "  --policy FILE   check under this Lua policy instead of the default logic\n"
@@ -57,7 +61,7 @@ int cmd_doctor(const struct cli_global *g, int argc, char **argv)
         switch (c) {
         case 'c':
             if (!optarg[0])
-                return cli_usage_error(g, "--client needs a GUID");
+                return cli_usage_error(g, "--client needs a GUID or a computer name");
             guid = optarg;
             break;
         case 'j':
@@ -83,10 +87,16 @@ int cmd_doctor(const struct cli_global *g, int argc, char **argv)
     if (optind < argc)
         return cli_usage_error(g, "unexpected argument '%s'", argv[optind]);
     if (!guid)
-        return cli_usage_error(g, "name the client with --client GUID");
+        return cli_usage_error(g, "name the client with --client GUID|NAME");
 
     if ((rc = cli_engine_open(g, &e, policy)) != CLI_OK)
         return rc;
+    /* a name several clients share is refused here, not guessed */
+    const char *found;
+    if (tsl_snapshot_find_client(&found, e.snap, guid) == TSL_EINVALID) {
+        rc = cli_engine_error(g, TSL_EINVALID, "--client \"%s\"", guid);
+        goto done;
+    }
     if ((rc = tsl_doctor(&out, &sum, e.worker, e.plan, e.store, guid, fmt, now)) < 0) {
         rc = cli_engine_error(g, rc, "cannot run the checklist for %s", guid);
         goto done;

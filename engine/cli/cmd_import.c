@@ -18,23 +18,35 @@
 #include <strings.h>
 
 static const char usage[] =
-    "usage: tsl --db FILE import [FILE.json]... [[--kind KIND] FILE.csv]...\n"
+    "usage: tsl --db FILE import [--ignore-unknown] [--timezone ZONE]\n"
+    "                            [FILE.json]... [[--kind KIND] FILE.csv]...\n"
     "       tsl --db FILE import --csv FILE [--csv FILE]...\n"
     "\n"
     "Upserts an inventory into the store (created if missing).  A .json file is an\n"
     "inventory document {\"sites\": [...], \"task_servers\": [...], \"clients\": [...],\n"
     "\"connection_errors\": [...]}; a .csv file is one table as exported from ITMS\n"
-    "reports, its kind taken from its name (sites.csv, task_servers.csv, clients.csv,\n"
-    "connection_errors.csv) unless --kind names it.  Each JSON file is one transaction;\n"
-    "the CSV files go in together, in one.  A bad record refuses its whole file with a\n"
-    "message naming the record and field.  See docs/architecture.md for the fields.\n"
+    "reports or the console, its kind taken from its name (sites.csv, task_servers.csv,\n"
+    "clients.csv, connection_errors.csv) unless --kind names it; columns are matched\n"
+    "by ITMS's spellings too (\"Resource Guid\", \"IP Address\", \"Subnet Mask\", ...).\n"
+    "Each JSON file is one transaction; the CSV files go in together, in one.  A bad\n"
+    "record refuses its whole file with a message naming the file, the record or\n"
+    "line, and the field.  Every field, column and spelling: docs/inventory.md.\n"
     "\n"
-    "  --csv FILE     import FILE as CSV whatever its name\n"
-    "  --kind KIND    the kind of the next CSV file: sites | task_servers | clients |\n"
-    "                 connection_errors\n"
-    "  -h, --help     this help\n"
+    "Warnings go to stderr: CSV columns ignored, subnets claimed by several sites\n"
+    "(imported; the longest prefix wins, then the first site by name), clients with\n"
+    "neither an IP nor a site.\n"
     "\n"
-    "exit status: 0 imported, 2 a file is missing or refused (nothing of it written).\n";
+    "  --csv FILE         import FILE as CSV whatever its name\n"
+    "  --kind KIND        the kind of the next CSV file: sites | task_servers | clients |\n"
+    "                     connection_errors\n"
+    "  --ignore-unknown   import JSON with unknown keys or fields, listing what was\n"
+    "                     ignored (by default they refuse the file: a typo loses data)\n"
+    "  --timezone ZONE    the zone of times written without one (\"2026-12-01 10:00:00\"):\n"
+    "                     a tz name (Europe/London) or an offset (+01:00); default UTC\n"
+    "  -h, --help         this help\n"
+    "\n"
+    "exit status: 0 imported (warnings allowed), 2 a file is missing or refused\n"
+    "(nothing of it written).\n";
 
 static bool ends_with(const char *s, const char *suffix)
 {
@@ -71,11 +83,35 @@ static void describe_json(const char *text, size_t len, char *dst, size_t dstlen
     json_decref(doc);
 }
 
+/* The engine's notes, one per line, on stderr: "tsl import: warning: ...". */
+static void print_notes(const struct cli_global *g, const tsl_buf *notes)
+{
+    const char *p = notes->ptr, *end = notes->ptr + notes->len;
+
+    while (p && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        fprintf(stderr, "%s %s: %.*s\n", g->prog, g->cmd, (int)n, p);
+        p += n + 1;
+    }
+}
+
+/* After a refusal for an unknown key or field: how to import anyway. */
+static void hint_unknown(const struct cli_global *g, int rc, const tsl_import_options *opt)
+{
+    if (rc == CLI_USAGE && !opt->ignore_unknown && strstr(tsl_error_last(), ": unknown "))
+        fprintf(stderr, "%s %s: fix the name, or import with --ignore-unknown to skip what "
+                        "tsl does not know (docs/inventory.md lists every field)\n",
+                g->prog, g->cmd);
+}
+
 int cmd_import(const struct cli_global *g, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"csv", required_argument, NULL, 'c'},
         {"kind", required_argument, NULL, 'k'},
+        {"ignore-unknown", no_argument, NULL, 'u'},
+        {"timezone", required_argument, NULL, 'z'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -85,6 +121,8 @@ int cmd_import(const struct cli_global *g, int argc, char **argv)
     tsl_store *st = NULL;
     tsl_snapshot *snap = NULL;
     char *text = NULL;
+    tsl_buf notes = TSL_BUF_INIT;
+    tsl_import_options opt = {false, NULL, &notes};
     int c, rc = CLI_OK;
 
     /* At most argc files of each kind. */
@@ -110,6 +148,17 @@ int cmd_import(const struct cli_global *g, int argc, char **argv)
                 goto done;
             }
             kind = optarg;
+            break;
+        case 'u':
+            opt.ignore_unknown = true;
+            break;
+        case 'z':
+            if (!optarg[0]) {
+                rc = cli_usage_error(g, "--timezone needs a zone (Europe/London) or an "
+                                        "offset (+01:00)");
+                goto done;
+            }
+            opt.timezone = optarg;
             break;
         case 'c':
         case 1:
@@ -150,22 +199,27 @@ int cmd_import(const struct cli_global *g, int argc, char **argv)
         char what[160];
         if ((rc = cli_read_file(g, json[i], &text, &len)) != CLI_OK)
             goto done;
-        if ((rc = tsl_store_import_json(st, text, len, json[i])) < 0) {
+        tsl_buf_clear(&notes);
+        if ((rc = tsl_store_import_json_opt(st, text, len, json[i], &opt)) < 0) {
             rc = cli_engine_error(g, rc, "refused, nothing of %s imported", json[i]);
+            hint_unknown(g, rc, &opt);
             goto done;
         }
+        print_notes(g, &notes);
         describe_json(text, len, what, sizeof what);
         printf("imported %s: %s\n", json[i], what);
         free(text);
         text = NULL;
     }
     if (ncsv > 0) {
-        if ((rc = tsl_store_import_csv(st, csv, kinds, ncsv)) < 0) {
+        tsl_buf_clear(&notes);
+        if ((rc = tsl_store_import_csv_opt(st, csv, kinds, ncsv, &opt)) < 0) {
             rc = ncsv == 1 ? cli_engine_error(g, rc, "refused, nothing of %s imported", csv[0])
                            : cli_engine_error(g, rc, "refused, none of the %zu CSV files "
                                                      "imported", ncsv);
             goto done;
         }
+        print_notes(g, &notes);
         for (size_t i = 0; i < ncsv; i++)
             printf("imported %s%s%s\n", csv[i], kinds[i] ? " as " : "",
                    kinds[i] ? kinds[i] : "");
@@ -181,6 +235,7 @@ int cmd_import(const struct cli_global *g, int argc, char **argv)
            ns == 1 ? "" : "s", nv, nv == 1 ? "" : "s", nc, nc == 1 ? "" : "s");
     rc = fflush(stdout) == 0 ? CLI_OK : cli_error(g, CLI_FAIL, "cannot write output");
 done:
+    tsl_buf_free(&notes);
     tsl_snapshot_free(snap);
     tsl_store_free(st);
     free(text);

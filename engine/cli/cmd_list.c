@@ -3,7 +3,8 @@
  * `tsl explain` (every step of that decision, then the list).
  *
  * Both take the same request flags; both decide against a fresh snapshot
- * of the --db store, under --policy FILE when given, else the default logic.
+ * of the --db store, under --policy FILE when given, else the policy in
+ * force (the rollout: active version, staged sites), else the default logic.
  *
  * Used by: main.c.  Needs: cli.h, jansson (explain --json).
  */
@@ -25,21 +26,27 @@ struct decide_opts {
 };
 
 static const char list_usage[] =
-    "usage: tsl --db FILE list [--ip IP]... [--client GUID] [--department D] [--task T]\n"
+    "usage: tsl --db FILE list [--ip IP]... [--client GUID|NAME] [--department D] [--task T]\n"
     "                          [--policy FILE] [--now TIME] [--json]\n"
     "\n"
     "Prints the Task Server list one Client Task Agent request receives: rank, server,\n"
     "host, site, tier (0 the client's site or approved set, 1.. fallback), load\n"
     "(connections/capacity), response time and the reason for each place.\n"
     "\n"
-    "  --ip IP          an adapter address of the client, IPv4 or IPv6; repeat for\n"
-    "                   multi-NIC clients, in adapter order (at most 16)\n"
-    "  --client GUID    the client's GUID: its explicit site, department and recent\n"
-    "                   connection errors apply; without --ip its inventory IP is used\n"
+    "  --ip IP[,IP]...  an adapter address of the client, IPv4 or IPv6; repeat (or\n"
+    "                   separate with commas) for multi-NIC clients, in adapter\n"
+    "                   order (at most 16); without it, the inventory IP of --client\n"
+    "  --client GUID|NAME  the client, by GUID or computer name (any case; a name\n"
+    "                   several clients share is refused, listing their GUIDs): its\n"
+    "                   explicit site, department and recent connection errors apply;\n"
+    "                   without --ip its inventory IP is used\n"
     "  --department D   the department the request carries (default: the inventory's)\n"
     "  --task T         the task the request is for (policies may scope by task)\n"
-    "  --policy FILE    decide under this Lua policy instead of the default logic\n"
+    "  --policy FILE    decide under this Lua policy; without it, the policy in force\n"
+    "                   (the active version and its staged sites, `tsl policy\n"
+    "                   activate`), or the default logic when none is active\n"
     "  --now TIME       decide as of this time: Unix seconds or 2026-11-25T09:58:00Z\n"
+    "                   (default: the current time)\n"
     "  --json           print the result as one JSON object\n"
     "  -h, --help       this help\n"
     "\n"
@@ -47,7 +54,8 @@ static const char list_usage[] =
     "(a bad IP, an unknown client without --ip, a policy that does not compile).\n";
 
 static const char explain_usage[] =
-    "usage: tsl --db FILE explain [--ip IP]... [--client GUID] [--department D] [--task T]\n"
+    "usage: tsl --db FILE explain [--ip IP]... [--client GUID|NAME] [--department D]\n"
+    "                             [--task T]\n"
     "                             [--policy FILE] [--now TIME] [--json]\n"
     "\n"
     "Decides like `tsl list` and prints every step with its reason, numbered: which\n"
@@ -76,19 +84,22 @@ static int parse_decide_opts(const struct cli_global *g, int argc, char **argv,
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'i': {
-            tsl_ip ip;
-            if (tsl_ip_parse(&ip, optarg) < 0)
-                return cli_error(g, CLI_USAGE, "--ip \"%s\" is not a valid IPv4 or IPv6 address",
-                                 optarg);
-            if (o->req.nips == TSL_MAX_IPS)
-                return cli_error(g, CLI_USAGE, "too many --ip: a request carries at most %d",
-                                 TSL_MAX_IPS);
-            o->req.ips[o->req.nips++] = optarg;
+            size_t first = o->req.nips;
+            if ((rc = cli_list_add(g, "--ip", optarg, o->req.ips, &o->req.nips,
+                                   TSL_MAX_IPS)) != CLI_OK)
+                return rc;
+            for (size_t k = first; k < o->req.nips; k++) {
+                tsl_ip ip;
+                if (tsl_ip_parse(&ip, o->req.ips[k]) < 0)
+                    return cli_error(g, CLI_USAGE,
+                                     "--ip \"%s\" is not a valid IPv4 or IPv6 address",
+                                     o->req.ips[k]);
+            }
             break;
         }
         case 'c':
             if (!optarg[0])
-                return cli_usage_error(g, "--client needs a GUID");
+                return cli_usage_error(g, "--client needs a GUID or a computer name");
             o->req.client = optarg;
             break;
         case 'D':
@@ -117,14 +128,31 @@ static int parse_decide_opts(const struct cli_global *g, int argc, char **argv,
     if (optind < argc)
         return cli_usage_error(g, "unexpected argument '%s'", argv[optind]);
     if (o->req.nips == 0 && !o->req.client)
-        return cli_usage_error(g, "give the client's address with --ip IP, or --client GUID");
+        return cli_usage_error(g, "give the client's address with --ip IP, or --client GUID|NAME");
     return CLI_OK;
 }
 
-/* Without --ip, the request carries the client's inventory IP. */
-static int fill_client_ip(const struct cli_global *g, const struct cli_engine *e,
+/* --client names the client by GUID or computer name: the request carries
+ * its GUID, and without --ip its inventory IP. */
+static int resolve_client(const struct cli_global *g, const struct cli_engine *e,
                           tsl_request *req)
 {
+    const char *guid;
+    int rc;
+
+    if (!req->client)
+        return CLI_OK;
+    rc = tsl_snapshot_find_client(&guid, e->snap, req->client);
+    if (rc == TSL_EINVALID)
+        return cli_engine_error(g, rc, "--client \"%s\"", req->client);
+    if (rc < 0) {
+        if (req->nips > 0)
+            return CLI_OK; /* a client the inventory lacks, judged by its addresses */
+        return cli_error(g, CLI_USAGE,
+                         "no client with GUID or name \"%s\" in %s; give its address with --ip",
+                         req->client, g->db);
+    }
+    req->client = guid;
     if (req->nips > 0)
         return CLI_OK;
     size_t n = tsl_snapshot_client_count(e->snap);
@@ -132,15 +160,14 @@ static int fill_client_ip(const struct cli_global *g, const struct cli_engine *e
         tsl_request r;
         if (tsl_snapshot_client_request(&r, e->snap, i) < 0)
             return cli_engine_error(g, TSL_ERROR, "cannot read client %zu", i);
-        if (r.client && strcasecmp(r.client, req->client) == 0) {
+        if (r.client == guid) {
             for (size_t k = 0; k < r.nips && k < TSL_MAX_IPS; k++)
                 req->ips[k] = r.ips[k];
             req->nips = r.nips;
             return CLI_OK;
         }
     }
-    return cli_error(g, CLI_USAGE, "no client with GUID \"%s\" in %s; give its address with --ip",
-                     req->client, g->db);
+    return CLI_OK;
 }
 
 /* ------------------------------------------------------------------------
@@ -153,7 +180,15 @@ static int width(const char *s, int w)
     return n > w ? n : w;
 }
 
-/* Prints the list as a table, with a short header naming the request. */
+/* The TIER cell: "1", or "1+600s" for a delayed entry. */
+static const char *tier_text(char *buf, size_t len, const tsl_entry *en)
+{
+    if (en->after > 0)
+        snprintf(buf, len, "%d+%ds", en->tier, en->after);
+    else
+        snprintf(buf, len, "%d", en->tier);
+    return buf;
+}
 
 /* connections x 100 / capacity, truncated, as text: exact at any int64
  * (the product overflows 64 bits past 92 quadrillion connections, so the
@@ -173,6 +208,8 @@ static const char *load_percent(char *dst, size_t len, const tsl_entry *en)
         snprintf(dst, len, "%u", d);
     return dst;
 }
+
+/* Prints the list as a table, with a short header naming the request. */
 static void print_result(const char *policy_path, const tsl_request *req,
                          const tsl_result *res)
 {
@@ -205,30 +242,29 @@ static void print_result(const char *policy_path, const tsl_request *req,
         return;
     }
 
-    int wn = 6, wh = 4, ws = 4;
+    int wn = 6, wh = 4, ws = 4, wt = 4;
+    char tier[24];
     for (size_t i = 0; i < n; i++) {
         const tsl_entry *en = tsl_result_entry(res, i);
         wn = width(en->name, wn);
         wh = width(en->host, wh);
         ws = width(en->site, ws);
+        wt = width(tier_text(tier, sizeof tier, en), wt); /* "1+600s" is wider than TIER */
     }
-    printf("\n %2s  %-*s  %-*s  %-*s  %-4s  %-17s  %7s  %s\n", "#", wn, "SERVER", wh, "HOST",
-           ws, "SITE", "TIER", "LOAD", "RESP", "REASON");
+    printf("\n %2s  %-*s  %-*s  %-*s  %-*s  %-17s  %7s  %s\n", "#", wn, "SERVER", wh, "HOST",
+           ws, "SITE", wt, "TIER", "LOAD", "RESP", "REASON");
     for (size_t i = 0; i < n; i++) {
         const tsl_entry *en = tsl_result_entry(res, i);
-        char load[80], tier[24], resp[24], pct[32];
+        char load[80], resp[24], pct[32];
         if (en->capacity > 0)
             snprintf(load, sizeof load, "%" PRId64 "/%" PRId64 " (%s%%)", en->connections,
                      en->capacity, load_percent(pct, sizeof pct, en));
         else
             snprintf(load, sizeof load, "%" PRId64 "/-", en->connections);
-        if (en->after > 0)
-            snprintf(tier, sizeof tier, "%d+%ds", en->tier, en->after);
-        else
-            snprintf(tier, sizeof tier, "%d", en->tier);
+        tier_text(tier, sizeof tier, en);
         snprintf(resp, sizeof resp, "%" PRId64 " ms", en->response_ms);
-        printf(" %2zu  %-*s  %-*s  %-*s  %-4s  %-17s  %7s  %s%s%s\n", i + 1, wn, en->name, wh,
-               en->host ? en->host : "-", ws, en->site ? en->site : "-", tier, load, resp,
+        printf(" %2zu  %-*s  %-*s  %-*s  %-*s  %-17s  %7s  %s%s%s\n", i + 1, wn, en->name, wh,
+               en->host ? en->host : "-", ws, en->site ? en->site : "-", wt, tier, load, resp,
                en->reason ? en->reason : "", en->full ? " [full]" : "",
                en->recent_error ? " [recent error]" : "");
     }
@@ -255,7 +291,7 @@ static int run(const struct cli_global *g, int argc, char **argv, bool explain)
     }
     if ((rc = cli_engine_open(g, &e, o.policy)) != CLI_OK)
         return rc;
-    if ((rc = fill_client_ip(g, &e, &o.req)) != CLI_OK)
+    if ((rc = resolve_client(g, &e, &o.req)) != CLI_OK)
         goto done;
     if ((rc = tsl_result_new(&res)) < 0 || (explain && (rc = tsl_trace_new(&trace)) < 0)) {
         rc = cli_engine_error(g, rc, "cannot allocate a result");

@@ -73,6 +73,10 @@ static const char serve_usage[] =
     "  --keep-registrations D  days of registration reports kept (90)\n"
     "  --max-body BYTES        largest request body but imports (65536)\n"
     "  --timeout S             drop connections idle or slow for S seconds (10)\n"
+    "  --require-peer-ip       refuse (403) a list request that does not come from\n"
+    "                          one of its ip= adapter addresses\n"
+    "  --trusted-proxy LIST    ADDR[/BITS],... whose X-Forwarded-For names the client\n"
+    "                          (with --require-peer-ip)\n"
     "  -h, --help              this help\n"
     "\n"
     "Signals: SIGTERM and SIGINT stop it cleanly (requests in flight are answered,\n"
@@ -117,7 +121,7 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 static int prepare_demo(const struct cli_global *g, char *dir, size_t dirlen, char *db,
                         size_t dblen, char *policy, size_t policylen)
 {
-    const char *src = cli_source_dir();
+    const char *src = cli_data_dir();
     char estate[4096];
     char *text = NULL;
     size_t len;
@@ -126,12 +130,12 @@ static int prepare_demo(const struct cli_global *g, char *dir, size_t dirlen, ch
 
     policy[0] = '\0';
     if (!src)
-        return cli_error(g, CLI_USAGE, "no --db given and this tsl has no bundled demo estate");
+        return cli_error(g, CLI_USAGE, "no --db given and no demo estate: neither share/tsl "
+                                       "beside this tsl nor its source tree has one");
     snprintf(estate, sizeof estate, "%s/%s", src, DEMO_ESTATE);
     if (access(estate, R_OK) != 0)
         return cli_error(g, CLI_USAGE,
-                         "no --db given and the demo estate %s is missing (tsl serve needs the "
-                         "source tree it was built from)",
+                         "no --db given and the demo estate %s is missing",
                          estate);
     snprintf(dir, dirlen, "%s/tsl-serve-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(dir))
@@ -175,7 +179,8 @@ int cmd_serve(const struct cli_global *g, int argc, char **argv)
     enum {
         O_LISTEN = 256, O_POLICY, O_TOKEN, O_THREADS, O_LEVEL, O_SYSLOG, O_STALE, O_WINDOW,
         O_MAX, O_TTL, O_SELECTION, O_REFRESH, O_DLOG, O_DLOG_RATE, O_KEEP, O_BODY, O_TIMEOUT,
-        O_TS_TOKEN, O_HB_REG, O_HB_RATE, O_HB_BURST, O_MAX_SERVERS, O_REG_RATE, O_REG_BURST
+        O_TS_TOKEN, O_HB_REG, O_HB_RATE, O_HB_BURST, O_MAX_SERVERS, O_REG_RATE, O_REG_BURST,
+        O_PEER, O_PROXY
     };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
@@ -202,6 +207,8 @@ int cmd_serve(const struct cli_global *g, int argc, char **argv)
         {"max-servers", required_argument, NULL, O_MAX_SERVERS},
         {"registration-rate", required_argument, NULL, O_REG_RATE},
         {"registration-burst", required_argument, NULL, O_REG_BURST},
+        {"require-peer-ip", no_argument, NULL, O_PEER},
+        {"trusted-proxy", required_argument, NULL, O_PROXY},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -223,6 +230,8 @@ int cmd_serve(const struct cli_global *g, int argc, char **argv)
         case O_TS_TOKEN: cfg.ts_token_file = optarg; break;
         case O_HB_REG: cfg.heartbeat_registration = true; break;
         case O_SYSLOG: use_syslog = true; break;
+        case O_PEER: cfg.require_peer_ip = true; break;
+        case O_PROXY: cfg.trusted_proxies = optarg; break;
         case O_LEVEL:
             if (parse_level(optarg, &cfg.log_level) < 0)
                 return cli_usage_error(g, "--log-level must be error, warning, info or debug");

@@ -44,6 +44,8 @@ static int add_dir(const struct cli_global *g, const char *dir, char ***files, s
 
     if (!d)
         return cli_error(g, CLI_USAGE, "cannot read %s: %s", dir, strerror(errno));
+    /* cppcheck-suppress readdirCalled ; readdir_r is deprecated (glibc), and
+     * this DIR is private to this call */
     while ((de = readdir(d))) {
         size_t len = strlen(de->d_name);
         if (len < 5 || strcmp(de->d_name + len - 4, ".lua") != 0 || de->d_name[0] == '.')

@@ -3,8 +3,10 @@
  *
  *   tsl [--db FILE] COMMAND [ARGS]     tsl --help     tsl COMMAND --help
  *
- * Each command lives in its own cmd_NAME.c and parses its own options; this
- * file only finds it.  To add a command: write cmd_NAME.c, declare
+ * Global options (--db) go before or after the command: `tsl --db FILE
+ * serve` and `tsl serve --db FILE` are the same.  This file takes them out
+ * wherever they are, so a command never sees them.  Each command lives in
+ * its own cmd_NAME.c and parses its own options; this file only finds it.  To add a command: write cmd_NAME.c, declare
  * cmd_NAME() in cli.h, add one line to `commands` below.
  *
  * Used by: users and scripts.  Needs: cli.h.
@@ -32,7 +34,7 @@ static const struct command {
     /* decisions */
     {"list", cmd_list, "the Task Server list one client request receives"},
     {"explain", cmd_explain, "every step of a decision with its reason, then the list"},
-    {"report", cmd_report, "active-servers | server-clients | client-assignments"},
+    {"report", cmd_report, "active-servers | server-clients | client-assignments | fallback"},
     {"doctor", cmd_doctor, "the ITMS validation checklist for one client"},
     /* policies: edit, check, test, dry-run, then roll out */
     {"check", cmd_check, "what is wrong with a policy file (syntax, names, stranded sites)"},
@@ -64,10 +66,15 @@ static void print_help(FILE *f)
             "\n"
             "Decides which ITMS Task Servers a Client Task Agent may use, and in what order.\n"
             "\n"
-            "global options:\n"
-            "  --db FILE      the SQLite inventory store (created on first import)\n"
+            "global options (before or after the command):\n"
+            "  --db FILE      the SQLite inventory store (created by `import` or\n"
+            "                 `gen-estate`); the commands that read it need it, `serve`\n"
+            "                 without it serves the bundled demo estate\n"
             "  -h, --help     this help; `tsl COMMAND --help` for a command's own\n"
             "  -V, --version  print the version\n"
+            "\n"
+            "On a terminal, long work (import, gen-estate, dry-run, check, simulate)\n"
+            "shows its progress on stderr; on a pipe or file it stays quiet.\n"
             "\n"
             "commands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
@@ -77,6 +84,36 @@ static void print_help(FILE *f)
             "exit status: 0 ok, 1 findings (a command says when), 2 usage or input error,\n"
             "3 the engine or system failed.\n"
             "Start with `tsl demo`.\n");
+}
+
+/* Takes the global options that follow the command name out of argv
+ * (argv[0] is the command), compacting the rest; stops at "--", after which
+ * everything is the command's.  Returns CLI_OK or a usage error. */
+static int take_globals(struct cli_global *g, int *argc, char **argv)
+{
+    int in = 1, out = 1;
+    for (; in < *argc; in++) {
+        const char *a = argv[in];
+        if (strcmp(a, "--") == 0)
+            break;
+        if (strcmp(a, "--db") == 0) {
+            if (in + 1 >= *argc)
+                return cli_usage_error(g, "option '--db' needs a value");
+            g->db = argv[++in];
+        } else if (strncmp(a, "--db=", 5) == 0) {
+            g->db = a + 5;
+        } else {
+            argv[out++] = argv[in];
+            continue;
+        }
+        if (!g->db[0])
+            return cli_error(g, CLI_USAGE, "--db needs a file name");
+    }
+    for (; in < *argc; in++)
+        argv[out++] = argv[in];
+    argv[out] = NULL;
+    *argc = out;
+    return CLI_OK;
 }
 
 int main(int argc, char **argv)
@@ -135,5 +172,11 @@ int main(int argc, char **argv)
     if (!cmd)
         return cli_error(&g, CLI_USAGE, "no command '%s' (see 'tsl --help')", name);
     g.cmd = cmd->name;
-    return cmd->fn(&g, argc - optind, argv + optind);
+    int cargc = argc - optind, rc;
+    if ((rc = take_globals(&g, &cargc, argv + optind)) != CLI_OK)
+        return rc;
+    cli_progress_start(&g);
+    rc = cmd->fn(&g, cargc, argv + optind);
+    cli_progress_stop();
+    return rc;
 }

@@ -94,6 +94,13 @@ typedef struct tsl_buf {
 
 #define TSL_BUF_INIT {NULL, 0, 0}
 
+/* How a report or listing is written. */
+typedef enum tsl_format {
+    TSL_FORMAT_TEXT = 0,
+    TSL_FORMAT_JSON,
+    TSL_FORMAT_CSV
+} tsl_format;
+
 TSL_API void tsl_buf_clear(tsl_buf *b);
 TSL_API void tsl_buf_free(tsl_buf *b);
 
@@ -143,6 +150,22 @@ TSL_API int tsl_selection_parse(tsl_selection *out, const char *text);
 TSL_API const char *tsl_selection_name(tsl_selection sel);
 
 /* ------------------------------------------------------------------------
+ * Progress of long work (progress.c)
+ *
+ * Imports, estate generation, dry-runs, policy checks over every client and
+ * simulations report how far they are to a listener set on the calling
+ * thread: `what` names the units ("clients", "records", "simulated
+ * seconds"), `done` of `total`, called at the start (done 0), at
+ * most every 1024 units and at the end (done == total).  The engine never
+ * prints; `tsl` draws it on a terminal.
+ * ---------------------------------------------------------------------- */
+
+typedef void (*tsl_progress_fn)(void *ud, const char *what, uint64_t done, uint64_t total);
+
+/* Sets (fn NULL: clears) this thread's listener. */
+TSL_API void tsl_progress_set(tsl_progress_fn fn, void *ud);
+
+/* ------------------------------------------------------------------------
  * Store (SQLite).  Migrations in schema/ are applied on open.
  * ---------------------------------------------------------------------- */
 
@@ -155,16 +178,36 @@ TSL_API void tsl_store_free(tsl_store *st);
 /* Schema version (PRAGMA user_version) after migrations. */
 TSL_API int tsl_store_schema_version(tsl_store *st);
 
-/* Upserts an inventory document (the JSON shape in docs/architecture.md).
+/* How an import reads its input (docs/inventory.md). */
+typedef struct tsl_import_options {
+    bool ignore_unknown;   /* accept unknown JSON keys and fields (each is noted)
+                            * instead of refusing the document */
+    const char *timezone;  /* zone of times written without one: NULL or "UTC",
+                            * an offset ("+01:00"), or a tz name ("Europe/London") */
+    tsl_buf *notes;        /* when set, receives one line per warning: what was
+                            * ignored (fields, CSV columns), subnets claimed by
+                            * several sites, clients with neither an IP nor a site */
+} tsl_import_options;
+
+/* Upserts an inventory document (the JSON shape in docs/inventory.md).
  * All or nothing: on any bad record nothing is written and the error names
- * the record and field.  `origin` names the input in messages (a file name). */
+ * the record and field.  `origin` names the input in messages (a file name).
+ * Unknown keys and fields are refused (with a did-you-mean). */
 TSL_API int tsl_store_import_json(tsl_store *st, const char *text, size_t len,
                                   const char *origin);
+/* The same with options (`opt` NULL: the defaults above). */
+TSL_API int tsl_store_import_json_opt(tsl_store *st, const char *text, size_t len,
+                                      const char *origin, const tsl_import_options *opt);
 /* Upserts CSV exports, one file per table.  `kinds[i]` is "sites",
  * "task_servers", "clients" or "connection_errors", or NULL to infer it from
- * the file name.  All files are imported in one transaction. */
+ * the file name.  All files are imported in one transaction.  Columns are
+ * matched by the spellings of docs/inventory.md, case-insensitively;
+ * columns it does not know are ignored and noted. */
 TSL_API int tsl_store_import_csv(tsl_store *st, const char *const *paths,
                                  const char *const *kinds, size_t n);
+TSL_API int tsl_store_import_csv_opt(tsl_store *st, const char *const *paths,
+                                     const char *const *kinds, size_t n,
+                                     const tsl_import_options *opt);
 
 /* ------------------------------------------------------------------------
  * Snapshots
@@ -183,6 +226,23 @@ TSL_API size_t tsl_snapshot_server_count(const tsl_snapshot *snap);
 TSL_API size_t tsl_snapshot_client_count(const tsl_snapshot *snap);
 /* Unix time the snapshot was built. */
 TSL_API int64_t tsl_snapshot_built_at(const tsl_snapshot *snap);
+/* Resolves a client named by GUID or by computer name, both compared
+ * without regard to case (a GUID wins over a name).  *out is the client's
+ * GUID, borrowed from the snapshot.  TSL_ENOTFOUND when nothing matches;
+ * TSL_EINVALID when the name is shared by several clients (the message
+ * lists their GUIDs). */
+TSL_API int tsl_snapshot_find_client(const char **out, const tsl_snapshot *snap,
+                                     const char *guid_or_name);
+/* Subnets claimed by more than one site: the same subnet in several sites,
+ * or a subnet inside another site's wider one.  Each conflict names the
+ * subnet, the site its clients get (the longest prefix wins; among sites
+ * holding the same subnet, the first by name, ignoring case), the other
+ * claims, and the clients it decides (those without an explicit site whose
+ * inventory IP matches it).  Appends a text, JSON or CSV listing to `out`
+ * (may be NULL) and sets *out_count (may be NULL) to the number of
+ * conflicts.  `tsl report subnet-conflicts`, `tsl check`, `tsl doctor`. */
+TSL_API int tsl_subnet_conflicts(tsl_buf *out, size_t *out_count, const tsl_snapshot *snap,
+                                 tsl_format fmt);
 
 /* ------------------------------------------------------------------------
  * Requests and results
@@ -233,6 +293,10 @@ TSL_API bool tsl_result_strict(const tsl_result *res);
 TSL_API int tsl_result_ttl(const tsl_result *res);
 /* The policy version (content hash) or NULL under the default logic. */
 TSL_API const char *tsl_result_policy(const tsl_result *res);
+/* The request's department when the decision did not obey it: the client
+ * is in the inventory, whose department (or none) is the one in force.
+ * NULL otherwise.  Borrowed from the request. */
+TSL_API const char *tsl_result_department_ignored(const tsl_result *res);
 /* Appends the JSON object `tsl list --json` prints. */
 TSL_API int tsl_result_json(tsl_buf *out, const tsl_result *res);
 
@@ -315,6 +379,12 @@ TSL_API int tsl_worker_new(tsl_worker **out);
 TSL_API void tsl_worker_free(tsl_worker *w);
 /* Policy rule errors this worker has absorbed (each logged with its line). */
 TSL_API uint64_t tsl_worker_policy_errors(const tsl_worker *w);
+/* Of those, the rule calls stopped by their time limit (rule_time_ms) or
+ * instruction budget (overruns). */
+TSL_API uint64_t tsl_worker_policy_overruns(const tsl_worker *w);
+/* Overruns in this process, every worker together; safe from any thread
+ * (the broker's /metrics). */
+TSL_API uint64_t tsl_policy_overruns_total(void);
 /* The message of the last absorbed rule error, or NULL. Borrowed. */
 TSL_API const char *tsl_worker_last_policy_error(const tsl_worker *w);
 
@@ -336,19 +406,20 @@ TSL_API int tsl_snapshot_client_request(tsl_request *req, const tsl_snapshot *sn
 typedef enum tsl_report_kind {
     TSL_REPORT_ACTIVE_SERVERS = 0,
     TSL_REPORT_SERVER_CLIENTS,
-    TSL_REPORT_CLIENT_ASSIGNMENTS
+    TSL_REPORT_CLIENT_ASSIGNMENTS,
+    TSL_REPORT_SUBNET_CONFLICTS   /* tsl_subnet_conflicts as a report */
 } tsl_report_kind;
-
-typedef enum tsl_format {
-    TSL_FORMAT_TEXT = 0,
-    TSL_FORMAT_JSON,
-    TSL_FORMAT_CSV
-} tsl_format;
 
 TSL_API int tsl_report_kind_parse(tsl_report_kind *out, const char *text);
 /* Appends the report to `out`.  `now` 0 means the current time. */
 TSL_API int tsl_report(tsl_buf *out, tsl_worker *w, const tsl_plan *plan,
                        tsl_report_kind kind, tsl_format fmt, int64_t now);
+/* The fallback report (report_fallback.c): the successful registrations
+ * the broker recorded since `since` (Unix seconds), by site and day, with
+ * how many landed outside the approved set, on a fallback tier, or on a
+ * server the client's list did not name.  What happened, read from the
+ * store: no decision is made. */
+TSL_API int tsl_report_fallback(tsl_buf *out, tsl_store *st, tsl_format fmt, int64_t since);
 
 /* ------------------------------------------------------------------------
  * Doctor: the ITMS validation checklist for one client
@@ -526,7 +597,7 @@ TSL_API int tsl_store_policy_active(tsl_policy **out, tsl_store *st);
 TSL_API int tsl_store_policy_list(tsl_buf *out, tsl_store *st, tsl_format fmt);
 
 /* ------------------------------------------------------------------------
- * Task Servers waiting for approval (server_approval.c, schema 005)
+ * Task Servers waiting for approval (server_approval.c, schema 006)
  * ---------------------------------------------------------------------- */
 
 /* Appends the pending Task Servers (names a heartbeat announced under the

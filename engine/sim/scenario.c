@@ -628,7 +628,9 @@ int tsl_sim_scenario_parse(tsl_sim_scenario **out, const char *text, size_t len,
             err = tsl_oom();
             goto done;
         }
-        for (char *tok = strtok(line, " \t\r"); tok; tok = strtok(NULL, " \t\r")) {
+        char *save = NULL;
+        for (char *tok = strtok_r(line, " \t\r", &save); tok;
+             tok = strtok_r(NULL, " \t\r", &save)) {
             if (n == MAX_WORDS) {
                 free(copy);
                 err = perr(&p, "more than %d words", MAX_WORDS);

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 /* ------------------------------------------------------------------------
@@ -362,10 +363,18 @@ int decide_context(decide_ctx *ctx, tsl_worker *w, const tsl_plan *plan, const t
         return tsl_seterr(TSL_EINVALID, "a request needs an IP address or a known client");
     }
 
-    if (req->department && *req->department)
+    /* A request cannot loosen a policy: a client the inventory knows has the
+     * inventory's department, whatever the request says (anyone can send
+     * one); the request's counts only for a client the inventory lacks. */
+    if (ctx->client >= 0) {
+        const char *inv = s->clients[ctx->client].department;
+        ctx->department = inv;
+        if (req->department && *req->department &&
+            (!inv || strcasecmp(inv, req->department) != 0))
+            ctx->department_ignored = req->department;
+    } else if (req->department && *req->department) {
         ctx->department = req->department;
-    else if (ctx->client >= 0)
-        ctx->department = s->clients[ctx->client].department;
+    }
 
     if (req->client) {
         ctx->client_hash = tsl_hash_str(ctx->client >= 0 ? s->clients[ctx->client].guid : req->client);
@@ -380,6 +389,11 @@ int decide_context(decide_ctx *ctx, tsl_worker *w, const tsl_plan *plan, const t
         if (req->client)
             trace_addf(tr, "client %s: %s", req->client,
                        ctx->client >= 0 ? "found in the inventory" : "not in the inventory");
+        if (ctx->department_ignored)
+            trace_addf(tr, "the request's department \"%s\" is ignored: the inventory knows "
+                           "this client (department %s)",
+                       ctx->department_ignored,
+                       ctx->department ? ctx->department : "none");
         if (ctx->department)
             trace_addf(tr, "department: %s", ctx->department);
         if (ctx->task)
@@ -508,6 +522,7 @@ int tsl_decide(tsl_result *res, tsl_worker *w, const tsl_plan *plan, const tsl_r
     res->site = ctx.site;
     res->site_name = ctx.site == TSL_NO_SITE ? NULL : plan->snap->sites[ctx.site].name;
     res->ttl = ctx.ttl;
+    res->department_ignored = ctx.department_ignored;
     collect_errors(&ctx, tr);
     if ((err = decide_seen_reset(w, plan->snap->nservers)) < 0)
         return err;

@@ -21,7 +21,8 @@ typedef struct decide_ctx {
     const tsl_request *req;
     int64_t now;
     int32_t client;              /* inventory index, or -1 for an unknown client */
-    const char *department;      /* request's, else the inventory's, else NULL */
+    const char *department;      /* a known client's: the inventory's; else the request's */
+    const char *department_ignored; /* the request's, when it conflicts with the inventory */
     const char *task;            /* NULL when the request has none */
     int32_t site;                /* resolved site, or TSL_NO_SITE (rule 1) */
     tsl_ip ips[TSL_MAX_IPS];     /* parsed adapter IPs (the inventory IP if none given) */

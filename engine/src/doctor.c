@@ -12,6 +12,7 @@
  * servers, errors), decide.h (tsl_decide, the unavailability wording),
  * store.h (the error text).
  */
+#include "conflicts.h"
 #include "decide.h"
 #include "store.h"
 
@@ -262,6 +263,19 @@ done:
  * Entry point
  * ---------------------------------------------------------------------- */
 
+/* 2b. its subnet is claimed by other sites too (subnet_conflicts.c) */
+static int check_conflict(struct doctor *d, const tsl_snapshot *s, uint32_t ci)
+{
+    tsl_buf line = TSL_BUF_INIT;
+    bool found;
+    int err = snap_client_conflict(&found, &line, s, ci);
+
+    if (err == 0 && found)
+        err = emit(d, CHECK_WARN, "subnet conflict", "%s", line.ptr);
+    tsl_buf_free(&line);
+    return err;
+}
+
 int tsl_doctor(tsl_buf *out, tsl_doctor_summary *summary, tsl_worker *w,
                const tsl_plan *plan, tsl_store *store, const char *guid, tsl_format fmt,
                int64_t now)
@@ -301,8 +315,14 @@ int tsl_doctor(tsl_buf *out, tsl_doctor_summary *summary, tsl_worker *w,
             goto done;
     }
 
-    /* 1. the client is in the inventory */
-    int32_t ci = snap_find_client(s, guid);
+    /* 1. the client is in the inventory (by GUID, or by computer name) */
+    const char *found = NULL;
+    int lookup = tsl_snapshot_find_client(&found, s, guid);
+    int32_t ci = found ? snap_find_client(s, found) : -1;
+    if (ci < 0 && lookup == TSL_EINVALID) {
+        err = emit(&d, CHECK_FAIL, "client", "%s", tsl_error_last());
+        goto footer;
+    }
     if (ci < 0) {
         err = emit(&d, CHECK_FAIL, "client",
                    "no client with GUID %s in the inventory (%zu clients): import it, or "
@@ -337,6 +357,8 @@ int tsl_doctor(tsl_buf *out, tsl_doctor_summary *summary, tsl_worker *w,
                    "none: no explicit site and %s is in no site subnet; the client falls "
                    "back to every available server (add the subnet to a site)", c->ip);
     if (err < 0)
+        goto done;
+    if (site && (err = check_conflict(&d, s, (uint32_t)ci)) < 0)
         goto done;
 
     /* 3. the candidates of its site, 4. its list, 5. its last error */

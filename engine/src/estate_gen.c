@@ -623,7 +623,7 @@ static int gen_clients(gen *g, uint32_t nclients)
         int rc;
 
         guid_text(&g->r, guid, sizeof guid);
-        for (c = 0; s->code[c] && c < sizeof code - 1; c++)
+        for (c = 0; c < sizeof code - 1 && s->code[c]; c++)
             code[c] = (char)toupper((unsigned char)s->code[c]);
         code[c] = '\0';
         snprintf(name, sizeof name, "%s-PC-%06u", code, i + 1);

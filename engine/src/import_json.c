@@ -17,7 +17,10 @@
  * Used by: tsl_store_import_json, import_csv.c.  Needs: jansson, store.h,
  * tsl_ip_parse / tsl_cidr_parse (ip.c).
  */
+#include "conflicts.h"
 #include "store.h"
+#include "suggest.h"
+#include "tz.h"
 
 #include <jansson.h>
 
@@ -44,7 +47,24 @@ typedef struct import_ctx {
     json_t *where;      /* per-record locators (CSV) or NULL */
     const char *section;
     char rec[400];      /* the current record, for messages */
+    bool ignore_unknown;
+    const tsl_tz *tz;   /* times without a zone; NULL: UTC */
+    json_t *ignored;    /* "section/field" -> [count, first record] */
+    tsl_buf notes;      /* warnings, handed to the caller on success */
 } import_ctx;
+
+/* The fields each record may carry, the keys a document may hold. */
+static const char *const top_keys[] = {"sites", "task_servers", "clients",
+                                       "connection_errors", "$schema"};
+static const char *const site_fields[] = {"name", "subnets", "country", "latitude",
+                                          "longitude"};
+static const char *const server_fields[] = {"name",        "host",       "ip",
+                                            "sites",       "registered", "service",
+                                            "capacity",    "connections", "response_ms",
+                                            "last_heartbeat"};
+static const char *const client_fields[] = {"guid", "name", "ip", "department", "site"};
+static const char *const error_fields[] = {"client", "server", "at", "error"};
+#define NFIELDS(a) (sizeof a / sizeof a[0])
 
 /* ------------------------------------------------------------------------
  * Messages
@@ -106,6 +126,60 @@ static int bad_field(import_ctx *c, const char *field, const char *must, const j
                       must, show(got, g, sizeof g));
 }
 
+/* "a, b, c" of a field list. */
+static void list_fields(char *dst, size_t n, const char *const *fields, size_t nfields)
+{
+    size_t off = 0;
+
+    dst[0] = '\0';
+    for (size_t i = 0; i < nfields && off < n; i++) {
+        int w = snprintf(dst + off, n - off, "%s%s", i ? ", " : "", fields[i]);
+        if (w < 0)
+            break;
+        off += (size_t)w;
+    }
+}
+
+/* Refuses (or, with ignore_unknown, counts) the keys of `obj` that are
+ * not in `fields`.  `what` is "field" or "key"; `where` names the record. */
+static int check_keys(import_ctx *c, const json_t *obj, const char *const *fields,
+                      size_t nfields, const char *what, const char *where)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach((json_t *)obj, key, v) {
+        size_t i;
+        char expected[300], tag[300];
+        const char *hint;
+        json_t *seen;
+
+        for (i = 0; i < nfields && strcmp(key, fields[i]); i++)
+            ;
+        if (i < nfields)
+            continue;
+        if (!c->ignore_unknown) {
+            hint = tsl_suggest(key, fields, nfields, sizeof *fields);
+            list_fields(expected, sizeof expected, fields, nfields);
+            if (hint)
+                return tsl_seterr(TSL_EINVALID,
+                                  "%s: unknown %s \"%.80s\": did you mean \"%s\"? (expected %s)",
+                                  where, what, key, hint, expected);
+            return tsl_seterr(TSL_EINVALID, "%s: unknown %s \"%.80s\" (expected %s)", where, what,
+                              key, expected);
+        }
+        snprintf(tag, sizeof tag, "%s/%.200s", c->section ? c->section : "", key);
+        if ((seen = json_object_get(c->ignored, tag)) != NULL) {
+            json_array_set_new(seen, 0, json_integer(json_integer_value(json_array_get(seen, 0)) + 1));
+            continue;
+        }
+        if (!(seen = json_pack("[i,s]", 1, where)) ||
+            json_object_set_new(c->ignored, tag, seen) < 0)
+            return tsl_oom();
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------------
  * Field readers: each returns FIELD_ABSENT, FIELD_NULL or FIELD_SET, or a
  * negative error with the message set.
@@ -160,22 +234,72 @@ static int get_uint(import_ctx *c, const json_t *rec, const char *field, int64_t
 
     if (!v)
         return FIELD_ABSENT;
+    /* exports write counts as text, with thousands separators: "5,000" */
+    if (json_is_string(v) && tsl_parse_count(json_string_value(v), out))
+        return FIELD_SET;
     if (!json_is_integer(v) || json_integer_value(v) < 0)
         return bad_field(c, field, "a non-negative integer", v);
     *out = (int64_t)json_integer_value(v);
     return FIELD_SET;
 }
 
+bool tsl_parse_count(const char *s, int64_t *out)
+{
+    int64_t v = 0;
+    size_t group = 0;
+    bool commas = false;
+    const char *p = s;
+
+    if (!s || !*s)
+        return false;
+    for (; *p; p++) {
+        if (*p == ',') {
+            /* 1 to 3 digits before the first comma, exactly 3 between */
+            if (group == 0 || group > 3 || (commas && group != 3))
+                return false;
+            commas = true;
+            group = 0;
+            continue;
+        }
+        if (*p < '0' || *p > '9')
+            return false;
+        if (v > (INT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (*p - '0');
+        group++;
+    }
+    if (group == 0 || (commas && group != 3))
+        return false;
+    *out = v;
+    return true;
+}
+
 static int get_bool(import_ctx *c, const json_t *rec, const char *field, bool *out)
 {
     const json_t *v = json_object_get(rec, field);
 
+    const char *t = json_string_value(v);
+
     if (!v)
         return FIELD_ABSENT;
-    if (!json_is_boolean(v))
-        return bad_field(c, field, "true or false", v);
-    *out = json_is_true(v);
-    return FIELD_SET;
+    if (json_is_boolean(v)) {
+        *out = json_is_true(v);
+        return FIELD_SET;
+    }
+    /* as exports spell them, in any case */
+    if (json_is_integer(v) && (json_integer_value(v) == 0 || json_integer_value(v) == 1)) {
+        *out = json_integer_value(v) == 1;
+        return FIELD_SET;
+    }
+    if (t && (!strcasecmp(t, "true") || !strcasecmp(t, "yes") || !strcmp(t, "1"))) {
+        *out = true;
+        return FIELD_SET;
+    }
+    if (t && (!strcasecmp(t, "false") || !strcasecmp(t, "no") || !strcmp(t, "0"))) {
+        *out = false;
+        return FIELD_SET;
+    }
+    return bad_field(c, field, "true or false (or yes/no, 1/0)", v);
 }
 
 static int get_real(import_ctx *c, const json_t *rec, const char *field, double lo, double hi,
@@ -242,12 +366,24 @@ static bool digits(const char **p, int n, int *out)
     return true;
 }
 
+static bool parse_time(const char *text, bool local_ok, const tsl_tz *tz, int64_t *out);
+
 bool tsl_parse_time(const char *text, int64_t *out)
+{
+    return parse_time(text, false, NULL, out);
+}
+
+bool tsl_parse_time_in(const char *text, const tsl_tz *tz, int64_t *out)
+{
+    return parse_time(text, true, tz, out);
+}
+
+static bool parse_time(const char *text, bool local_ok, const tsl_tz *tz, int64_t *out)
 {
     static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     const char *p = text;
     int y, mo, d, h, mi, s = 0, oh = 0, om = 0, sign = 0;
-    bool leap;
+    bool leap, local = false;
 
     if (!digits(&p, 4, &y) || *p++ != '-' || !digits(&p, 2, &mo) || *p++ != '-' ||
         !digits(&p, 2, &d) || (*p != 'T' && *p != 't' && *p != ' '))
@@ -277,8 +413,10 @@ bool tsl_parse_time(const char *text, int64_t *out)
             p++;
         if (!digits(&p, 2, &om) || oh > 23 || om > 59)
             return false;
+    } else if (local_ok) {
+        /* No zone: the import's zone (never the zone the engine runs in). */
+        local = true;
     } else {
-        /* No zone: local time would depend on where the engine runs. */
         return false;
     }
     if (*p != '\0' || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 60)
@@ -288,6 +426,8 @@ bool tsl_parse_time(const char *text, int64_t *out)
         return false;
     *out = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s -
            sign * (oh * 3600 + om * 60);
+    if (local)
+        *out = tsl_tz_to_utc(tz, *out);
     return true;
 }
 
@@ -296,7 +436,8 @@ static int get_time(import_ctx *c, const json_t *rec, const char *field, bool re
                     bool nullable, int64_t *out)
 {
     const json_t *v = json_object_get(rec, field);
-    const char *must = "Unix seconds or an ISO-8601 time like \"2026-11-25T09:58:00Z\"";
+    const char *must = "Unix seconds or a time like \"2026-11-25T09:58:00Z\" or "
+                       "\"2026-11-25 09:58:00\"";
 
     if (!v) {
         if (required)
@@ -310,7 +451,7 @@ static int get_time(import_ctx *c, const json_t *rec, const char *field, bool re
         *out = (int64_t)json_integer_value(v);
         return FIELD_SET;
     }
-    if (json_is_string(v) && tsl_parse_time(json_string_value(v), out) && *out >= 0)
+    if (json_is_string(v) && tsl_parse_time_in(json_string_value(v), c->tz, out) && *out >= 0)
         return FIELD_SET;
     return bad_field(c, field, must, v);
 }
@@ -399,7 +540,8 @@ static int section(import_ctx *c, json_t *doc, const char *name, json_t **out)
 /* Checks record i is an object, names it, and refuses a second record with
  * the same key (`seen` maps key -> first index). */
 static int begin_record(import_ctx *c, json_t *rec, size_t i, const char *keyfield,
-                        const char *what, json_t *seen, const char **key)
+                        const char *what, json_t *seen, const char **key,
+                        const char *const *fields, size_t nfields)
 {
     const json_t *first;
     char g[80], loc[300], folded[TEXT_MAX + 1];
@@ -412,6 +554,8 @@ static int begin_record(import_ctx *c, json_t *rec, size_t i, const char *keyfie
                           show(rec, g, sizeof g));
     }
     name_record(c, i, rec, keyfield);
+    if ((state = check_keys(c, rec, fields, nfields, "field", c->rec)) < 0)
+        return state;
     if (!keyfield)
         return 0;
     if ((state = get_text(c, rec, keyfield, true, TEXT_MAX, false, key)) < 0)
@@ -450,41 +594,6 @@ static bool canon_cidr(const char *text, char *dst, size_t n)
     return true;
 }
 
-/* Refuses subnet j when some site (this one included) already owns it. */
-static int check_subnet_free(import_ctx *c, size_t j, const char *text, const char *canon,
-                             int64_t site_id)
-{
-    sqlite3_stmt *stmt = tsl_store_stmt(c->st, TSL_STMT_SUBNET_OWNER);
-    const char *owner_name;
-    int err = 0;
-
-    if (!stmt)
-        return TSL_ESTORE;
-    if (tsl_store_bind_text(stmt, 1, canon) != SQLITE_OK) {
-        err = tsl_store_err(c->st, "binding a subnet");
-        goto done;
-    }
-    switch (sqlite3_step(stmt)) {
-    case SQLITE_ROW:
-        owner_name = (const char *)sqlite3_column_text(stmt, 1);
-        if (sqlite3_column_int64(stmt, 0) == site_id)
-            err = tsl_seterr(TSL_EINVALID, "%s: subnets[%zu] \"%s\" is listed twice", c->rec, j,
-                             text);
-        else
-            err = tsl_seterr(TSL_EINVALID, "%s: subnets[%zu] \"%s\" already belongs to site \"%s\"",
-                             c->rec, j, text, owner_name ? owner_name : "?");
-        break;
-    case SQLITE_DONE:
-        break;
-    default:
-        err = tsl_store_err(c->st, "looking up a subnet");
-    }
-
-done:
-    sqlite3_reset(stmt);
-    return err;
-}
-
 /* The subnets of one site record: validated and written (the site's old
  * subnets were cleared in the first pass). */
 static int site_subnets(import_ctx *c, const json_t *subnets, int64_t site_id)
@@ -512,8 +621,8 @@ static int site_subnets(import_ctx *c, const json_t *subnets, int64_t site_id)
                              c->rec, j, text, reason);
             goto done;
         }
-        if ((err = check_subnet_free(c, j, text, canon, site_id)) < 0)
-            goto done;
+        /* Another site may hold it too (ITMS allows it: the import notes
+         * every overlap at the end); this site holds it once. */
         if (!(stmt = tsl_store_stmt(c->st, TSL_STMT_SUBNET_INSERT))) {
             err = TSL_ESTORE;
             goto done;
@@ -521,6 +630,11 @@ static int site_subnets(import_ctx *c, const json_t *subnets, int64_t site_id)
         rc = sqlite3_bind_int64(stmt, 1, site_id);
         rc |= tsl_store_bind_text(stmt, 2, canon);
         if ((err = step_done(c, stmt, rc)) < 0)
+            goto done;
+        if (sqlite3_changes(tsl_store_db(c->st)) == 0 &&
+            (err = tsl_buf_printf(&c->notes, "%s: subnets[%zu] \"%s\" is listed twice (kept "
+                                             "once)\n",
+                                  c->rec, j, text)) < 0)
             goto done;
     }
 
@@ -568,7 +682,8 @@ static int import_sites(import_ctx *c, json_t *doc)
         int mask = 0, s_country, s_lat, s_lon, s_subnets;
         sqlite3_stmt *stmt;
 
-        if ((err = begin_record(c, rec, i, "name", "site", seen, &name)) < 0)
+        if ((err = begin_record(c, rec, i, "name", "site", seen, &name, site_fields,
+                                NFIELDS(site_fields))) < 0)
             goto done;
         if ((err = s_country = get_text(c, rec, "country", false, TEXT_MAX, false,
                                         &country)) < 0 ||
@@ -697,7 +812,8 @@ static int import_servers(import_ctx *c, json_t *doc)
         int64_t id;
         sqlite3_stmt *stmt;
 
-        if ((err = begin_record(c, rec, i, "name", "task server", seen, &name)) < 0)
+        if ((err = begin_record(c, rec, i, "name", "task server", seen, &name,
+                                server_fields, NFIELDS(server_fields))) < 0)
             goto done;
         if ((err = s_host = get_text(c, rec, "host", false, TEXT_MAX, false, &host)) < 0 ||
             (err = s_ip = get_ip(c, rec, "ip", ip, sizeof ip)) < 0 ||
@@ -709,14 +825,16 @@ static int import_servers(import_ctx *c, json_t *doc)
             (err = s_hb = get_time(c, rec, "last_heartbeat", false, true, &hb)) < 0 ||
             (err = s_sites = get_list(c, rec, "sites", &sites)) < 0)
             goto done;
+        /* any case: consoles show "Running" and "Stopped" */
         if (s_svc == FIELD_NULL ||
-            (s_svc == FIELD_SET && strcmp(service, "running") && strcmp(service, "stopped"))) {
-            err = bad_field(c, "service", "\"running\" or \"stopped\"",
+            (s_svc == FIELD_SET && strcasecmp(service, "running") &&
+             strcasecmp(service, "stopped"))) {
+            err = bad_field(c, "service", "\"running\" or \"stopped\" (in any case)",
                             json_object_get(rec, "service"));
             goto done;
         }
-        if (s_svc == FIELD_ABSENT)
-            service = "running";
+        service = s_svc == FIELD_ABSENT || !strcasecmp(service, "running") ? "running"
+                                                                           : "stopped";
         mask = (s_host ? 1 : 0) | (s_ip ? 2 : 0) | (s_reg ? 4 : 0) | (s_svc ? 8 : 0) |
                (s_cap ? 16 : 0) | (s_conn ? 32 : 0) | (s_resp ? 64 : 0) | (s_hb ? 128 : 0);
         if (!(stmt = tsl_store_stmt(c->st, TSL_STMT_SERVER_UPSERT))) {
@@ -766,7 +884,8 @@ static int import_clients(import_ctx *c, json_t *doc)
         int64_t site_id = 0, id;
         sqlite3_stmt *stmt;
 
-        if ((err = begin_record(c, rec, i, "guid", "client", seen, &guid)) < 0)
+        if ((err = begin_record(c, rec, i, "guid", "client", seen, &guid, client_fields,
+                                NFIELDS(client_fields))) < 0)
             goto done;
         if ((err = s_name = get_text(c, rec, "name", false, TEXT_MAX, false, &name)) < 0 ||
             (err = s_ip = get_ip(c, rec, "ip", ip, sizeof ip)) < 0 ||
@@ -818,7 +937,8 @@ static int import_errors(import_ctx *c, json_t *doc)
         int64_t client_id, server_id, at = 0;
         sqlite3_stmt *stmt;
 
-        if ((err = begin_record(c, rec, i, NULL, NULL, NULL, NULL)) < 0 ||
+        if ((err = begin_record(c, rec, i, NULL, NULL, NULL, NULL, error_fields,
+                                 NFIELDS(error_fields))) < 0 ||
             (err = get_text(c, rec, "client", true, TEXT_MAX, false, &client)) < 0 ||
             (err = get_text(c, rec, "server", true, TEXT_MAX, false, &server)) < 0 ||
             (err = get_time(c, rec, "at", true, false, &at)) < 0 ||
@@ -857,12 +977,147 @@ done:
 }
 
 /* ------------------------------------------------------------------------
+ * Notes: what an admin must hear about a document that imported
+ * ---------------------------------------------------------------------- */
+
+/* What --ignore-unknown let through, once per section and field. */
+static int note_ignored(import_ctx *c)
+{
+    const char *tag;
+    json_t *v;
+    int err = 0;
+
+    json_object_foreach(c->ignored, tag, v) {
+        const char *slash = strchr(tag, '/');
+        long long n = (long long)json_integer_value(json_array_get(v, 0));
+        const char *first = json_string_value(json_array_get(v, 1));
+        if (!slash || slash == tag)
+            err = tsl_buf_printf(&c->notes, "%s: ignored unknown key \"%s\"\n", c->origin,
+                                 slash ? slash + 1 : tag);
+        else
+            err = tsl_buf_printf(&c->notes,
+                                 "%s: ignored unknown field \"%s\" in %lld %.*s record%s "
+                                 "(first: %s)\n",
+                                 c->origin, slash + 1, n, (int)(slash - tag), tag,
+                                 n == 1 ? "" : "s", first ? first : "?");
+        if (err < 0)
+            break;
+    }
+    return err;
+}
+
+/* Subnets claimed by several sites, in the whole store after the import. */
+static int note_conflicts(import_ctx *c)
+{
+    sqlite3_stmt *stmt = tsl_store_stmt(c->st, TSL_STMT_LOAD_SUBNETS);
+    json_t *strs = NULL;
+    conflict_claim *claims = NULL;
+    subnet_conflicts cs = {NULL, 0, NULL};
+    size_t n = 0, cap = 0;
+    int err = 0, rc;
+
+    if (!stmt)
+        return TSL_ESTORE;
+    /* the row's text is copied: jansson keeps it alive until the end */
+    if (!(strs = json_array())) {
+        err = tsl_oom();
+        goto done;
+    }
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const char *site = (const char *)sqlite3_column_text(stmt, 0);
+        const char *cidr = (const char *)sqlite3_column_text(stmt, 1);
+        if (json_array_append_new(strs, json_string(site ? site : "")) < 0 ||
+            json_array_append_new(strs, json_string(cidr ? cidr : "")) < 0) {
+            err = tsl_oom();
+            goto done;
+        }
+        n++;
+    }
+    if (rc != SQLITE_DONE) {
+        err = tsl_store_err(c->st, "reading subnets");
+        goto done;
+    }
+    cap = n;
+    if (cap && !(claims = malloc(cap * sizeof *claims))) {
+        err = tsl_oom();
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++)
+        claims[i] = (conflict_claim){json_string_value(json_array_get(strs, 2 * i)),
+                                     json_string_value(json_array_get(strs, 2 * i + 1))};
+    if ((err = conflicts_find(&cs, claims, n)) < 0 || cs.n == 0)
+        goto done;
+    err = tsl_buf_printf(&c->notes,
+                         "warning: %zu subnet%s claimed by more than one site (ITMS allows "
+                         "it; the longest prefix wins, then the first site by name; `tsl "
+                         "report subnet-conflicts` lists the clients each decides):\n",
+                         cs.n, cs.n == 1 ? " is" : "s are");
+    for (size_t i = 0; i < cs.n && i < 10 && err == 0; i++) {
+        const subnet_conflict *k = &cs.v[i];
+        err = tsl_buf_printf(&c->notes, "warning:   %s of site %s, also in", k->cidr, k->site);
+        for (size_t o = 0; o < k->nothers && o < 5 && err == 0; o++)
+            err = tsl_buf_printf(&c->notes, "%s %s (%s)", o ? "," : "", k->others[o].site,
+                                 k->others[o].cidr);
+        if (err == 0)
+            err = tsl_buf_printf(&c->notes, "%s: its clients get %s\n",
+                                 k->nothers > 5 ? ", ..." : "", k->site);
+    }
+    if (err == 0 && cs.n > 10)
+        err = tsl_buf_printf(&c->notes, "warning:   ... and %zu more\n", cs.n - 10);
+
+done:
+    sqlite3_reset(stmt);
+    conflicts_free(&cs);
+    free(claims);
+    json_decref(strs);
+    return err;
+}
+
+/* Clients with neither an IP nor a site: the default logic has no site to
+ * choose for them, and offers them every Task Server of the estate. */
+static int note_unplaced(import_ctx *c)
+{
+    sqlite3_stmt *stmt = tsl_store_stmt(c->st, TSL_STMT_CLIENTS_UNPLACED);
+    tsl_buf names = TSL_BUF_INIT;
+    size_t n = 0;
+    int err = 0, rc;
+
+    if (!stmt)
+        return TSL_ESTORE;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const char *guid = (const char *)sqlite3_column_text(stmt, 0);
+        const char *name = (const char *)sqlite3_column_text(stmt, 1);
+        if (n < 20 && (err = tsl_buf_printf(&names, "%s%s", n ? ", " : "",
+                                            name && *name ? name : guid ? guid : "?")) < 0)
+            goto done;
+        n++;
+    }
+    if (rc != SQLITE_DONE) {
+        err = tsl_store_err(c->st, "reading clients");
+        goto done;
+    }
+    if (n)
+        err = tsl_buf_printf(&c->notes,
+                             "warning: %zu client%s neither an IP nor a site, so the default "
+                             "logic offers %s every Task Server: %s%s\n",
+                             n, n == 1 ? " has" : "s have", n == 1 ? "it" : "them", names.ptr,
+                             n > 20 ? ", ..." : "");
+
+done:
+    sqlite3_reset(stmt);
+    tsl_buf_free(&names);
+    return err;
+}
+
+/* ------------------------------------------------------------------------
  * Entry points
  * ---------------------------------------------------------------------- */
 
-int tsl_import_apply(tsl_store *st, json_t *doc, const char *origin, json_t *where)
+int tsl_import_apply_opt(tsl_store *st, json_t *doc, const char *origin, json_t *where,
+                         const tsl_import_options *opt)
 {
     import_ctx c;
+    tsl_tz *tz = NULL;
     char g[80];
     int err;
 
@@ -870,23 +1125,50 @@ int tsl_import_apply(tsl_store *st, json_t *doc, const char *origin, json_t *whe
     c.st = st;
     c.origin = origin ? origin : "inventory";
     c.where = where;
+    c.ignore_unknown = opt && opt->ignore_unknown;
+    if (!(c.ignored = json_object())) {
+        err = tsl_oom();
+        goto done;
+    }
+    if ((err = tsl_tz_open(&tz, opt ? opt->timezone : NULL)) < 0)
+        goto done;
+    c.tz = tz;
     if (!json_is_object(doc)) {
         err = tsl_seterr(TSL_EINVALID, "%s: the document must be a JSON object (got %s)",
                          c.origin, show(doc, g, sizeof g));
         goto done;
     }
+    /* a misspelt section ("site") would otherwise import nothing, silently */
+    if ((err = check_keys(&c, doc, top_keys, NFIELDS(top_keys), "key", c.origin)) < 0)
+        goto done;
     /* Sites first, then servers and clients that name them, then errors
      * that name clients and servers: a reference may point at a record of
      * the same document or one already in the store. */
     if ((err = import_sites(&c, doc)) < 0 || (err = import_servers(&c, doc)) < 0 ||
         (err = import_clients(&c, doc)) < 0 || (err = import_errors(&c, doc)) < 0)
         goto done;
+    if (opt && opt->notes) {
+        if ((err = note_ignored(&c)) < 0 || (err = note_conflicts(&c)) < 0 ||
+            (err = note_unplaced(&c)) < 0)
+            goto done;
+        if (c.notes.len && (err = tsl_buf_put(opt->notes, c.notes.ptr, c.notes.len)) < 0)
+            goto done;
+    }
 
 done:
+    tsl_tz_free(tz);
+    json_decref(c.ignored);
+    tsl_buf_free(&c.notes);
     return err;
 }
 
-int tsl_store_import_json(tsl_store *st, const char *text, size_t len, const char *origin)
+int tsl_import_apply(tsl_store *st, json_t *doc, const char *origin, json_t *where)
+{
+    return tsl_import_apply_opt(st, doc, origin, where, NULL);
+}
+
+int tsl_store_import_json_opt(tsl_store *st, const char *text, size_t len, const char *origin,
+                              const tsl_import_options *opt)
 {
     json_t *doc = NULL;
     json_error_t jerr;
@@ -897,6 +1179,11 @@ int tsl_store_import_json(tsl_store *st, const char *text, size_t len, const cha
     TSL_ARG(text || len == 0);
     if (!origin)
         origin = "inventory";
+    /* A byte-order mark, as Windows tools write it: accepted, as in CSV. */
+    if (text && len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3)) {
+        text += 3;
+        len -= 3;
+    }
     /* Duplicate keys would silently drop one of the values. */
     doc = json_loadb(text ? text : "", len, JSON_REJECT_DUPLICATES, &jerr);
     if (!doc) {
@@ -910,7 +1197,7 @@ int tsl_store_import_json(tsl_store *st, const char *text, size_t len, const cha
     if ((err = tsl_store_begin(st)) < 0)
         goto done;
     in_txn = true;
-    if ((err = tsl_import_apply(st, doc, origin, NULL)) < 0)
+    if ((err = tsl_import_apply_opt(st, doc, origin, NULL, opt)) < 0)
         goto done;
     in_txn = false;
     err = tsl_store_commit(st);
@@ -920,4 +1207,9 @@ done:
         tsl_store_rollback(st);
     json_decref(doc);
     return err;
+}
+
+int tsl_store_import_json(tsl_store *st, const char *text, size_t len, const char *origin)
+{
+    return tsl_store_import_json_opt(st, text, len, origin, NULL);
 }

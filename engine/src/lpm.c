@@ -147,6 +147,22 @@ int tsl_lpm_insert(tsl_lpm *t, const tsl_ip *prefix, int bits, int32_t value,
     return 0;
 }
 
+int tsl_lpm_replace(tsl_lpm *t, const tsl_ip *prefix, int bits, int32_t value)
+{
+    lpm_node *n = t->root;
+
+    while (n && n->bits <= bits && prefix_equal(prefix, &n->key, n->bits)) {
+        if (n->bits == bits) {
+            if (!n->has_value)
+                break;
+            n->value = value;
+            return 0;
+        }
+        n = n->child[bit_at(prefix, n->bits)];
+    }
+    return tsl_seterr(TSL_ENOTFOUND, "prefix not in the trie");
+}
+
 bool tsl_lpm_lookup(const tsl_lpm *t, const tsl_ip *addr, tsl_lpm_match *out)
 {
     const lpm_node *best = NULL;

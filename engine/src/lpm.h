@@ -26,6 +26,8 @@ TSL_INTERNAL void tsl_lpm_free(tsl_lpm *t);
 /* TSL_EEXISTS when the same prefix is already present (*out_existing set). */
 TSL_INTERNAL int tsl_lpm_insert(tsl_lpm *t, const tsl_ip *prefix, int bits, int32_t value,
                                 int32_t *out_existing);
+/* Changes the value of a prefix already present; TSL_ENOTFOUND otherwise. */
+TSL_INTERNAL int tsl_lpm_replace(tsl_lpm *t, const tsl_ip *prefix, int bits, int32_t value);
 /* true and *out filled when some prefix covers addr; the longest wins. */
 TSL_INTERNAL bool tsl_lpm_lookup(const tsl_lpm *t, const tsl_ip *addr, tsl_lpm_match *out);
 

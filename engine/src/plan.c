@@ -79,6 +79,15 @@ uint64_t tsl_worker_policy_errors(const tsl_worker *w)
     return n;
 }
 
+uint64_t tsl_worker_policy_overruns(const tsl_worker *w)
+{
+    uint64_t n = w->policy_overruns;
+    for (int i = 0; i < TSL_STAGE_MAX_PLANS - 1; i++)
+        if (w->aux[i])
+            n += tsl_worker_policy_overruns(w->aux[i]);
+    return n;
+}
+
 const char *tsl_worker_last_policy_error(const tsl_worker *w)
 {
     if (w->policy_errors)

@@ -30,6 +30,7 @@ struct tsl_worker {
     uint32_t *seen;        /* generation marks, one per server */
     uint32_t seen_cap, seen_gen;
     uint64_t policy_errors;
+    uint64_t policy_overruns; /* of which: rules stopped by their time or instruction bound */
     char last_policy_error[512];
     void *policy_state;    /* the policy layer's per-worker state (its Lua state) */
     const tsl_policy *policy_state_for;

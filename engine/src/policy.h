@@ -58,7 +58,8 @@ typedef enum pol_on_error {
     POL_ONERR_DEFAULT       /* the default logic (inside the approved set if blocked) */
 } pol_on_error;
 
-typedef enum pol_block_kind { POL_DEFAULTS = 0, POL_SITE, POL_GROUP } pol_block_kind;
+/* POL_UNASSIGNED: the `unassigned { ... }` block, for clients with no site. */
+typedef enum pol_block_kind { POL_DEFAULTS = 0, POL_SITE, POL_GROUP, POL_UNASSIGNED } pol_block_kind;
 
 typedef struct pol_strv {
     const char **v;
@@ -84,6 +85,7 @@ typedef struct pol_block {
     int64_t cap;        /* registration cap; 0 unset */
     int selection;      /* tsl_selection; -1 unset */
     int max, ttl, after;/* -1 unset */
+    bool exclusive;     /* groups: its allow is theirs alone, and all they use */
 } pol_block;
 
 typedef struct pol_rule {
@@ -92,6 +94,7 @@ typedef struct pol_rule {
 } pol_rule;
 
 #define POL_RULE_BUDGET_DEFAULT 1000000
+#define POL_RULE_TIME_MS_DEFAULT 50 /* wall-clock bound of all rules of one request */
 #define POL_MAX_SOURCE ((size_t)4 << 20)
 
 struct tsl_policy {
@@ -104,6 +107,8 @@ struct tsl_policy {
     char sha256[65];      /* the full hash, hex */
     pol_block defaults;   /* kind POL_DEFAULTS; unset fields stay unset */
     bool has_defaults;
+    pol_block unassigned; /* kind POL_UNASSIGNED: clients with no site */
+    bool has_unassigned;
     pol_block *sites;     /* malloc'd arrays (grow while compiling) */
     uint32_t nsites, capsites;
     pol_block *groups;
@@ -112,6 +117,7 @@ struct tsl_policy {
     uint32_t nrules, caprules;
     pol_on_error on_error;
     int64_t rule_budget;  /* instructions per request, all rules together */
+    int64_t rule_time_ms; /* wall-clock milliseconds per request, all rules together */
 };
 
 typedef struct policy_limits {
@@ -165,6 +171,9 @@ typedef struct bound_block {
     bound_fb *fbv;
     uint32_t nfb;
     int after;                       /* seconds for fallback entries */
+    bool dynamic;                    /* the defaults block: tier 0 is the request
+                                      * site's candidates (none without a site) */
+    const char *r_only_empty;        /* exclusive groups: nothing of theirs available */
 } bound_block;
 
 typedef struct policy_bound {
@@ -176,6 +185,13 @@ typedef struct policy_bound {
     uint32_t nsites;
     bound_block *groups;
     uint32_t ngroups;
+    bound_block *unassigned;         /* clients with no site, or NULL */
+    /* `defaults` as a block of its own, for sites no block names and clients
+     * with no site; used (dflt_on) only when it changes something there:
+     * a fallback other than "default", an after, a cap, or exclusive groups */
+    bound_block dflt;
+    bool dflt_on;
+    uint8_t *reserved_bits;          /* servers of exclusive groups, NULL when none */
     /* settings in force (defaults over the snapshot's) */
     tsl_selection selection;
     int max, ttl;
@@ -199,6 +215,8 @@ TSL_INTERNAL int64_t policy_cap(const policy_bound *pb, const bound_block *site_
 TSL_INTERNAL const bound_block *policy_find_group(const policy_bound *pb, const char *dept);
 TSL_INTERNAL int32_t policy_find_site(const tsl_snapshot *snap, const char *name);
 TSL_INTERNAL int32_t policy_find_server(const tsl_snapshot *snap, const char *name);
+/* A server of `site`: assigned to it, or at home there (its own site's). */
+TSL_INTERNAL bool policy_server_at_site(const tsl_snapshot *snap, uint32_t server, int32_t site);
 
 static inline bool pol_bit(const uint8_t *bits, uint32_t i)
 {
@@ -247,6 +265,7 @@ typedef struct pol_eval {
     const policy_bound *pb;
     struct decide_ctx *ctx;
     const bound_block *site_blk, *group_blk;
+    const uint8_t *only_bits;    /* an exclusive group's allow: every tier inside it */
     pol_fb_kind fb;              /* fallback in force */
     int after;
     bool fb_blocked;             /* a block (policy or rule) forbids fallback */
@@ -256,6 +275,8 @@ typedef struct pol_eval {
     /* state before the running rule (restored when it fails) */
     bool saved_fb_blocked, saved_strict;
     const char *saved_blocked_reason;
+    const char *in_callback;     /* "reorder's comparator" while a callback runs, else NULL */
+    bool overrun;                /* the failing rule ran out of time or budget */
     int max;
     tsl_trace *tr;
 } pol_eval;

@@ -41,6 +41,17 @@ int32_t policy_find_server(const tsl_snapshot *snap, const char *name)
     return -1;
 }
 
+bool policy_server_at_site(const tsl_snapshot *snap, uint32_t server, int32_t site)
+{
+    const snap_server *sv = &snap->servers[server];
+    if (sv->home == site)
+        return true;
+    for (uint32_t i = 0; i < sv->nsites; i++)
+        if (sv->sites[i] == site)
+            return true;
+    return false;
+}
+
 const bound_block *policy_find_group(const policy_bound *pb, const char *dept)
 {
     if (!dept)
@@ -197,7 +208,10 @@ static int bind_site(bind_ctx *b, bound_block *blk, const pol_block *p, int32_t 
 
     blk->pb = p;
     blk->site = site;
-    if (!(blk->label = arena_printf(&b->pb->arena, "site \"%s\"", s->sites[site].name)))
+    blk->label = site == TSL_NO_SITE
+                     ? "unassigned"
+                     : arena_printf(&b->pb->arena, "site \"%s\"", s->sites[site].name);
+    if (!blk->label)
         return tsl_oom();
     if (p->has_deny && (err = match_bits(b, &p->deny, &blk->deny_bits)) < 0)
         return err;
@@ -220,7 +234,7 @@ static int bind_site(bind_ctx *b, bound_block *blk, const pol_block *p, int32_t 
                 b->tmp[k] = b->tmp[k - 1];
                 b->tmp[k - 1] = t;
             }
-    } else {
+    } else if (site != TSL_NO_SITE) {
         const snap_site *ss = &s->sites[site];
         for (uint32_t i = 0; i < ss->ncand; i++)
             if (!pol_bit(blk->deny_bits, ss->cand[i]))
@@ -250,6 +264,19 @@ static int bind_group(bind_ctx *b, bound_block *blk, const pol_block *p)
     }
     if ((err = resolve_order(b, blk, blk->allow_bits)) < 0)
         return err;
+    if (p->exclusive && p->has_allow) {
+        if (!b->pb->reserved_bits && !(b->pb->reserved_bits = new_bits(b)))
+            return tsl_oom();
+        for (uint32_t i = 0; i < b->snap->nservers; i++)
+            if (pol_bit(blk->allow_bits, i))
+                set_bit(b->pb->reserved_bits, i);
+        blk->r_only_empty = arena_printf(&b->pb->arena,
+                                         "%s uses only its own servers (exclusive) and none "
+                                         "of them is available here or in the fallback",
+                                         blk->label);
+        if (!blk->r_only_empty)
+            return tsl_oom();
+    }
     /* a client with no site: the group's allow alone is its approved set */
     if (p->has_allow)
         for (uint32_t i = 0; i < b->snap->nservers; i++)
@@ -274,10 +301,11 @@ static int bind_fallback(bind_ctx *b, bound_block *blk)
     const pol_fallback *fb = &p->fallback;
     pol_arena *a = &b->pb->arena;
 
-    if (fb->kind == POL_FB_UNSET && p->kind == POL_SITE && d->fallback.kind != POL_FB_UNSET)
+    bool sitelike = p->kind != POL_GROUP; /* site, unassigned, defaults */
+    if (fb->kind == POL_FB_UNSET && sitelike && d->fallback.kind != POL_FB_UNSET)
         fb = &d->fallback;
     blk->fb = fb->kind;
-    if (blk->fb == POL_FB_UNSET && p->kind == POL_SITE)
+    if (blk->fb == POL_FB_UNSET && sitelike)
         blk->fb = POL_FB_DEFAULT;
     blk->after = fb->after >= 0 ? fb->after : p->after >= 0 ? p->after : d->after >= 0 ? d->after : 0;
     if (blk->fb != POL_FB_LIST)
@@ -316,6 +344,41 @@ static int bind_fallback(bind_ctx *b, bound_block *blk)
             return tsl_oom();
         blk->nfb++;
     }
+    return 0;
+}
+
+/* `defaults` as the block of every site no block names and of clients
+ * with no site: tier 0 is the site's candidates, decided per request
+ * (policy_eval.c); its fallback, after and cap are the defaults'. */
+static int bind_defaults(bind_ctx *b)
+{
+    policy_bound *pb = b->pb;
+    bound_block *blk = &pb->dflt;
+    const pol_block *d = &b->pol->defaults;
+    pol_arena *a = &pb->arena;
+    const char *seln = tsl_selection_name(pb->selection);
+    int err;
+
+    blk->pb = d;
+    blk->site = TSL_NO_SITE;
+    blk->dynamic = true;
+    blk->label = "defaults";
+    if ((err = set_approved(b, blk, 0)) < 0 || (err = block_reasons(b, blk, pb->selection)) < 0)
+        return err;
+    blk->r_approved = arena_printf(a, "site candidate (no site block: defaults apply), ranked "
+                                      "by %s",
+                                   seln);
+    blk->r_approved_full = arena_printf(a, "site candidate (no site block: defaults apply), "
+                                           "ranked by %s" FULL_NOTE,
+                                        seln);
+    blk->r_blocked = "defaults block fallback and no candidate of the client's site is "
+                     "available";
+    if (!blk->r_approved || !blk->r_approved_full)
+        return tsl_oom();
+    if ((err = bind_fallback(b, blk)) < 0)
+        return err;
+    pb->dflt_on = (d->fallback.kind != POL_FB_UNSET && d->fallback.kind != POL_FB_DEFAULT) ||
+                  blk->after > 0 || d->cap > 0 || pb->reserved_bits;
     return 0;
 }
 
@@ -378,6 +441,17 @@ static int bind_ex(void **out, const tsl_snapshot *snap, tsl_policy *pol, tsl_al
     for (uint32_t i = 0; i < pol->ngroups; i++)
         if ((err = bind_group(&b, &pb->groups[pb->ngroups++], &pol->groups[i])) < 0)
             goto done;
+    if (pol->has_unassigned) {
+        if (!(pb->unassigned = arena_alloc(&pb->arena, sizeof *pb->unassigned))) {
+            err = tsl_oom();
+            goto done;
+        }
+        if ((err = bind_site(&b, pb->unassigned, &pol->unassigned, TSL_NO_SITE)) < 0 ||
+            (err = bind_fallback(&b, pb->unassigned)) < 0)
+            goto done;
+    }
+    if ((err = bind_defaults(&b)) < 0)
+        goto done;
     for (uint32_t i = 0; i < pb->nsites; i++)
         if ((err = bind_fallback(&b, &pb->sites[i])) < 0)
             goto done;

@@ -10,9 +10,10 @@
  *   warnings  names and globs that match no server; unknown sites (site
  *             blocks, fallback lists) and groups no client belongs to;
  *             fallback cycles; order members outside allow or denied;
- *             groups that change nothing; clients a group's block would
- *             strand.
- * Without a snapshot only the text is checked.  The sample: up to
+ *             groups that change nothing; every client the policy
+ *             strands (blocked, abroad, outside its site, on a fallback
+ *             tier), per site and group (check_every_client).
+ * Without a snapshot only the text is checked.  The rule sample: up to
  * CHECK_SAMPLE inventory clients, each with no task and with every string
  * literal of the policy as its task (so `req.task == "imaging"` branches
  * run too).
@@ -21,6 +22,7 @@
  */
 #include "decide.h"
 #include "policy.h"
+#include "suggest.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,56 +68,11 @@ static void finding(chk *c, int level, int line, const char *fmt, ...)
  * Did you mean
  * ---------------------------------------------------------------------- */
 
-static int lower(int ch)
-{
-    return ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch;
-}
-
-static int distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    int row[65];
-    if (la > 64 || lb > 64)
-        return 1000;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = (int)j;
-    for (size_t i = 1; i <= la; i++) {
-        int prev = row[0];
-        row[0] = (int)i;
-        for (size_t j = 1; j <= lb; j++) {
-            int cur = row[j];
-            int sub = prev + (lower((unsigned char)a[i - 1]) != lower((unsigned char)b[j - 1]));
-            int best = row[j] + 1 < row[j - 1] + 1 ? row[j] + 1 : row[j - 1] + 1;
-            row[j] = sub < best ? sub : best;
-            prev = cur;
-        }
-    }
-    return row[lb];
-}
-
 /* " (did you mean \"London\"?)" or "" */
 static const char *suggest(char *buf, size_t len, const char *name, const char *const *cands,
                            size_t ncand, size_t stride)
 {
-    const char *best = NULL;
-    int bestd = 1000;
-    buf[0] = '\0';
-    if (ncand == 0)
-        return buf;
-    int limit = (int)strlen(name) / 3 > 2 ? (int)strlen(name) / 3 : 2;
-    for (size_t i = 0; i < ncand; i++) {
-        const char *cand = *(const char *const *)((const char *)cands + i * stride);
-        int d = distance(name, cand);
-        if (d < bestd) {
-            bestd = d;
-            best = cand;
-        }
-    }
-    if (best && bestd <= limit)
-        snprintf(buf, len, " (did you mean \"%s\"?)", best);
-    else
-        buf[0] = '\0';
-    return buf;
+    return tsl_suggest_hint(buf, len, name, cands, ncand, stride);
 }
 
 static const char *suggest_site(char *buf, size_t len, const tsl_snapshot *s, const char *name)
@@ -307,12 +264,6 @@ typedef struct rule_stat {
     char first[400];
 } rule_stat;
 
-typedef struct strand_stat {
-    int32_t site;
-    const char *dept;
-    int count;
-    const char *reason;
-} strand_stat;
 
 /* String literals of the source as candidate task names. */
 static size_t collect_tasks(const tsl_policy *pol, const tsl_snapshot *s, char tasks[][48],
@@ -360,12 +311,9 @@ static size_t collect_tasks(const tsl_policy *pol, const tsl_snapshot *s, char t
 static int check_sample(chk *c, const tsl_plan *plan, const tsl_policy *pol, int64_t now)
 {
     const tsl_snapshot *s = plan->snap;
-    const policy_bound *pb = plan->bound;
     tsl_worker *w = NULL;
     tsl_result *res = NULL;
     rule_stat *rs = NULL;
-    strand_stat strands[32];
-    size_t nstrands = 0;
     char tasks[CHECK_MAX_TASKS][48];
     size_t ntasks = collect_tasks(pol, s, tasks, CHECK_MAX_TASKS);
     uint32_t nsample = s->nclients < CHECK_SAMPLE ? s->nclients : CHECK_SAMPLE;
@@ -409,24 +357,6 @@ static int check_sample(chk *c, const tsl_plan *plan, const tsl_policy *pol, int
                     break;
                 }
             }
-            /* stranded by a group's block (sites' blocks are errors above) */
-            if (tsl_result_blocked(res) && t == 0) {
-                int32_t site = res->site;
-                const bound_block *g = policy_find_group(pb, res->has_client && s->clients[ci].department
-                                                                 ? s->clients[ci].department
-                                                                 : NULL);
-                const bound_block *sb = site != TSL_NO_SITE ? pb->site_blk[site] : NULL;
-                if (!g || (sb && sb->fb == POL_FB_BLOCK))
-                    continue;
-                size_t i;
-                for (i = 0; i < nstrands; i++)
-                    if (strands[i].site == site && strcasecmp(strands[i].dept, g->pb->name) == 0)
-                        break;
-                if (i == nstrands && nstrands < 32)
-                    strands[nstrands++] = (strand_stat){site, g->pb->name, 0, res->blocked_reason};
-                if (i < nstrands)
-                    strands[i].count++;
-            }
         }
     }
     for (uint32_t r = 0; r < pol->nrules; r++)
@@ -434,17 +364,173 @@ static int check_sample(chk *c, const tsl_plan *plan, const tsl_policy *pol, int
             finding(c, 2, pol->rules[r].line, "rule \"%s\" failed on %d of %d sample request(s); "
                                               "first: %s",
                     pol->rules[r].name, rs[r].failures, requests, rs[r].first);
-    for (size_t i = 0; i < nstrands; i++) {
-        const bound_block *g = policy_find_group(pb, strands[i].dept);
-        finding(c, 1, g ? g->pb->line : 0,
-                "group \"%s\": %d sample client(s) at %s%s%s get an empty list (%s)",
-                strands[i].dept, strands[i].count, strands[i].site == TSL_NO_SITE ? "" : "site \"",
-                strands[i].site == TSL_NO_SITE ? "no site" : s->sites[strands[i].site].name,
-                strands[i].site == TSL_NO_SITE ? "" : "\"",
-                strands[i].reason ? strands[i].reason : "blocked");
-    }
 done:
     free(rs);
+    tsl_result_free(res);
+    tsl_worker_free(w);
+    return err;
+}
+
+/* ------------------------------------------------------------------------
+ * Every client: who the policy strands
+ * ---------------------------------------------------------------------- */
+
+/* What happens to a client, worst first. */
+enum { STRAND_BLOCKED, STRAND_COUNTRY, STRAND_SITE, STRAND_FALLBACK, STRAND__N };
+
+static const char *const strand_words[STRAND__N] = {
+    "would be blocked (an empty list)",
+    "would be sent outside their country",
+    "would be sent outside their site",
+    "would be left on a fallback tier",
+};
+
+/* One stranded client: sorted by (site, group, kind) to report per bucket. */
+typedef struct strand {
+    int32_t site;        /* TSL_NO_SITE sorts first */
+    int32_t group;       /* index in pb->groups, -1 none */
+    int kind;
+    uint32_t client;
+    int32_t server;      /* the list's first server, -1 when empty */
+} strand;
+
+static int strand_cmp(const void *pa, const void *pb)
+{
+    const strand *a = pa, *b = pb;
+    if (a->site != b->site)
+        return a->site < b->site ? -1 : 1;
+    if (a->group != b->group)
+        return a->group < b->group ? -1 : 1;
+    if (a->kind != b->kind)
+        return a->kind < b->kind ? -1 : 1;
+    return (a->client > b->client) - (a->client < b->client);
+}
+
+/* The country of a server: its home site's, else that of a site it is
+ * assigned to; NULL when none is known. */
+static const char *server_country(const tsl_snapshot *s, const snap_server *sv)
+{
+    if (sv->home != TSL_NO_SITE && s->sites[sv->home].country)
+        return s->sites[sv->home].country;
+    for (uint32_t i = 0; i < sv->nsites; i++)
+        if (s->sites[sv->sites[i]].country)
+            return s->sites[sv->sites[i]].country;
+    return NULL;
+}
+
+/* How a decided list strands its client, or -1 when it does not: judged on
+ * the first entry, the server the client registers with while all is well. */
+static int strand_kind(const tsl_snapshot *s, const tsl_result *res)
+{
+    if (res->n == 0)
+        return STRAND_BLOCKED;
+    const snap_server *sv = &s->servers[res->servers[0]];
+    if (res->site != TSL_NO_SITE && !policy_server_at_site(s, res->servers[0], res->site)) {
+        const char *cc = s->sites[res->site].country, *sc = server_country(s, sv);
+        if (cc && sc && strcasecmp(cc, sc) != 0)
+            return STRAND_COUNTRY;
+        return STRAND_SITE;
+    }
+    if (res->entries[0].tier > 0)
+        return STRAND_FALLBACK;
+    return -1;
+}
+
+#define STRAND_NAMES 3
+#define STRAND_MAX_LINES 200
+
+/* One finding per (site, group, kind): how many, and a few names. */
+static void report_strands(chk *c, const tsl_snapshot *s, const policy_bound *pb,
+                           const strand *v, size_t n)
+{
+    size_t lines = 0, i = 0;
+    while (i < n) {
+        size_t j = i;
+        while (j < n && v[j].site == v[i].site && v[j].group == v[i].group &&
+               v[j].kind == v[i].kind)
+            j++;
+        if (lines++ == STRAND_MAX_LINES) {
+            finding(c, 1, 0, "... and more stranded clients in further sites and groups "
+                             "(%zu listed)",
+                    (size_t)STRAND_MAX_LINES);
+            return;
+        }
+        char names[512] = "", where[160];
+        size_t off = 0;
+        for (size_t k = i; k < j && k < i + STRAND_NAMES; k++) {
+            const snap_client *cl = &s->clients[v[k].client];
+            const char *nm = cl->name && *cl->name ? cl->name : cl->guid;
+            if (v[k].server >= 0)
+                off += (size_t)snprintf(names + off, sizeof names - off, "%s%s -> %s",
+                                        k > i ? ", " : "", nm, s->servers[v[k].server].name);
+            else
+                off += (size_t)snprintf(names + off, sizeof names - off, "%s%s",
+                                        k > i ? ", " : "", nm);
+            if (off >= sizeof names)
+                off = sizeof names - 1;
+        }
+        if (j - i > STRAND_NAMES)
+            snprintf(names + off, sizeof names - off, ", and %zu more", j - i - STRAND_NAMES);
+        if (v[i].site == TSL_NO_SITE)
+            snprintf(where, sizeof where, "clients with no site");
+        else
+            snprintf(where, sizeof where, "site \"%s\"", s->sites[v[i].site].name);
+        const bound_block *g = v[i].group >= 0 ? &pb->groups[v[i].group] : NULL;
+        const bound_block *sb = v[i].site != TSL_NO_SITE ? pb->site_blk[v[i].site]
+                                                        : pb->unassigned;
+        int line = g ? g->pb->line : sb ? sb->pb->line : 0;
+        finding(c, 1, line, "%s%s%s%s: %zu client(s) %s: %s", where, g ? ", group \"" : "",
+                g ? g->pb->name : "", g ? "\"" : "", j - i, strand_words[v[i].kind], names);
+        i = j;
+    }
+}
+
+/* Decides for every client of the inventory (no task) and reports, per
+ * site and group, those the policy would block, send outside their
+ * country or site, or leave on a fallback tier. */
+static int check_every_client(chk *c, const tsl_plan *plan, int64_t now)
+{
+    const tsl_snapshot *s = plan->snap;
+    const policy_bound *pb = plan->bound;
+    tsl_worker *w = NULL;
+    tsl_result *res = NULL;
+    strand *v = NULL;
+    size_t n = 0, count[STRAND__N] = {0};
+    int err = 0;
+
+    if ((err = tsl_worker_new(&w)) < 0 || (err = tsl_result_new(&res)) < 0)
+        goto done;
+    if (!(v = malloc(sizeof *v * (s->nclients ? s->nclients : 1)))) {
+        err = tsl_oom();
+        goto done;
+    }
+    for (uint32_t ci = 0; ci < s->nclients; ci++) {
+        tsl_request req;
+        if (tsl_snapshot_client_request(&req, s, ci) < 0)
+            continue;
+        req.now = now;
+        if (tsl_decide(res, w, plan, &req, NULL) < 0) {
+            tsl_error_clear();
+            continue; /* a client the inventory cannot place: doctor's business */
+        }
+        int kind = strand_kind(s, res);
+        if (kind < 0)
+            continue;
+        const bound_block *g = policy_find_group(pb, s->clients[ci].department);
+        v[n++] = (strand){res->site, g ? (int32_t)(g - pb->groups) : -1, kind, ci,
+                          res->n ? (int32_t)res->servers[0] : -1};
+        count[kind]++;
+    }
+    if (n == 0)
+        goto done;
+    qsort(v, n, sizeof *v, strand_cmp);
+    report_strands(c, s, pb, v, n);
+    finding(c, 1, 0, "%zu of %u client(s) stranded: %zu blocked, %zu outside their country, "
+                     "%zu outside their site, %zu on a fallback tier",
+            n, s->nclients, count[STRAND_BLOCKED], count[STRAND_COUNTRY], count[STRAND_SITE],
+            count[STRAND_FALLBACK]);
+done:
+    free(v);
     tsl_result_free(res);
     tsl_worker_free(w);
     return err;
@@ -533,7 +619,8 @@ int tsl_policy_check(int *out_worst, tsl_buf *out, const char *src, size_t len,
         if ((err = tsl_plan_new(&plan, snap, pol)) < 0)
             goto done;
         check_blocking_sites(&c, snap, plan->bound, now);
-        if ((err = check_sample(&c, plan, pol, now)) < 0)
+        if ((err = check_sample(&c, plan, pol, now)) < 0 ||
+            (err = check_every_client(&c, plan, now)) < 0)
             goto done;
     }
 

@@ -184,7 +184,10 @@ static int c_oom(lua_State *L, compile_ctx *c)
 
 static const char *kind_name(pol_block_kind k)
 {
-    return k == POL_SITE ? "site" : k == POL_GROUP ? "group" : "defaults";
+    return k == POL_SITE    ? "site"
+           : k == POL_GROUP ? "group"
+           : k == POL_UNASSIGNED ? "unassigned"
+                                 : "defaults";
 }
 
 /* "site \"London\": " or "defaults: " */
@@ -192,6 +195,8 @@ static const char *block_label(lua_State *L, const pol_block *b)
 {
     if (b->kind == POL_DEFAULTS)
         return lua_pushliteral(L, "defaults: ");
+    if (b->kind == POL_UNASSIGNED)
+        return lua_pushliteral(L, "unassigned: ");
     return lua_pushfstring(L, "%s \"%s\": ", kind_name(b->kind), b->name);
 }
 
@@ -335,9 +340,11 @@ bad:
 
 static const char *const site_fields[] = {"order", "allow", "deny", "fallback", "cap",
                                           "selection", "max", "ttl", "after", NULL};
-static const char *const group_fields[] = {"order", "allow", "deny", "fallback", NULL};
+static const char *const group_fields[] = {"order", "allow", "deny", "fallback", "exclusive",
+                                           NULL};
 static const char *const default_fields[] = {"selection", "fallback", "max", "ttl", "cap",
-                                             "after", "on_error", "rule_budget", NULL};
+                                             "after", "on_error", "rule_budget",
+                                             "rule_time_ms", NULL};
 
 static bool field_allowed(const char *const *list, const char *k)
 {
@@ -349,8 +356,9 @@ static bool field_allowed(const char *const *list, const char *k)
 
 static void parse_block(lua_State *L, compile_ctx *c, pol_block *b, int idx)
 {
-    const char *const *fields =
-        b->kind == POL_SITE ? site_fields : b->kind == POL_GROUP ? group_fields : default_fields;
+    const char *const *fields = b->kind == POL_SITE || b->kind == POL_UNASSIGNED ? site_fields
+                                : b->kind == POL_GROUP                         ? group_fields
+                                                                               : default_fields;
     tsl_policy *pol = c->pol;
 
     idx = lua_absindex(L, idx);
@@ -404,6 +412,9 @@ static void parse_block(lua_State *L, compile_ctx *c, pol_block *b, int idx)
         } else if (strcmp(k, "rule_budget") == 0) {
             pol->rule_budget = parse_int(L, b, v, k, 1000, 100000000,
                                          "a whole number of instructions (1000 to 100000000)");
+        } else if (strcmp(k, "rule_time_ms") == 0) {
+            pol->rule_time_ms = parse_int(L, b, v, k, 1, 10000,
+                                          "a whole number of milliseconds (1 to 10000)");
         } else if (strcmp(k, "selection") == 0) {
             tsl_selection sel;
             if (lua_type(L, v) != LUA_TSTRING || tsl_selection_parse(&sel, lua_tostring(L, v)) < 0) {
@@ -414,6 +425,12 @@ static void parse_block(lua_State *L, compile_ctx *c, pol_block *b, int idx)
                            lua_tostring(L, -1));
             }
             b->selection = (int)sel;
+        } else if (strcmp(k, "exclusive") == 0) {
+            if (lua_type(L, v) != LUA_TBOOLEAN) {
+                block_label(L, b);
+                luaL_error(L, "%sfield \"exclusive\" must be true or false", lua_tostring(L, -1));
+            }
+            b->exclusive = lua_toboolean(L, v);
         } else if (strcmp(k, "on_error") == 0) {
             const char *s = lua_type(L, v) == LUA_TSTRING ? lua_tostring(L, v) : "";
             if (strcmp(s, "approved") == 0)
@@ -460,6 +477,23 @@ static int f_defaults(lua_State *L)
     return 0;
 }
 
+/* unassigned { ... }: the block of clients with no site (no adapter in a
+ * site subnet and no explicit site). */
+static int f_unassigned(lua_State *L)
+{
+    compile_ctx *c = ctx_of(L);
+    if (c->mode == MODE_RULES)
+        return 0;
+    tsl_policy *pol = c->pol;
+    if (pol->has_unassigned)
+        return luaL_error(L, "unassigned: declared twice (first at line %d)",
+                          pol->unassigned.line);
+    block_init(&pol->unassigned, POL_UNASSIGNED, "unassigned", current_line(L));
+    pol->has_unassigned = true;
+    parse_block(L, c, &pol->unassigned, 1);
+    return 0;
+}
+
 static int f_block_body(lua_State *L)
 {
     compile_ctx *c = ctx_of(L);
@@ -480,6 +514,10 @@ static int f_block(lua_State *L, pol_block_kind kind)
     size_t len;
     const char *name = luaL_checklstring(L, 1, &len);
     luaL_argcheck(L, len > 0 && strlen(name) == len, 1, "name must be a non-empty string");
+    if (kind == POL_SITE && strchr(name, '*'))
+        return luaL_error(L, "site \"%s\": site names are not globs; defaults { ... } reaches "
+                             "every site, unassigned { ... } the clients with no site",
+                          name);
     if (c->mode == MODE_RULES) {
         lua_pushvalue(L, lua_upvalueindex(1));
         lua_pushinteger(L, kind);
@@ -591,12 +629,12 @@ static int f_rule(lua_State *L)
 static void push_dsl(lua_State *L, compile_ctx *c, int ud_idx)
 {
     static const luaL_Reg fns[] = {
-        {"defaults", f_defaults}, {"site", f_site}, {"group", f_group}, {"rule", f_rule},
-        {NULL, NULL},
+        {"defaults", f_defaults}, {"site", f_site},  {"group", f_group},
+        {"rule", f_rule},         {"unassigned", f_unassigned}, {NULL, NULL},
     };
     if (ud_idx)
         ud_idx = lua_absindex(L, ud_idx);
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 5);
     if (ud_idx)
         lua_pushvalue(L, ud_idx);
     else
@@ -725,7 +763,9 @@ int policy_compile_ex(tsl_policy **out, const char *src, size_t len, const char 
     pol->arena.probe = probe;
     pol->on_error = POL_ONERR_APPROVED;
     pol->rule_budget = POL_RULE_BUDGET_DEFAULT;
+    pol->rule_time_ms = POL_RULE_TIME_MS_DEFAULT;
     block_init(&pol->defaults, POL_DEFAULTS, "defaults", 0);
+    block_init(&pol->unassigned, POL_UNASSIGNED, "unassigned", 0);
     pol->name = arena_strdup(&pol->arena, name);
     pol->src = arena_strndup(&pol->arena, src, len);
     if (!pol->name || !pol->src) {

@@ -30,8 +30,24 @@
 
 static const char REASON_GENERIC_DEFAULT[] =
     "no approved server available; fallback \"default\": any available server";
+static const char REASON_NO_SITE_BLOCKED[] =
+    "the client has no site and defaults block fallback: nothing is approved for it "
+    "(an unassigned block can give it servers)";
 static const char REASON_ONERR_DEFAULT[] =
     "a policy rule failed: the default logic decided this request";
+static const char REASON_OVERRUN_DEFAULT[] =
+    "a policy rule overran its time or instruction bound: the default logic decided this "
+    "request";
+static const char REASON_OVERRUN_APPROVED[] =
+    "a policy rule overran its time or instruction bound: the list as it stood before that rule";
+
+/* An overrun shows in every entry's reason (the trace has the details). */
+static int mark_overrun(tsl_result *res, int err, const char *reason)
+{
+    for (uint32_t i = 0; err == 0 && i < res->n; i++)
+        res->entries[i].reason = reason;
+    return err;
+}
 
 /* ------------------------------------------------------------------------
  * Worker state
@@ -124,10 +140,29 @@ typedef struct build {
     uint32_t max;
 } build;
 
+/* Never listed for this request: denied by its site or group, reserved by
+ * an exclusive group it is not in, or outside its own exclusive group. */
 static bool denied(const pol_eval *ev, uint32_t s)
 {
-    return (ev->site_blk && pol_bit(ev->site_blk->deny_bits, s)) ||
-           (ev->group_blk && pol_bit(ev->group_blk->deny_bits, s));
+    if ((ev->site_blk && pol_bit(ev->site_blk->deny_bits, s)) ||
+        (ev->group_blk && pol_bit(ev->group_blk->deny_bits, s)))
+        return true;
+    if (ev->only_bits)
+        return !pol_bit(ev->only_bits, s);
+    return pol_bit(ev->pb->reserved_bits, s);
+}
+
+/* Moves the servers of `site` to the front of v[0..n); returns how many. */
+static uint32_t own_first(const tsl_snapshot *snap, uint32_t *v, uint32_t n, int32_t site)
+{
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (policy_server_at_site(snap, v[i], site)) {
+            uint32_t t = v[k];
+            v[k++] = v[i];
+            v[i] = t;
+        }
+    return k;
 }
 
 static bool is_full(const build *b, uint32_t s)
@@ -159,7 +194,7 @@ static void trace_dropped(build *b, uint32_t s, const char *why)
 static int add_tier(build *b, uint32_t nc, const uint32_t *order1, uint32_t norder1,
                     const char *const *r1, const char *const *r1full, const uint32_t *order2,
                     uint32_t norder2, const char *const *r2, const char *const *r2full, int tier,
-                    int after, const char *reason, const char *reason_full)
+                    int after, const char *reason, const char *reason_full, int32_t own)
 {
     policy_wstate *ws = b->ws;
     tsl_worker *w = b->w;
@@ -222,12 +257,21 @@ static int add_tier(build *b, uint32_t nc, const uint32_t *order1, uint32_t nord
         /* the rest of this round, ranked */
         if (ws->n >= b->max)
             break;
-        const uint32_t *in = full ? b->ranked : b->cand;
+        uint32_t *in = full ? b->ranked : b->cand;
         uint32_t nin = full ? nf : nn;
         uint32_t *out = b->ranked + nf;
-        uint32_t got = decide_rank(w, b->ctx, b->ctx->selection, in, nin, out, b->max - ws->n);
-        if (got == 0 && nin > 0)
+        /* a group's tier 0: the servers of the client's own site rank first */
+        uint32_t nown = own != TSL_NO_SITE ? own_first(b->snap, in, nin, own) : nin;
+        uint32_t got = decide_rank(w, b->ctx, b->ctx->selection, in, nown, out, b->max - ws->n);
+        if (got == 0 && nown > 0)
             return tsl_oom();
+        if (nown < nin && ws->n + got < b->max) {
+            uint32_t more = decide_rank(w, b->ctx, b->ctx->selection, in + nown, nin - nown,
+                                        out + got, b->max - ws->n - got);
+            if (more == 0)
+                return tsl_oom();
+            got += more;
+        }
         for (uint32_t i = 0; i < got; i++) {
             uint32_t s = out[i];
             decide_seen_add(w, s);
@@ -242,59 +286,87 @@ static int add_tier(build *b, uint32_t nc, const uint32_t *order1, uint32_t nord
     return 0;
 }
 
-/* Tier 0: the approved set of this request. */
+/* Keeps sv in tier 0's candidates when the group allows it, nothing denies
+ * it and it is available. */
+static void tier0_consider(build *b, uint32_t sv, uint32_t *nc)
+{
+    pol_eval *ev = b->ev;
+    const bound_block *G = ev->group_blk;
+    char why[128];
+
+    if (G && G->allow_bits && !pol_bit(G->allow_bits, sv)) {
+        if (ev->tr)
+            trace_dropped(b, sv, "outside the group's allow");
+        return;
+    }
+    if (denied(ev, sv)) {
+        if (ev->tr)
+            trace_dropped(b, sv, pol_bit(ev->pb->reserved_bits, sv) && !ev->only_bits
+                                     ? "reserved for an exclusive group"
+                                     : "denied");
+        return;
+    }
+    if (!decide_available(b->ctx, sv)) {
+        if (ev->tr)
+            trace_dropped(b, sv, decide_unavailable_why(b->ctx, sv, why, sizeof why));
+        return;
+    }
+    b->ws->mark[sv] = b->ws->mark_gen;
+    b->cand[(*nc)++] = sv;
+}
+
+/* Tier 0: the approved set of this request.  A site's block gives its
+ * static set, the defaults block the site's candidates; a group with
+ * `allow` takes the servers it allows from the site's set and the site's
+ * own candidates (so a site `order` never hides a department's servers),
+ * the site's own first. */
 static int build_tier0(build *b)
 {
     pol_eval *ev = b->ev;
     const bound_block *B = ev->site_blk, *G = ev->group_blk;
     const tsl_snapshot *s = b->snap;
-    const uint32_t *src = NULL;
-    uint32_t nsrc = 0, nc = 0;
-    char why[128];
+    int32_t site = b->ctx->site;
+    const uint32_t *src = NULL, *cand = NULL;
+    uint32_t nsrc = 0, ncand = 0, nc = 0;
+    bool group_allow = G && G->pb->has_allow;
 
-    if (B) {
+    if (B && !B->dynamic) {
         src = B->approved;
         nsrc = B->napproved;
         PTRACE(ev->tr, "%s (line %d): static approved set of %u server(s)%s", B->label,
                B->pb->line, nsrc,
                B->pb->has_allow ? " from allow" : B->pb->has_order ? " from order"
                                                                    : " from its candidates");
-    } else if (b->ctx->site != TSL_NO_SITE) {
-        src = s->sites[b->ctx->site].cand;
-        nsrc = s->sites[b->ctx->site].ncand;
-        PTRACE(ev->tr, "site \"%s\": no site block; approved set = its %u candidate(s)",
-               s->sites[b->ctx->site].name, nsrc);
-    } else if (G && G->pb->has_allow) {
+    } else if (site != TSL_NO_SITE) {
+        src = s->sites[site].cand;
+        nsrc = s->sites[site].ncand;
+        PTRACE(ev->tr, "site \"%s\": no site block%s; approved set = its %u candidate(s)",
+               s->sites[site].name, B ? " (defaults apply)" : "", nsrc);
+    } else if (group_allow) {
         src = G->approved;
         nsrc = G->napproved;
         PTRACE(ev->tr, "no site: approved set = %s allow, %u server(s)", G->label, nsrc);
     } else {
-        PTRACE(ev->tr, "no site and no group allow: the approved set is empty");
+        PTRACE(ev->tr, "no site%s: the approved set is empty",
+               B ? ", no unassigned block and no group allow" : " and no group allow");
+    }
+    /* the group also takes the site's own candidates it allows */
+    if (group_allow && site != TSL_NO_SITE && src != s->sites[site].cand) {
+        cand = s->sites[site].cand;
+        ncand = s->sites[site].ncand;
     }
     if (G)
         PTRACE(ev->tr, "%s (line %d) applies to department \"%s\"%s", G->label, G->pb->line,
-               b->ctx->department, G->pb->has_allow ? ": its allow narrows the set" : "");
+               b->ctx->department,
+               group_allow ? ": the servers it allows, from the site's set and its own "
+                             "candidates"
+                           : "");
 
-    for (uint32_t i = 0; i < nsrc; i++) {
-        uint32_t sv = src[i];
-        if (G && G->allow_bits && !pol_bit(G->allow_bits, sv)) {
-            if (ev->tr)
-                trace_dropped(b, sv, "outside the group's allow");
-            continue;
-        }
-        if (denied(ev, sv)) {
-            if (ev->tr)
-                trace_dropped(b, sv, "denied");
-            continue;
-        }
-        if (!decide_available(b->ctx, sv)) {
-            if (ev->tr)
-                trace_dropped(b, sv, decide_unavailable_why(b->ctx, sv, why, sizeof why));
-            continue;
-        }
-        b->ws->mark[sv] = b->ws->mark_gen;
-        b->cand[nc++] = sv;
-    }
+    for (uint32_t i = 0; i < nsrc; i++)
+        tier0_consider(b, src[i], &nc);
+    for (uint32_t i = 0; i < ncand; i++)
+        if (!pol_bit(B->approved_bits, cand[i]))
+            tier0_consider(b, cand[i], &nc);
     PTRACE(ev->tr, "tier 0: %u available approved server(s)", nc);
 
     static const char *const no_reasons[1] = {NULL};
@@ -303,7 +375,8 @@ static int build_tier0(build *b)
     return add_tier(b, nc, G ? G->order : NULL, G ? G->norder : 0,
                     G ? G->r_order : no_reasons, G ? G->r_order_full : no_reasons,
                     B ? B->order : NULL, B ? B->norder : 0, B ? B->r_order : no_reasons,
-                    B ? B->r_order_full : no_reasons, 0, 0, r, rf);
+                    B ? B->r_order_full : no_reasons, 0, 0, r, rf,
+                    group_allow ? site : TSL_NO_SITE);
 }
 
 /* Every available server not yet listed and not denied into cand. */
@@ -363,7 +436,10 @@ static int build_fallback(build *b, const bound_block *winner)
         PTRACE(ev->tr, "fallback \"block\" (%s): nothing outside the approved set",
                winner ? winner->label : "policy");
         if (ws->n == 0) {
-            ev->blocked_reason = winner ? winner->r_blocked : "fallback is blocked";
+            ev->blocked_reason = !winner ? "fallback is blocked"
+                                 : winner->dynamic && b->ctx->site == TSL_NO_SITE
+                                     ? REASON_NO_SITE_BLOCKED
+                                     : winner->r_blocked;
             PTRACE(ev->tr, "no approved server is available: the list is empty (blocked)");
         }
         return 0;
@@ -381,7 +457,7 @@ static int build_fallback(build *b, const bound_block *winner)
                         no_reasons, NULL, 0,
                         no_reasons, no_reasons, 1, ev->after,
                         winner ? winner->r_default : REASON_GENERIC_DEFAULT,
-                        winner ? winner->r_default_full : REASON_GENERIC_DEFAULT);
+                        winner ? winner->r_default_full : REASON_GENERIC_DEFAULT, TSL_NO_SITE);
     case POL_FB_LIST:
         break;
     }
@@ -396,7 +472,8 @@ static int build_fallback(build *b, const bound_block *winner)
             PTRACE(ev->tr, "fallback tier %d: \"*\", %u other available server(s)", f->tier,
                    nc);
             err = add_tier(b, nc, NULL, 0, no_reasons, no_reasons, NULL, 0, no_reasons,
-                           no_reasons, f->tier, ev->after, f->reason, f->reason_full);
+                           no_reasons, f->tier, ev->after, f->reason, f->reason_full,
+                           TSL_NO_SITE);
             continue;
         }
         const uint32_t *src = f->blk ? f->blk->approved : b->snap->sites[f->site].cand;
@@ -412,7 +489,7 @@ static int build_fallback(build *b, const bound_block *winner)
         err = add_tier(b, nc, f->blk ? f->blk->order : NULL, f->blk ? f->blk->norder : 0,
                        f->blk ? f->blk->r_order : no_reasons,
                        f->blk ? f->blk->r_order_full : no_reasons, NULL, 0, no_reasons,
-                       no_reasons, f->tier, ev->after, f->reason, f->reason_full);
+                       no_reasons, f->tier, ev->after, f->reason, f->reason_full, TSL_NO_SITE);
     }
     return err;
 }
@@ -436,6 +513,9 @@ static int emit(tsl_result *res, pol_eval *ev)
     if (n == 0 && ev->fb_blocked) {
         res->blocked = true;
         res->blocked_reason = ev->blocked_reason ? ev->blocked_reason : "fallback is blocked";
+    } else if (n == 0 && ev->only_bits) {
+        res->blocked = true; /* an exclusive group never uses anything else */
+        res->blocked_reason = ev->group_blk->r_only_empty;
     }
     if (ws->n > n)
         PTRACE(ev->tr, "max %d: %u entr%s cut", ev->max, ws->n - n,
@@ -512,8 +592,12 @@ int policy_decide(tsl_result *res, tsl_worker *w, const tsl_plan *plan, struct d
     ev.pb = pb;
     ev.ctx = ctx;
     ev.tr = tr;
-    ev.site_blk = ctx->site != TSL_NO_SITE ? pb->site_blk[ctx->site] : NULL;
+    ev.site_blk = ctx->site != TSL_NO_SITE ? pb->site_blk[ctx->site] : pb->unassigned;
+    if (!ev.site_blk && pb->dflt_on)
+        ev.site_blk = &pb->dflt; /* defaults reach sites no block names, and no site */
     ev.group_blk = policy_find_group(pb, ctx->department);
+    if (ev.group_blk && ev.group_blk->pb->exclusive && ev.group_blk->pb->has_allow)
+        ev.only_bits = ev.group_blk->allow_bits;
     ws->n = 0;
 
     const pol_block *sp = ev.site_blk ? ev.site_blk->pb : NULL;
@@ -582,10 +666,13 @@ int policy_decide(tsl_result *res, tsl_worker *w, const tsl_plan *plan, struct d
             PTRACE(tr, "rule \"%s\" failed: %s", r->name, msg);
             if (pol->on_error == POL_ONERR_DEFAULT) {
                 PTRACE(tr, "on_error \"default\": the default logic decides this request");
-                return decide_on_error_default(res, w, &ev);
+                err = decide_on_error_default(res, w, &ev);
+                return ev.overrun ? mark_overrun(res, err, REASON_OVERRUN_DEFAULT) : err;
             }
             PTRACE(tr, "on_error \"approved\": the list as it stood before rule \"%s\"",
                    r->name);
+            if (ev.overrun)
+                return mark_overrun(res, emit(res, &ev), REASON_OVERRUN_APPROVED);
         }
     }
     return emit(res, &ev);

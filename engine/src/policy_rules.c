@@ -12,22 +12,41 @@
  *   entries one userdata per server, cached, valid during one evaluation.
  * So a request that runs rules costs a few calls, not a table per entry.
  *
- * All rules of one request share one instruction budget.  A rule that
- * errors, runs out of memory or budget leaves the list as it was before it
+ * All rules of one request share one instruction budget and one
+ * wall-clock bound (rule_time_ms, 50 ms by default).  A rule that errors,
+ * runs out of memory, budget or time leaves the list as it was before it
  * started, and no later rule runs (policy_eval.c decides what the request
  * gets).  Methods never let a rule add an unavailable or denied server,
  * nor one outside the approved set once fallback is blocked.
+ *
+ * Callbacks (a `remove`/`restrict`/`prefer` predicate, a `reorder`
+ * comparator) run while the method that called them holds pointers into
+ * the list and the worker's scratch space, so a callback may read the list
+ * and its entries but never change it: every changing method refuses to run
+ * inside a callback ("list:add called from inside list:reorder's
+ * comparator").  A block is a latch: once fallback is blocked in a request
+ * (by the policy or by list:block_fallback()) it stays blocked, even if the
+ * rule that blocked it fails afterwards, and no fallback entry comes back.
  */
 #include "decide.h"
 #include "policy.h"
 
 #include <lauxlib.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #define ENTRY_MT "tsl.entry"
+
+/* Rule calls stopped by their time or instruction bound, in this process. */
+static _Atomic uint64_t overruns_total;
+
+uint64_t tsl_policy_overruns_total(void)
+{
+    return atomic_load_explicit(&overruns_total, memory_order_relaxed);
+}
 #define LIST_MT "tsl.list"
 #define REQ_MT "tsl.request"
 
@@ -46,6 +65,51 @@ static pol_eval *eval_of(lua_State *L)
     if (!ws || !ws->cur)
         luaL_error(L, "the request and the list exist only while a rule runs");
     return ws->cur;
+}
+
+/* The evaluation for a method that changes the list: refused while a
+ * callback of another method runs (that method holds pointers into the
+ * list and the scratch space). */
+static pol_eval *changing_eval(lua_State *L, const char *method)
+{
+    pol_eval *ev = eval_of(L);
+    if (ev->in_callback)
+        sandbox_error(L, "list:%s called from inside list:%s (a callback may read the list, "
+                         "not change it)",
+                      method, ev->in_callback);
+    return ev;
+}
+
+/* Calls the function below nargs arguments (one result) as a callback of
+ * `what`: changing methods are refused until it returns.  Protected, so an
+ * error in the callback clears the mark before it propagates. */
+static void call_callback(lua_State *L, pol_eval *ev, int nargs, const char *what)
+{
+    const char *outer = ev->in_callback;
+    ev->in_callback = what;
+    int st = lua_pcall(L, nargs, 1, 0);
+    ev->in_callback = outer;
+    if (st == LUA_OK)
+        return;
+    if (st == LUA_ERRMEM) {
+        char m[128];
+        sandbox_errmsg(sandbox_of(L), st, m, sizeof m, false);
+        lua_pushstring(L, m);
+    }
+    lua_error(L);
+}
+
+/* The latch: while fallback is blocked, only tier 0 stays. */
+static void enforce_block(pol_eval *ev)
+{
+    policy_wstate *ws = ev->ws;
+    uint32_t k = 0;
+    if (!ev->fb_blocked)
+        return;
+    for (uint32_t i = 0; i < ws->n; i++)
+        if (ws->list[i].tier == 0)
+            ws->list[k++] = ws->list[i];
+    ws->n = k;
 }
 
 static int read_only(lua_State *L)
@@ -247,7 +311,7 @@ static void check_matcher(lua_State *L, int idx, const char *fname)
                fname, luaL_typename(L, idx));
 }
 
-static bool matches(lua_State *L, int idx, pol_eval *ev, uint32_t server)
+static bool matches(lua_State *L, int idx, pol_eval *ev, uint32_t server, const char *what)
 {
     const char *name = ev->ctx->snap->servers[server].name;
     switch (lua_type(L, idx)) {
@@ -269,7 +333,7 @@ static bool matches(lua_State *L, int idx, pol_eval *ev, uint32_t server)
     case LUA_TFUNCTION: {
         lua_pushvalue(L, idx);
         push_entry(L, ev, server);
-        lua_call(L, 1, 1);
+        call_callback(L, ev, 1, what);
         bool m = lua_toboolean(L, -1);
         lua_pop(L, 1);
         return m;
@@ -281,9 +345,9 @@ static bool matches(lua_State *L, int idx, pol_eval *ev, uint32_t server)
 
 /* Keeps the entries whose flag equals `keep`; flags computed first, so a
  * predicate that errors leaves the list untouched. */
-static int filter(lua_State *L, bool keep_matching, const char *fname)
+static int filter(lua_State *L, bool keep_matching, const char *fname, const char *what)
 {
-    pol_eval *ev = eval_of(L);
+    pol_eval *ev = changing_eval(L, fname);
     policy_wstate *ws = ev->ws;
     uint32_t *flags;
     uint32_t n = ws->n, k = 0;
@@ -292,7 +356,7 @@ static int filter(lua_State *L, bool keep_matching, const char *fname)
     if (!(flags = decide_scratch(ev->w, 2, n + 1)))
         return luaL_error(L, "out of memory");
     for (uint32_t i = 0; i < n; i++)
-        flags[i] = matches(L, 2, ev, ws->list[i].server) == keep_matching;
+        flags[i] = matches(L, 2, ev, ws->list[i].server, what) == keep_matching;
     if (ws->n != n)
         return luaL_error(L, "the list changed during '%s'", fname);
     for (uint32_t i = 0; i < n; i++)
@@ -309,17 +373,17 @@ static int filter(lua_State *L, bool keep_matching, const char *fname)
 
 static int l_remove(lua_State *L)
 {
-    return filter(L, false, "remove");
+    return filter(L, false, "remove", "remove's predicate");
 }
 
 static int l_restrict(lua_State *L)
 {
-    return filter(L, true, "restrict");
+    return filter(L, true, "restrict", "restrict's predicate");
 }
 
 static int l_truncate(lua_State *L)
 {
-    pol_eval *ev = eval_of(L);
+    pol_eval *ev = changing_eval(L, "truncate");
     lua_Integer n = luaL_checkinteger(L, 2);
     luaL_argcheck(L, n >= 0, 1, "must be 0 or more");
     if ((uint64_t)n < ev->ws->n)
@@ -329,7 +393,7 @@ static int l_truncate(lua_State *L)
 
 static int l_block_fallback(lua_State *L)
 {
-    pol_eval *ev = eval_of(L);
+    pol_eval *ev = changing_eval(L, "block_fallback");
     policy_wstate *ws = ev->ws;
     uint32_t k = 0;
     for (uint32_t i = 0; i < ws->n; i++)
@@ -344,7 +408,7 @@ static int l_block_fallback(lua_State *L)
 
 static int l_set_strict(lua_State *L)
 {
-    pol_eval *ev = eval_of(L);
+    pol_eval *ev = changing_eval(L, "set_strict");
     luaL_checkany(L, 2);
     ev->strict = lua_toboolean(L, 2);
     return 0;
@@ -362,7 +426,7 @@ static void mark_moved(pol_eval *ev, const uint32_t *before)
 /* Stable: within each tier, entries matching argument 2 first, then 3, ... */
 static int l_prefer(lua_State *L)
 {
-    pol_eval *ev = eval_of(L);
+    pol_eval *ev = changing_eval(L, "prefer");
     policy_wstate *ws = ev->ws;
     int nargs = lua_gettop(L);
     uint32_t n = ws->n;
@@ -378,7 +442,7 @@ static int l_prefer(lua_State *L)
         rank[i] = (uint32_t)nargs; /* unmatched: after every pattern */
         before[i] = ws->list[i].server;
         for (int a = 2; a <= nargs; a++)
-            if (matches(L, a, ev, ws->list[i].server)) {
+            if (matches(L, a, ev, ws->list[i].server, "prefer's predicate")) {
                 rank[i] = (uint32_t)a;
                 break;
             }
@@ -410,7 +474,7 @@ static bool lua_before(lua_State *L, pol_eval *ev, const pl_entry *a, const pl_e
     lua_pushvalue(L, 2);
     push_entry(L, ev, a->server);
     push_entry(L, ev, b->server);
-    lua_call(L, 2, 1);
+    call_callback(L, ev, 2, "reorder's comparator");
     bool r = lua_toboolean(L, -1);
     lua_pop(L, 1);
     return r;
@@ -418,7 +482,7 @@ static bool lua_before(lua_State *L, pol_eval *ev, const pl_entry *a, const pl_e
 
 static int l_reorder(lua_State *L)
 {
-    pol_eval *ev = eval_of(L);
+    pol_eval *ev = changing_eval(L, "reorder");
     policy_wstate *ws = ev->ws;
     uint32_t n = ws->n;
 
@@ -454,12 +518,13 @@ static int l_reorder(lua_State *L)
         return luaL_error(L, "the list changed during 'reorder'");
     memcpy(ws->list, a, sizeof *a * n);
     mark_moved(ev, before);
+    enforce_block(ev);
     return 0;
 }
 
 static int l_add(lua_State *L)
 {
-    pol_eval *ev = eval_of(L);
+    pol_eval *ev = changing_eval(L, "add");
     policy_wstate *ws = ev->ws;
     const char *name = luaL_checkstring(L, 2);
     int32_t s = policy_find_server(ev->ctx->snap, name);
@@ -699,14 +764,19 @@ static void save_list(pol_eval *ev)
     ev->saved_blocked_reason = ev->blocked_reason;
 }
 
+/* The list as it stood before the failing rule; a block it applied
+ * stays (the latch), with its reason. */
 static void restore_list(pol_eval *ev)
 {
     policy_wstate *ws = ev->ws;
     memcpy(ws->list, ws->saved, sizeof *ws->list * ws->nsaved);
     ws->n = ws->nsaved;
-    ev->fb_blocked = ev->saved_fb_blocked;
+    if (!ev->fb_blocked) {
+        ev->blocked_reason = ev->saved_blocked_reason;
+    }
     ev->strict = ev->saved_strict;
-    ev->blocked_reason = ev->saved_blocked_reason;
+    ev->in_callback = NULL;
+    enforce_block(ev);
 }
 
 /* Each rule runs in its own lua_pcall.  Everything else here (pushing a
@@ -731,6 +801,9 @@ int policy_run_rules(pol_eval *ev, char *msg, size_t msglen)
     ws->serial++;
     ws->cur = ev;
     sandbox_reset_flags(ws->sb);
+    ev->in_callback = NULL;
+    ev->overrun = false;
+    ws->sb->time_ms = pol->rule_time_ms;
     sandbox_budget_begin(ws->sb, pol->rule_budget);
     for (uint32_t i = 0; i < pol->nrules; i++) {
         uint32_t before = ws->n;
@@ -745,18 +818,24 @@ int policy_run_rules(pol_eval *ev, char *msg, size_t msglen)
         int st = lua_pcall(L, 2, 0, base + 1);
         if (st != LUA_OK) {
             sandbox_errmsg(ws->sb, st, msg, msglen, false);
+            ev->overrun = ws->sb->stop == SANDBOX_OUT_OF_TIME ||
+                          ws->sb->stop == SANDBOX_OUT_OF_BUDGET;
+            if (ev->overrun) {
+                ev->w->policy_overruns++;
+                atomic_fetch_add_explicit(&overruns_total, 1, memory_order_relaxed);
+            }
             restore_list(ev);
             failed = (int)i + 1;
             lua_settop(L, base);
             break;
         }
         lua_settop(L, base);
+        enforce_block(ev);
         PTRACE(ev->tr, "rule \"%s\" (line %d): %u -> %u entr%s%s", pol->rules[i].name,
                pol->rules[i].line, before, ws->n, ws->n == 1 ? "y" : "ies",
                ev->fb_blocked && !ev->saved_fb_blocked ? ", fallback blocked" : "");
     }
     sandbox_budget_end(ws->sb);
-    ws->sb->killing = false;
     ws->cur = NULL;
     return failed;
 }

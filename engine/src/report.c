@@ -4,7 +4,9 @@
  *   active-servers      every Task Server available right now;
  *   server-clients      how many clients each server would get (the first
  *                       entry of each client's list);
- *   client-assignments  every managed client with its server.
+ *   client-assignments  every managed client with its server;
+ *   subnet-conflicts    subnets claimed by several sites, with the clients
+ *                       each decides (subnet_conflicts.c).
  *
  * The last two decide for every client of the inventory with the plan in
  * force, so they show what the policy would do, not what happened.
@@ -18,7 +20,7 @@
 #include <time.h>
 
 static const char *const report_names[] = {"active-servers", "server-clients",
-                                           "client-assignments"};
+                                           "client-assignments", "subnet-conflicts"};
 
 int tsl_report_kind_parse(tsl_report_kind *out, const char *text)
 {
@@ -29,8 +31,8 @@ int tsl_report_kind_parse(tsl_report_kind *out, const char *text)
         }
     }
     return tsl_seterr(TSL_EINVALID,
-                      "unknown report \"%s\" (expected active-servers, server-clients or "
-                      "client-assignments)",
+                      "unknown report \"%s\" (expected active-servers, server-clients, "
+                      "client-assignments or subnet-conflicts)",
                       text ? text : "");
 }
 
@@ -243,6 +245,8 @@ int tsl_report(tsl_buf *out, tsl_worker *w, const tsl_plan *plan, tsl_report_kin
         return report_server_clients(&rw, w, plan, now);
     case TSL_REPORT_CLIENT_ASSIGNMENTS:
         return report_assignments(&rw, w, plan, now);
+    case TSL_REPORT_SUBNET_CONFLICTS:
+        return tsl_subnet_conflicts(out, NULL, plan->snap, fmt);
     }
     return tsl_seterr(TSL_EINVALID, "unknown report kind %d", (int)kind);
 }

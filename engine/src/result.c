@@ -47,6 +47,7 @@ void result_reset(tsl_result *res)
     res->strict = false;
     res->ttl = 0;
     res->policy = NULL;
+    res->department_ignored = NULL;
 }
 
 int result_push(tsl_result *res, const struct decide_ctx *ctx, uint32_t server, int tier,
@@ -100,6 +101,10 @@ const char *tsl_result_blocked_reason(const tsl_result *res) { return res->block
 bool tsl_result_strict(const tsl_result *res) { return res->strict; }
 int tsl_result_ttl(const tsl_result *res) { return res->ttl; }
 const char *tsl_result_policy(const tsl_result *res) { return res->policy; }
+const char *tsl_result_department_ignored(const tsl_result *res)
+{
+    return res->department_ignored;
+}
 
 const tsl_entry *tsl_result_entry(const tsl_result *res, size_t i)
 {

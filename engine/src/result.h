@@ -26,6 +26,8 @@ struct tsl_result {
     bool strict;
     int ttl;
     const char *policy;
+    /* a known client's request named another department: not obeyed */
+    const char *department_ignored;
 };
 
 /* Empties the result for a new decision. */

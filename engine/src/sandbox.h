@@ -12,9 +12,19 @@
  *   - a frozen base: the library tables are read-only proxies shared by every
  *     chunk; each chunk gets its own environment that falls through to the
  *     base and raises an error on any undeclared global, read or write;
- *   - time: a count hook charges an instruction budget per call; once a call
- *     is being killed the hook fires on every instruction, so a pcall inside
- *     the script cannot swallow the kill;
+ *   - time: a count hook charges an instruction budget per call and checks
+ *     a monotonic deadline (sb->time_ms per call, and the thread's ambient
+ *     deadline and cancel flag, sandbox_ambient_set); once a call is being
+ *     killed the hook fires on every instruction, so a pcall inside the
+ *     script cannot swallow the kill;
+ *   - no long C calls: every library function whose work grows with its
+ *     input is replaced by a bounded one that caps its input or result and
+ *     charges its work to the same budget and clock (string.rep, the
+ *     pattern functions, a plain find in linear time, table.sort, concat,
+ *     move, unpack, insert, remove, and the rest of string and utf8 by the
+ *     bytes they read);
+ *   - no addresses: tostring and string.format("%s") print a table or a
+ *     function by its type (or __name), never "0x55..."; "%p" is refused;
  *   - setmetatable refuses __gc (finalizers run with hooks off), and
  *     xpcall runs its handler after unwinding, as a plain call (Lua runs
  *     real message handlers with hooks off after a hook error).
@@ -42,6 +52,15 @@
  * backtracking matcher (it runs in C, out of reach of the count hook). */
 #define SANDBOX_PATTERN_SUBJECT_MAX 256
 #define SANDBOX_PATTERN_REPEAT_MAX 3
+/* Work bounds of the C library functions (see sandbox.c). */
+#define SANDBOX_STRING_MAX ((size_t)8 << 20)   /* string.rep's result */
+#define SANDBOX_ITEMS_MAX ((int64_t)1 << 18)   /* concat, move, unpack ranges */
+#define SANDBOX_SORT_MAX 20000                 /* table.sort without a Lua comparator */
+#define SANDBOX_PATTERN_COST_MAX ((double)(1 << 26))
+#define SANDBOX_BYTES_PER_STEP 16              /* bytes of C work charged as one instruction */
+/* Wall-clock bound of a load (policy compile, a worker's rule state, a
+ * test file): sandbox_new's default for time_ms. */
+#define SANDBOX_LOAD_TIME_MS_DEFAULT 1000
 
 /* Allocation failure injection, shared between a sandbox and the C code
  * around it (policy compile) so one counter numbers every allocation.
@@ -72,9 +91,38 @@ typedef struct sandbox {
     int64_t budget;
     int64_t left;
     bool killing;
+    int64_t time_ms;      /* wall-clock bound of each call, 0 none (owner sets it) */
+    uint64_t deadline_ns; /* of the current call (CLOCK_MONOTONIC), 0 none */
+    int64_t charged;      /* work charged since the clock was last read */
+    int stop;             /* why the current call is being killed (sandbox_stop) */
+    const _Atomic bool *cancel; /* the ambient cancel flag when the call began */
     int base_ref;         /* registry: table of the frozen base entries */
     void *user;           /* the owner's pointer (policy_rules.c: its worker state) */
 } sandbox;
+
+/* Why a call was killed (sb->stop). */
+enum sandbox_stop {
+    SANDBOX_RUNNING = 0,
+    SANDBOX_OUT_OF_BUDGET, /* instruction budget */
+    SANDBOX_OUT_OF_TIME,   /* sb->time_ms or the ambient deadline */
+    SANDBOX_CANCELLED      /* the ambient cancel flag */
+};
+
+/* The calling thread's ambient bound, applied to every sandbox call it
+ * makes from now on on top of each sandbox's own: a cancel flag (NULL
+ * none; `why` completes "stopped: ...") and a deadline (CLOCK_MONOTONIC
+ * ns, 0 none; `what` completes "time limit of ... exceeded").  The broker
+ * sets them on the thread that checks uploaded policies, so SIGTERM stops
+ * a check at once and a check never runs past its own deadline. */
+TSL_INTERNAL void sandbox_ambient_set(const _Atomic bool *cancel, const char *why,
+                                      uint64_t deadline_ns, const char *what);
+/* CLOCK_MONOTONIC in nanoseconds. */
+TSL_INTERNAL uint64_t sandbox_now_ns(void);
+
+/* Charges `cost` instructions of work done in C to the current call:
+ * raises the kill error when the budget, the deadline or the cancel flag
+ * says so (reads the clock once per SANDBOX_STEP charged). */
+TSL_INTERNAL void sandbox_charge(lua_State *L, int64_t cost);
 
 /* Creates a state with the allow-listed libraries and the frozen base.
  * `limit` 0 means SANDBOX_MEMORY_DEFAULT; `probe` may be NULL.

@@ -1,7 +1,7 @@
 /*
  * server_approval.c - Task Servers that announced themselves by heartbeat
  * (the broker's --heartbeat-registration) wait in the store as pending
- * (task_servers.approved = 0, schema 005) until an admin approves or
+ * (task_servers.approved = 0, schema 006) until an admin approves or
  * rejects them: listing them, deciding, and the record of who decided.
  * A pending server is in no snapshot, so in no list and no report.
  *

@@ -12,7 +12,10 @@
  */
 #include "snapshot.h"
 
+#include "conflicts.h"
+
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -78,6 +81,7 @@ typedef const char *(*name_of_fn)(const tsl_snapshot *s, uint32_t i);
 static const char *site_name(const tsl_snapshot *s, uint32_t i) { return s->sites[i].name; }
 static const char *server_name(const tsl_snapshot *s, uint32_t i) { return s->servers[i].name; }
 static const char *client_guid(const tsl_snapshot *s, uint32_t i) { return s->clients[i].guid; }
+static const char *client_name(const tsl_snapshot *s, uint32_t i) { return s->clients[i].name; }
 
 static int32_t index_find(const tsl_snapshot *s, const snap_index *ix, name_of_fn name_of,
                           const char *name)
@@ -136,6 +140,70 @@ int32_t snap_find_server(const tsl_snapshot *s, const char *name)
 int32_t snap_find_client(const tsl_snapshot *s, const char *guid)
 {
     return index_find(s, &s->client_idx, client_guid, guid);
+}
+
+uint32_t snap_find_clients_by_name(const tsl_snapshot *s, const char *name, uint32_t *out,
+                                   uint32_t max)
+{
+    const snap_index *ix = &s->name_idx;
+    uint32_t n = 0;
+
+    if (!ix->slots || !name || !*name)
+        return 0;
+    /* Equal names share one probe sequence: walk it to the first gap. */
+    for (uint32_t h = (uint32_t)hash_name(name) & ix->mask;; h = (h + 1) & ix->mask) {
+        uint32_t v = ix->slots[h];
+        if (!v)
+            return n;
+        if (strcasecmp(s->clients[v - 1].name, name) == 0) {
+            if (n < max)
+                out[n] = v - 1;
+            n++;
+        }
+    }
+}
+
+int tsl_snapshot_find_client(const char **out, const tsl_snapshot *snap, const char *key)
+{
+    uint32_t found[8], n;
+    int32_t ci;
+
+    TSL_ARG(out);
+    *out = NULL;
+    TSL_ARG(snap && key);
+    if ((ci = snap_find_client(snap, key)) >= 0) {
+        *out = snap->clients[ci].guid;
+        return 0;
+    }
+    n = snap_find_clients_by_name(snap, key, found, 8);
+    if (n == 1) {
+        *out = snap->clients[found[0]].guid;
+        return 0;
+    }
+    for (uint32_t i = 1; i < n && i < 8; i++) /* inventory order, for a stable message */
+        for (uint32_t k = i; k > 0 && found[k - 1] > found[k]; k--) {
+            uint32_t t = found[k];
+            found[k] = found[k - 1];
+            found[k - 1] = t;
+        }
+    if (n == 0)
+        return tsl_seterr(TSL_ENOTFOUND, "no client with GUID or name \"%s\"", key);
+    {
+        char list[8 * 80 + 32];
+        size_t off = 0;
+        for (uint32_t i = 0; i < n && i < 8; i++) {
+            int w = snprintf(list + off, sizeof list - off, "%s%s (%s)", i ? ", " : "",
+                             snap->clients[found[i]].guid, snap->clients[found[i]].ip[0]
+                                                               ? snap->clients[found[i]].ip
+                                                               : "no IP");
+            if (w < 0 || (size_t)w >= sizeof list - off)
+                break;
+            off += (size_t)w;
+        }
+        return tsl_seterr(TSL_EINVALID,
+                          "%u clients are named \"%s\": %s%s; name one by its GUID", n, key,
+                          list, n > 8 ? ", ..." : "");
+    }
 }
 
 int64_t snap_heartbeat_age(const tsl_snapshot *s, const snap_server *sv, int64_t now)
@@ -237,9 +305,16 @@ int snap_add_subnet(tsl_snapshot *s, const char *site, const char *cidr)
     if ((err = tsl_cidr_parse(&prefix, &bits, cidr)) < 0)
         return err;
     err = tsl_lpm_insert(&s->lpm, &prefix, bits, si, &existing);
-    if (err == TSL_EEXISTS)
-        return tsl_seterr(TSL_EEXISTS, "subnet %s of site \"%s\" already belongs to site \"%s\"",
-                          cidr, site, s->sites[existing].name);
+    if (err == TSL_EEXISTS) {
+        /* The same subnet in several sites (ITMS allows it): the site
+         * first by name takes it, whatever the order of loading. */
+        for (uint32_t k = 0; k < s->sites[si].nsubnets; k++)
+            if (!strcmp(s->sites[si].subnets[k], cidr))
+                return 0; /* this site holds it already */
+        err = conflicts_site_wins(s->sites[si].name, s->sites[existing].name)
+                  ? tsl_lpm_replace(&s->lpm, &prefix, bits, si)
+                  : 0;
+    }
     if (err < 0)
         return err;
 
@@ -341,7 +416,8 @@ int snap_add_client(tsl_snapshot *s, const char *guid, const char *name, const c
         if (c->site < 0)
             return tsl_seterr(TSL_ENOTFOUND, "client \"%s\" names unknown site \"%s\"", guid, site);
     }
-    if ((err = index_add(s, &s->client_idx, client_guid, s->nclients)) < 0)
+    if ((err = index_add(s, &s->client_idx, client_guid, s->nclients)) < 0 ||
+        (c->name[0] && (err = index_add(s, &s->name_idx, client_name, s->nclients)) < 0))
         return err;
     s->nclients++;
     return 0;
@@ -581,6 +657,7 @@ int tsl_snapshot_derive(tsl_snapshot **out, tsl_snapshot *base, const snap_serve
     d->lpm = root->lpm;
     d->site_idx = root->site_idx;
     d->client_idx = root->client_idx;
+    d->name_idx = root->name_idx;
     d->clients = root->clients;
     d->nclients = root->nclients;
     d->errors = root->errors;
@@ -680,6 +757,7 @@ void tsl_snapshot_free(tsl_snapshot *snap)
         tsl_lpm_free(&snap->lpm);
         free(snap->site_idx.slots);
         free(snap->client_idx.slots);
+        free(snap->name_idx.slots);
         free(snap->clients);
         free(snap->errors);
     }

@@ -58,7 +58,9 @@ typedef struct snap_client {
     const char *assigned;  /* server of its last successful registration, or NULL */
 } snap_client;
 
-/* Open-addressing index: case-insensitive name -> position + 1 (0 = empty). */
+/* Open-addressing index: case-insensitive name -> position + 1 (0 = empty).
+ * Equal names may repeat (clients' computer names): they share a probe
+ * sequence. */
 typedef struct snap_index {
     uint32_t *slots;
     uint32_t mask;         /* slots - 1; slots is a power of two */
@@ -75,6 +77,7 @@ struct tsl_snapshot {
     snap_error *errors;   uint32_t nerrors;
     tsl_lpm lpm;           /* site subnets -> site index */
     snap_index site_idx, server_idx, client_idx;
+    snap_index name_idx;   /* clients by computer name (names may repeat) */
     struct snap_arena *arena;
     uint32_t cap_sites, cap_servers, cap_clients, cap_errors; /* while building */
     struct snap_pending_error *pending; /* errors added before seal */
@@ -91,6 +94,10 @@ struct tsl_snapshot {
 TSL_INTERNAL int32_t snap_find_site(const tsl_snapshot *s, const char *name);
 TSL_INTERNAL int32_t snap_find_server(const tsl_snapshot *s, const char *name);
 TSL_INTERNAL int32_t snap_find_client(const tsl_snapshot *s, const char *guid);
+/* Clients whose computer name is `name` (ignoring case): how many, the
+ * first `max` of them into out[] (inventory order is not kept). */
+TSL_INTERNAL uint32_t snap_find_clients_by_name(const tsl_snapshot *s, const char *name,
+                                                uint32_t *out, uint32_t max);
 /* Seconds since the server's last heartbeat, counted from
  * settings.heard_since at most; 0 when none was recorded. */
 TSL_INTERNAL int64_t snap_heartbeat_age(const tsl_snapshot *s, const snap_server *sv,

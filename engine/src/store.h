@@ -39,11 +39,10 @@
       "SELECT (SELECT count(*) FROM sites) + (SELECT count(*) FROM task_servers)"\
       " + (SELECT count(*) FROM clients)")                                     \
     X(TSL_STMT_SUBNETS_CLEAR, "DELETE FROM site_subnets WHERE site_id = ?1")   \
-    X(TSL_STMT_SUBNET_OWNER,                                                   \
-      "SELECT s.id, s.name FROM site_subnets n JOIN sites s ON s.id = n.site_id"\
-      " WHERE n.cidr = ?1")                                                    \
+    /* a subnet a site already holds is kept once (changes() tells) */         \
     X(TSL_STMT_SUBNET_INSERT,                                                  \
-      "INSERT INTO site_subnets(site_id, cidr) VALUES (?1, ?2)")               \
+      "INSERT INTO site_subnets(site_id, cidr) VALUES (?1, ?2)"               \
+      " ON CONFLICT DO NOTHING")                                               \
     /* ---- task servers ---- */                                              \
     /* ?10 mask: 1 host, 2 ip, 4 registered, 8 service, 16 capacity,          \
      * 32 connections, 64 response_ms, 128 last_heartbeat. */                 \
@@ -70,7 +69,7 @@
     X(TSL_STMT_SERVER_SITES_CLEAR, "DELETE FROM server_sites WHERE server_id = ?1")\
     X(TSL_STMT_SERVER_SITE_INSERT,                                             \
       "INSERT INTO server_sites(server_id, site_id, position) VALUES (?1, ?2, ?3)")\
-    /* ---- pending task servers (server_approval.c, schema 005) ---- */     \
+    /* ---- pending task servers (server_approval.c, schema 006) ---- */     \
     X(TSL_STMT_PENDING_LIST,                                                   \
       "SELECT t.name, t.host, t.ip, t.requested_at, t.requested_by,"           \
       " t.last_heartbeat, (SELECT group_concat(s.name, ',') FROM"              \
@@ -100,6 +99,10 @@
       "INSERT INTO clients(guid, name, ip, department, site_id)"               \
       " VALUES (?1, ?2, ?3, ?4, ?5)")                                          \
     X(TSL_STMT_CLIENT_ID, "SELECT id FROM clients WHERE guid = ?1")            \
+    /* clients the default logic would offer every server (import notes) */  \
+    X(TSL_STMT_CLIENTS_UNPLACED,                                               \
+      "SELECT guid, name FROM clients WHERE (ip IS NULL OR ip = '')"          \
+      " AND site_id IS NULL ORDER BY id")                                      \
     /* ---- connection errors (identical client, server, at: kept once) ---- */\
     X(TSL_STMT_ERROR_INSERT,                                                   \
       "INSERT INTO connection_errors(client_id, server_id, at, error)"         \
@@ -119,7 +122,7 @@
     X(TSL_STMT_LOAD_SERVERS,                                                   \
       "SELECT id, name, host, ip, registered, service, capacity, connections,"\
       " response_ms, last_heartbeat FROM task_servers WHERE approved = 1"     \
-      " ORDER BY id") /* pending servers (schema 005) enter no snapshot */     \
+      " ORDER BY id") /* pending servers (schema 006) enter no snapshot */     \
     X(TSL_STMT_LOAD_SERVER_SITES,                                              \
       "SELECT ss.server_id, s.name FROM server_sites ss"                       \
       " JOIN sites s ON s.id = ss.site_id ORDER BY ss.server_id, ss.position") \
@@ -156,6 +159,14 @@
       " EXISTS (SELECT 1 FROM rollout_shadow w WHERE w.version_id = p.id)"     \
       " FROM policies p LEFT JOIN policy_active a ON a.policy_id = p.id"       \
       " ORDER BY p.id")                                                        \
+    /* ---- the fallback report (report_fallback.c): registrations the      \
+     * broker recorded, by site and day ---- */                               \
+    X(TSL_STMT_FALLBACK_REPORT,                                                \
+      "SELECT site, date(at, 'unixepoch'), count(*),"                          \
+      " sum(outside_approved), sum(coalesce(tier, 0) > 0), sum(tier IS NULL)"  \
+      " FROM registrations WHERE ok = 1 AND at >= ?1"                          \
+      " GROUP BY site, date(at, 'unixepoch')"                                  \
+      " ORDER BY date(at, 'unixepoch'), site")                                 \
     /* ---- policy lifecycle (rollout_sql.h) ---- */                          \
     TSL_ROLLOUT_STATEMENTS(X)
 
@@ -215,10 +226,21 @@ typedef struct json_t json_t;
  * "origin: clients[6]" to name records. */
 TSL_INTERNAL int tsl_import_apply(tsl_store *st, json_t *doc, const char *origin,
                                   json_t *where);
+/* The same with options (NULL: the defaults); the notes of a successful
+ * apply are appended to opt->notes. */
+TSL_INTERNAL int tsl_import_apply_opt(tsl_store *st, json_t *doc, const char *origin,
+                                      json_t *where, const tsl_import_options *opt);
 
 /* Parses an ISO-8601 UTC time ("2026-11-25T09:58:00Z", fractions and
  * +hh:mm offsets allowed) into Unix seconds. */
 TSL_INTERNAL bool tsl_parse_time(const char *text, int64_t *out);
+/* The same, and a time without a zone ("2026-12-01 10:00:00[.fff]", SQL
+ * Server's default output) is read in `tz` (NULL: UTC). */
+struct tsl_tz;
+TSL_INTERNAL bool tsl_parse_time_in(const char *text, const struct tsl_tz *tz, int64_t *out);
+/* A count as exports write it: "5000" or "5,000" (thousands separated by
+ * commas).  false for anything else. */
+TSL_INTERNAL bool tsl_parse_count(const char *text, int64_t *out);
 
 /* ------------------------------------------------------------------------
  * Synthetic estates (estate_gen.c), for `tsl gen-estate` and benchmarks.

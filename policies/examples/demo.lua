@@ -7,8 +7,8 @@
 --     all of London abroad.
 --   * The lab server is for London Lab only; London Lab falls back to London.
 --   * Madrid never leaves its own server, even when it is full.
---   * Finance clients use the finance Task Servers wherever their site has
---     one (ts-fin-01 first).
+--   * Finance clients use only the finance Task Servers (ts-fin-01 first,
+--     their own site's first), and nobody else ever uses them.
 --   * Imaging (large packages) never crosses a site boundary.
 --
 -- Check it:  tsl check policies/examples/demo.lua --db demo.db
@@ -19,7 +19,7 @@ defaults { selection = "capacity", fallback = "default", max = 10, ttl = 3600 }
 
 site "London" {
   order    = { "ts-lon-01", "ts-lon-02" },          -- these first, in this order
-  allow    = { "ts-lon-*", "ts-fin-*", "ts-dub-01" }, -- the approved set
+  allow    = { "ts-lon-*", "ts-dub-01" },          -- the approved set
   deny     = { "ts-lon-lab" },                     -- never listed for London
   fallback = { "Dublin", "Paris", after = 600 },   -- delayed, ordered fallback
 }
@@ -35,8 +35,9 @@ site "Madrid" {
 }
 
 group "Finance" {
-  allow = { "ts-fin-*" },                          -- narrows each site's approved set
-  order = { "ts-fin-01" },
+  allow     = { "ts-fin-*" },                      -- Finance uses only these ...
+  exclusive = true,                                -- ... and nobody else does
+  order     = { "ts-fin-01" },
 }
 
 rule("imaging stays local", function(req, list)

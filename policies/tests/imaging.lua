@@ -7,8 +7,8 @@ now "2026-11-25T10:00:00Z"
 test "imaging from London: the approved set only" {
   ip     = "10.10.4.22",
   task   = "imaging",
-  expect = { "ts-lon-01", "ts-lon-02", "ts-dub-01", "ts-fin-02", "ts-fin-01" },
-  tiers  = { 0, 0, 0, 0, 0 },
+  expect = { "ts-lon-01", "ts-lon-02", "ts-dub-01" },
+  tiers  = { 0, 0, 0 },
 }
 
 test "software delivery from London keeps the fallback tiers" {

@@ -1,4 +1,4 @@
--- 005_pending_servers.sql - Task Servers waiting for an admin's approval.
+-- 006_pending_servers.sql - Task Servers waiting for an admin's approval.
 --
 -- A heartbeat from a name the inventory lacks is refused, unless the
 -- broker runs with --heartbeat-registration: then the name is stored here
