@@ -16,8 +16,10 @@
  */
 #include "broker.h"
 #include "broker_client.h"
+#include "common.h"
 #include "harness.h"
 
+#include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -709,6 +711,120 @@ TEST(writes__floods_get_429_per_peer_per_client_and_past_the_server_cap)
     CHECK_INT(db_int(f.db, "SELECT count(*) FROM registrations"), 4);
 }
 
+/* ------------------------------------------------------------------------
+ * Strings are safe where they end up
+ * ---------------------------------------------------------------------- */
+
+/* true when `body` is one JSON object (so valid UTF-8: jansson checks). */
+static bool is_json(const char *body)
+{
+    json_error_t e;
+    json_t *doc = body ? json_loads(body, 0, &e) : NULL;
+    bool ok = doc && json_is_object(doc);
+    json_decref(doc);
+    return ok;
+}
+
+TEST(writes__invalid_utf8_is_refused_at_the_edge_and_never_reaches_json)
+{
+    fixture f;
+    http_resp r;
+    static const struct {
+        const char *method, *path;
+        bool ts, admin;
+        int status;
+        const char *error;
+    } cases[] = {
+        {"GET", "/v1/task-servers?ip=10.10.3.17&client=%FF%FE", false, false, 400,
+         "{\"error\":\"parameter \\\"client\\\" must be 1 to 255 printable characters (it is "
+         "not valid UTF-8)\"}\n"},
+        {"GET", "/v1/task-servers?ip=10.10.3.17&department=%C0%AF", false, false, 400,
+         "{\"error\":\"parameter \\\"department\\\" must be 1 to 255 printable characters (it "
+         "is not valid UTF-8)\"}\n"},
+        {"GET", "/v1/task-servers?ip=10.10.3.17&task=%ED%A0%80", false, false, 400, NULL},
+        {"POST", "/v1/task-servers/%FF%FE/heartbeat", true, false, 400,
+         "{\"error\":\"a task server name is 1 to 255 printable characters (it is not valid "
+         "UTF-8)\"}\n"},
+        {"POST", "/v1/clients/%F5%80%80%80/registration", false, false, 400,
+         "{\"error\":\"a client GUID is 1 to 128 printable characters (it is not valid UTF-8)\"}\n"},
+        {"POST", "/v1/policy/1/activate?comment=%FF", false, true, 400,
+         "{\"error\":\"parameter \\\"comment\\\" is not valid UTF-8\"}\n"},
+        {"POST", "/v1/policy?name=%FFx.lua", false, true, 400,
+         "{\"error\":\"parameter \\\"name\\\" is not valid UTF-8\"}\n"},
+        {"GET", "/v1/explain?ip=10.10.3.17&client=%80", false, true, 400, NULL},
+        /* echoed in a message: replaced, never raw */
+        {"GET", "/v1/reports/%FF%FE", false, true, 404, NULL},
+        {"GET", "/v1/task-servers?ip=%FF", false, false, 400, NULL},
+        {"GET", "/v1/no-such/%FF", false, false, 404, NULL},
+    };
+    CHECK(start(&f, inventory, NULL));
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int s = http_do(f.port, cases[i].method, cases[i].path,
+                        cases[i].ts ? f.ts_auth : cases[i].admin ? f.auth : NULL,
+                        strcmp(cases[i].method, "POST") ? NULL : "{}", &r);
+        bool ok = s == cases[i].status && is_json(r.body) &&
+                  (!cases[i].error || strcmp(r.body, cases[i].error) == 0);
+        if (!ok) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s %s: %d %s", cases[i].method, cases[i].path, s,
+                     r.body ? r.body : "(none)");
+            http_resp_free(&r);
+            stop(&f);
+            FAILF_("%s", msg);
+        }
+        http_resp_free(&r);
+    }
+    /* well-formed UTF-8 is fine */
+    int s;
+    const char *ok = http_get_body(f.port, "/v1/task-servers?ip=10.10.3.17&department=Caf%C3%A9",
+                                   NULL, &s);
+    bool ok_json = is_json(ok);
+    CHECK_OK(tsl_broker_sync(f.b));
+    stop(&f);
+    CHECK_INT(s, 200);
+    CHECK(ok_json);
+    CHECK_INT(db_int(f.db, "SELECT count(*) FROM task_servers WHERE last_heartbeat IS NOT NULL"), 0);
+    CHECK_INT(db_int(f.db, "SELECT count(*) FROM registrations"), 0);
+}
+
+static const char formula_estate[] =
+    "{\"sites\":[{\"name\":\"@SUM(A1)\",\"subnets\":[\"10.1.0.0/16\"]}],"
+    " \"task_servers\":[{\"name\":\"=HYPERLINK(\\\"http://evil\\\",\\\"x\\\")\",\"sites\":[\"@SUM(A1)\"]},"
+    "  {\"name\":\"-2+3\",\"sites\":[\"@SUM(A1)\"]}],"
+    " \"clients\":[{\"guid\":\"+cmd\",\"ip\":\"10.1.0.5\"}]}";
+
+TEST(writes__csv_reports_neutralise_formulas)
+{
+    fixture f;
+    char *out = NULL;
+    int s;
+    CHECK(start(&f, formula_estate, NULL));
+    const char *api = http_get_body(f.port, "/v1/reports/server-clients?format=csv", f.auth, &s);
+    char body[1024];
+    snprintf(body, sizeof body, "%s", api);
+    stop(&f);
+    CHECK_INT(s, 200);
+    CHECK_STR(body, "server,site,clients,capacity,available\n"
+                    "\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\",\"'@SUM(A1)\",0,5000,yes\n"
+                    "\"'-2+3\",\"'@SUM(A1)\",1,5000,yes\n");
+    int rc = tsl_test_sh(&out, false, "'%s' --db '%s' report client-assignments --csv", TSL_BIN,
+                         f.db);
+    CHECK_INT(rc, 0);
+    CHECK_STR(out, "guid,name,ip,department,site,server,tier,blocked\n"
+                   "\"'+cmd\",,10.1.0.5,,\"'@SUM(A1)\",\"'-2+3\",0,no\n");
+    free(out);
+    /* the one CSV cell writer, on every leading character OWASP names
+     * (tab and CR never pass import's names, but may reach other cells) */
+    tsl_buf b = TSL_BUF_INIT;
+    static const char *const cells[] = {"=1+2", "+1", "-1", "@A1", "\tx", "\rx", "plain", "a=b", ""};
+    for (size_t i = 0; i < sizeof cells / sizeof *cells; i++) {
+        CHECK_OK(tsl_buf_csv_field(&b, cells[i]));
+        CHECK_OK(tsl_buf_puts(&b, "|"));
+    }
+    CHECK_STR(b.ptr, "\"'=1+2\"|\"'+1\"|\"'-1\"|\"'@A1\"|\"'\tx\"|\"'\rx\"|plain|a=b||");
+    tsl_buf_free(&b);
+}
+
 int main(void)
 {
     RUN(writes__activate_with_a_blank_site_list_is_refused);
@@ -719,5 +835,7 @@ int main(void)
     RUN(writes__new_name_waits_for_approval_and_enters_no_list_before);
     RUN(writes__cli_lists_and_approves_pending_servers_beside_the_broker);
     RUN(writes__floods_get_429_per_peer_per_client_and_past_the_server_cap);
+    RUN(writes__invalid_utf8_is_refused_at_the_edge_and_never_reaches_json);
+    RUN(writes__csv_reports_neutralise_formulas);
     return tsl_test_main();
 }

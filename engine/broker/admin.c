@@ -109,6 +109,11 @@ static bool copy_param(bworker *w, struct evhttp_request *req, route_ctx *c, cha
                    p->key, size - 1);
         return false;
     }
+    /* it is stored and shown in JSON (history, versions): UTF-8 text only */
+    if (!tsl_text_utf8(p->value, strlen(p->value))) {
+        http_error(w, req, c->route, 400, "parameter \"%s\" is not valid UTF-8", p->key);
+        return false;
+    }
     snprintf(dst, size, "%s", p->value);
     return true;
 }

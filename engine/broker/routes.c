@@ -498,15 +498,21 @@ static bool get_count(bworker *w, struct evhttp_request *req, route_ctx *c, cons
  * POST /v1/task-servers/NAME/heartbeat
  * ---------------------------------------------------------------------- */
 
-/* The peer's address, for per-peer limits and the pending list. */
-static const char *peer_of(struct evhttp_request *req)
+/* The sender's address, for per-peer limits and the pending list: the
+ * peer, or behind a trusted proxy the address it forwards for. */
+static const char *peer_of(const tsl_broker *b, struct evhttp_request *req, char *buf,
+                           size_t len)
 {
+    tsl_ip ip;
+    if (client_address(b, req, &ip, buf, len))
+        return buf;
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     char *addr = NULL;
     ev_uint16_t port = 0;
     if (evcon)
         evhttp_connection_get_peer(evcon, &addr, &port);
-    return addr && *addr ? addr : "-";
+    snprintf(buf, len, "%s", addr && *addr ? addr : "-");
+    return buf;
 }
 
 /* 429 with Retry-After and a JSON body. */
@@ -604,7 +610,8 @@ void route_heartbeat(bworker *w, struct evhttp_request *req, route_ctx *c)
                          "TOKEN (the token is in the broker's task server token file)");
         goto done;
     }
-    const char *peer = peer_of(req);
+    char peer_text[64];
+    const char *peer = peer_of(b, req, peer_text, sizeof peer_text);
     if (!ratelimit_take(b->hb_limit, peer, broker_mono_ns(), &retry)) {
         too_many(w, req, c->route, retry, "too many heartbeats from this address");
         goto done;

@@ -11,37 +11,41 @@
 #include <string.h>
 #include <strings.h>
 
+size_t tsl_text_utf8_seq(const char *s, size_t avail)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    unsigned c = avail ? p[0] : 0;
+    size_t n;
+    unsigned min, cp;
+    if (!avail)
+        return 0;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 1, min = 0x80, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 2, min = 0x800, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 3, min = 0x10000, cp = c & 0x07;
+    else
+        return 0; /* a continuation byte, C0/C1 (overlong) or F5..FF */
+    if (avail <= n)
+        return 0;
+    for (size_t i = 1; i <= n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n + 1;
+}
+
 bool tsl_text_utf8(const char *s, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
-    while (p < end) {
-        unsigned c = *p;
-        size_t n;
-        unsigned min, cp;
-        if (c < 0x80) {
-            p++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 1, min = 0x80, cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2, min = 0x800, cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3, min = 0x10000, cp = c & 0x07;
-        } else {
-            return false; /* a continuation byte, C0/C1 (overlong) or F5..FF */
-        }
-        if ((size_t)(end - p) <= n)
+    for (size_t i = 0, n; i < len; i += n)
+        if (!(n = tsl_text_utf8_seq(s + i, len - i)))
             return false;
-        for (size_t i = 1; i <= n; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        p += n + 1;
-    }
     return true;
 }
 

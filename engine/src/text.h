@@ -13,6 +13,9 @@
 
 #include "common.h"
 
+/* The length (1 to 4) of the well-formed UTF-8 sequence at s, of at most
+ * `avail` bytes, or 0 when it is not one. */
+TSL_INTERNAL size_t tsl_text_utf8_seq(const char *s, size_t avail);
 /* true when s[0..len) is well-formed UTF-8 (RFC 3629: no overlong form, no
  * surrogate, nothing past U+10FFFF). */
 TSL_INTERNAL bool tsl_text_utf8(const char *s, size_t len);
