@@ -89,8 +89,10 @@ bool ratelimit_take(ratelimit *rl, const char *key, uint64_t now_ns, int *retry_
     bk->at_ns = now_ns;
     if ((ok = bk->tokens >= 1))
         bk->tokens -= 1;
-    else
-        *retry_s = (int)((1 - bk->tokens) / rl->rate) + 1;
+    else {
+        double wait = (1 - bk->tokens) / rl->rate; /* a tiny rate: cap it, no overflow */
+        *retry_s = wait >= 3600 ? 3600 : (int)wait + 1;
+    }
     pthread_mutex_unlock(&st->mu);
     return ok;
 }
