@@ -644,7 +644,7 @@ static void tight_limits(tsl_broker_config *c)
 {
     c->heartbeat_registration = true;
     c->heartbeat_rate = 0.001; /* no refill within the test */
-    c->heartbeat_burst = 5;
+    c->heartbeat_burst = 6;
     c->max_servers = 5; /* 3 in the inventory: room for 2 pending */
     c->registration_rate = 0.001;
     c->registration_burst = 3;
@@ -667,7 +667,10 @@ TEST(writes__floods_get_429_per_peer_per_client_and_past_the_server_cap)
     st[2] = beat(&f, "ts-new-3", "{}", &r);
     snprintf(err429, sizeof err429, "%s", r.body ? r.body : "");
     http_resp_free(&r);
-    /* the per-peer bucket (5) is spent: the next heartbeat of a known
+    /* at the cap, a pending server still reports (it is counted already) */
+    st[6] = beat(&f, "ts-new-1", "{\"connections\":3}", &r);
+    http_resp_free(&r);
+    /* the per-peer bucket (6) is spent: the next heartbeat of a known
      * server gets 429 too */
     st[3] = beat(&f, "ts-lon-01", "{}", &r);
     http_resp_free(&r);
@@ -695,6 +698,7 @@ TEST(writes__floods_get_429_per_peer_per_client_and_past_the_server_cap)
     CHECK_INT(st[0], 202);
     CHECK_INT(st[1], 202);
     CHECK_INT(st[2], 429);
+    CHECK_INT(st[6], 202);
     CHECK_CONTAINS(err429, "the broker has as many task servers as it takes (--max-servers 5, "
                            "known and pending)");
     CHECK_INT(st[3], 200);

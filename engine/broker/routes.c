@@ -732,15 +732,9 @@ void route_heartbeat(bworker *w, struct evhttp_request *req, route_ctx *c)
                    "approves it)",
                    c->arg);
         goto done;
-    } else if (tsl_snapshot_server_count(snap) + atomic_load(&b->pending_servers) >=
-               (size_t)b->cfg.max_servers) {
-        char what[160];
-        snprintf(what, sizeof what, "the broker has as many task servers as it takes "
-                                    "(--max-servers %d, known and pending)",
-                 b->cfg.max_servers);
-        too_many(w, req, c->route, 60, what);
-        goto done;
     }
+    /* --max-servers is the writer's to judge (it knows whether this name is
+     * pending already): a 429 from there writes nothing and costs no sync */
     up.name = sv ? sv->name : c->arg;
     up.heartbeat = broker_now(b);
     up.set |= SNAP_UP_HEARTBEAT;

@@ -162,7 +162,8 @@ static void complete(tsl_broker *b, wrec *r, int status, const char *why)
         return;
     }
     r->status = status;
-    snprintf(r->why, sizeof r->why, "%s", why ? why : "");
+    if (why != r->why) /* a verdict's reason is already there */
+        snprintf(r->why, sizeof r->why, "%s", why ? why : "");
     bworker *w = r->w;
     pthread_mutex_lock(&w->done_mu);
     *w->done_tail = r;
