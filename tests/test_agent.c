@@ -18,6 +18,7 @@
 #include "http_client.h"
 
 #include <arpa/inet.h>
+#include <math.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -171,25 +172,17 @@ TEST(agent__memory_forgets_the_oldest_when_full)
  * A fake broker and fake Task Servers, one loop
  * ---------------------------------------------------------------------- */
 
-#define SPEED 50.0 /* agent seconds per wall second */
-
+/* The agents run on virtual time (aclock.h): exchanges take none, timers
+ * and timeouts fire at exactly their second, and a test of a 200 s wait
+ * takes milliseconds. */
 static struct event_base *base;
-static double t0;
-
-static double wall(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static aclock *clk;
 
 static double agent_now(void *arg)
 {
     (void)arg;
-    return (wall() - t0) * SPEED;
+    return aclock_now(clk);
 }
-
-static const tsl_agent_clock clk = {agent_now, SPEED, NULL, 0.05};
 
 typedef enum { TS_OK = 0, TS_FULL, TS_DOWN, TS_SILENT } ts_mode;
 
@@ -382,7 +375,9 @@ static int world(size_t n, const ts_mode *modes)
     if (!silent || getsockname(evconnlistener_get_fd(silent), (struct sockaddr *)&sa, &len) < 0)
         return -1;
     silent_port = ntohs(sa.sin_port);
-    t0 = wall();
+    if (aclock_new(&clk) < 0)
+        return -1;
+    aclock_set_silent_port(clk, silent_port);
     return 0;
 }
 
@@ -405,6 +400,8 @@ static void world_free(void)
     if (base)
         event_base_free(base);
     base = NULL;
+    aclock_free(clk);
+    clk = NULL;
 }
 
 static tsl_agent *agent(void)
@@ -427,7 +424,7 @@ static tsl_agent *agent(void)
     cfg.resolve = resolve;
     cfg.log = on_log;
     cfg.event = on_event;
-    cfg.clock = &clk;
+    cfg.clock = clk;
     if (tsl_agent_new(&a, base, &cfg) < 0 || tsl_agent_start(a, 0) < 0) {
         fprintf(stderr, "  agent: %s\n", tsl_error_last());
         tsl_agent_free(a);
@@ -436,17 +433,27 @@ static tsl_agent *agent(void)
     return a;
 }
 
-/* Runs the loop until pred() holds or `agent_seconds` pass. */
+static bool (*want_pred)(tsl_agent *);
+static tsl_agent *want_agent;
+
+static void check_want(void *arg, double next)
+{
+    (void)arg;
+    (void)next;
+    if (want_pred && want_pred(want_agent))
+        aclock_stop(clk);
+}
+
+/* Runs the loop until pred() holds (checked whenever the clock is about to
+ * move) or `agent_seconds` pass. */
 static bool run_until(bool (*pred)(tsl_agent *), tsl_agent *a, double agent_seconds)
 {
-    double end = wall() + agent_seconds / SPEED;
-    while (wall() < end) {
-        if (pred && pred(a))
-            return true;
-        struct timeval tv = {0, 2000};
-        event_base_loopexit(base, &tv);
-        event_base_dispatch(base);
-    }
+    if (pred && pred(a))
+        return true;
+    want_pred = pred;
+    want_agent = a;
+    aclock_run(clk, base, aclock_now(clk) + agent_seconds, check_want, NULL);
+    want_pred = NULL;
     return pred ? pred(a) : true;
 }
 
@@ -557,6 +564,29 @@ TEST(agent__a_silent_or_full_server_fails_and_the_next_is_tried)
         tsl_agent_free(a);
         world_free();
     }
+}
+
+TEST(agent__on_virtual_time_a_silent_server_times_out_after_exactly_its_timeout)
+{
+    /* the exchange to the silent server ends at its register timeout (5 s)
+     * of simulated time, not a wall-clock moment later; the next entry
+     * answers at once (an exchange that is answered takes no time) */
+    ts_mode modes[] = {TS_SILENT, TS_OK};
+    tsl_agent *a = NULL;
+    CHECK(world(2, modes) == 0);
+    snprintf(fb.list, sizeof fb.list, LIST2(true, 0, 0));
+    a = agent();
+    CHECK(a);
+    CHECK(run_until(is_registered, a, 60));
+    CHECK_STR(registered_to(a), "ts-b");
+    CHECK(fabs(agent_now(NULL) - 5.0) < 1e-9);
+    CHECK_CONTAINS(logbuf, "Registration failed: Task Server ts-a: timeout");
+    tsl_agent_status st;
+    tsl_agent_status_get(a, &st);
+    CHECK(st.started);
+    CHECK_NULL(st.attempting);
+    tsl_agent_free(a);
+    world_free();
 }
 
 TEST(agent__every_entry_failing_means_stuck_retrying_never_another_server)
@@ -870,6 +900,7 @@ int main(void)
     RUN(agent__registers_to_the_first_entry_and_reports_it);
     RUN(agent__a_refused_entry_fails_over_to_the_next_and_reports_both);
     RUN(agent__a_silent_or_full_server_fails_and_the_next_is_tried);
+    RUN(agent__on_virtual_time_a_silent_server_times_out_after_exactly_its_timeout);
     RUN(agent__every_entry_failing_means_stuck_retrying_never_another_server);
     RUN(agent__the_list_is_cached_for_its_ttl);
     RUN(agent__an_unreachable_broker_is_retried_with_backoff_up_to_the_ceiling);

@@ -108,7 +108,7 @@ check "diff shows the added Madrid line" bash -c "'$tsl' --db '$db' policy diff 
 # ---- --require-dry-run ----
 check "activate --require-dry-run without a dry-run exits 2" \
   test "$(status "$tsl" --db "$db" policy activate 1 --require-dry-run)" = 2
-check "the refusal says why" grep -q "no clean dry-run" "$tmp/err"
+check "the refusal says why" grep -q "no dry-run of it is recorded" "$tmp/err"
 check "dry-run of version 1 is recorded (cross-site: exit 3)" \
   test "$(status "$tsl" --db "$db" dry-run --policy 1 --now $NOW --fail-on cross-site)" = 3
 check "a dry-run with a condition does not unlock activation" \

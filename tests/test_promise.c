@@ -557,6 +557,88 @@ TEST(promise__check_decides_every_client_not_a_sample)
 }
 
 /* ------------------------------------------------------------------------
+ * Gating that fits deliberate blocks: dry-run --expect
+ * ---------------------------------------------------------------------- */
+
+/* A demo store with version 1 stored: Paris blocks on purpose (its only
+ * running server is not approved: its 4 clients are blocked). */
+static const char *expect_store(const char *name)
+{
+    static char db[600];
+    char *out = NULL;
+    const char *pol = tsl_test_path("paris-blocks.lua");
+    snprintf(db, sizeof db, "%s", tsl_test_path(name));
+    if (tsl_test_write(pol, "site \"Paris\" { allow = { \"ts-par-02\" }, fallback = \"block\" }\n"))
+        return NULL;
+    int rc = tsl_test_sh(&out, true, "%s --db %s import %s/policies/demo/estate.json && "
+                                     "%s --db %s policy load %s",
+                         TSL_BIN, db, TSL_SOURCE_DIR, TSL_BIN, db, pol);
+    free(out);
+    return rc == 0 ? db : NULL;
+}
+
+/* Runs `tsl --db DB ARGS`; returns the exit status, output (both streams) in OUT. */
+static int tsl_run(const char *db, const char *args)
+{
+    char *out = NULL;
+    int rc = tsl_test_sh(&out, true, "%s --db %s %s", TSL_BIN, db, args);
+    snprintf(OUT, sizeof OUT, "%s", out ? out : "");
+    free(out);
+    return rc;
+}
+
+#define DRY "dry-run --policy 1 --now 2026-11-25T10:00:00Z "
+
+TEST(promise__dry_run_expectation_met_unlocks_require_dry_run)
+{
+    const char *db = expect_store("expect-met.db");
+    CHECK(db);
+    CHECK_INT(tsl_run(db, DRY "--expect 'blocked=4,moved<=10' --fail-on all"), 0);
+    CHECK_CONTAINS(OUT, "expected:   blocked=4,moved<=10: met\n");
+    CHECK_CONTAINS(OUT, "recorded with policy version 1 (expectations met)");
+    CHECK_INT(tsl_run(db, "policy activate 1 --require-dry-run"), 0);
+}
+
+TEST(promise__dry_run_expectation_not_met_is_refused_naming_what_it_found)
+{
+    const char *db = expect_store("expect-unmet.db");
+    CHECK(db);
+    CHECK_INT(tsl_run(db, DRY "--expect blocked=3"), 3);
+    CHECK_CONTAINS(OUT, "blocked=3: not met: blocked=3 (clients blocked after: 4)");
+    CHECK_INT(tsl_run(db, "policy activate 1 --require-dry-run"), 2);
+    CHECK(!strstr(OUT, "no dry-run"));
+    CHECK_CONTAINS(OUT, "its latest dry-run against the rollout in force (default");
+    CHECK_CONTAINS(OUT, "found 4 newly blocked");
+    CHECK_CONTAINS(OUT, "expected blocked=3: not met");
+    /* a met run, then a later unmet one: the latest decides */
+    CHECK_INT(tsl_run(db, DRY "--expect blocked"), 0);
+    CHECK_INT(tsl_run(db, DRY "--expect blocked=0"), 3);
+    CHECK_INT(tsl_run(db, "policy activate 1 --require-dry-run"), 2);
+    CHECK_INT(tsl_run(db, DRY "--expect 'newly-blocked>=1'"), 0);
+    CHECK_INT(tsl_run(db, "policy activate 1 --require-dry-run"), 0);
+}
+
+TEST(promise__dry_run_expectation_must_cover_every_condition_found)
+{
+    const char *db = expect_store("expect-cover.db");
+    CHECK(db);
+    CHECK_INT(tsl_run(db, DRY "--expect 'moved<=10'"), 3);
+    CHECK_CONTAINS(OUT, "moved<=10: not met: blocked occurred (4 clients newly blocked) and is "
+                        "not expected");
+    /* without --expect, a run that finds a condition is refused, and says so */
+    CHECK_INT(tsl_run(db, DRY), 0);
+    CHECK_INT(tsl_run(db, "policy activate 1 --require-dry-run"), 2);
+    CHECK_CONTAINS(OUT, "it stated no expectation (tsl dry-run --expect)");
+    /* the grammar's mistakes are usage errors naming the item */
+    CHECK_INT(tsl_run(db, DRY "--expect blocked=three"), 2);
+    CHECK_CONTAINS(OUT, "expectation \"blocked=three\": \"three\" is not a whole number");
+    CHECK_INT(tsl_run(db, DRY "--expect abroad"), 2);
+    CHECK_CONTAINS(OUT, "expectation \"abroad\": unknown metric");
+    CHECK_INT(tsl_run(db, DRY "--expect 'moved~3'"), 2);
+    CHECK_CONTAINS(OUT, "expected =, <=, >=, < or > after \"moved\"");
+}
+
+/* ------------------------------------------------------------------------
  * Text tables
  * ---------------------------------------------------------------------- */
 
@@ -631,6 +713,9 @@ int main(void)
     RUN(promise__check_names_clients_a_site_block_strands_per_site_and_group);
     RUN(promise__check_names_clients_sent_abroad_outside_their_site_or_on_fallback);
     RUN(promise__check_decides_every_client_not_a_sample);
+    RUN(promise__dry_run_expectation_met_unlocks_require_dry_run);
+    RUN(promise__dry_run_expectation_not_met_is_refused_naming_what_it_found);
+    RUN(promise__dry_run_expectation_must_cover_every_condition_found);
     RUN(promise__list_and_explain_tables_stay_aligned_with_delayed_entries);
     tsl_plan_free(P);
     tsl_snapshot_free(snap);

@@ -70,7 +70,14 @@ for line in "${lines[@]}"; do
   *" serve "* | *" serve")
     # one broker at a time: the next one replaces the last
     if ((${#pids[@]})); then kill -TERM "${pids[-1]}"; wait "${pids[-1]}" || true; fi
-    if start_broker "$cmd"; then ok "$name (port $port)"; else not_ok "$name"; fi
+    if start_broker "$cmd" &&
+      # with --db (before or after serve) it runs on that store: its token is beside it
+      { [[ $cmd != *"--db estate.db"* ]] || [[ -s estate.db.token ]]; } &&
+      curl -sf "http://127.0.0.1:$port/v1/task-servers?ip=10.10.3.17" >"$work/out"; then
+      ok "$name (port $port)"
+    else
+      not_ok "$name"
+    fi
     ;;
   curl*)
     cmd=${cmd/127.0.0.1:8080/127.0.0.1:$port}

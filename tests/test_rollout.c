@@ -537,11 +537,14 @@ TEST(rollout__require_dry_run_refuses_without_a_clean_one)
 
     /* no dry-run at all */
     CHECK_INT(tsl_rollout_activate(st, "1", &ao), TSL_EPOLICY);
-    CHECK_CONTAINS(tsl_error_last(), "no clean dry-run");
+    CHECK_CONTAINS(tsl_error_last(), "no dry-run of it is recorded");
     /* a dry-run that finds clients blocked does not count */
     CHECK_OK(dry_run_and_record(st, snap, 1, &conds));
     CHECK_INT(conds, TSL_DRYRUN_BLOCKED);
     CHECK_INT(tsl_rollout_activate(st, "1", &ao), TSL_EPOLICY);
+    /* the refusal names what it found, not "no dry-run" */
+    CHECK_CONTAINS(tsl_error_last(), "its latest dry-run against the rollout in force (default");
+    CHECK_CONTAINS(tsl_error_last(), "found 3 newly blocked");
     /* v2 sends Tokyo abroad: cross-site, refused too */
     CHECK_OK(dry_run_and_record(st, snap, 2, &conds));
     CHECK_INT(conds, TSL_DRYRUN_CROSS_SITE);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_simulate_cli.sh - `tsl simulate` as CI runs it: a scenario whose
-# invariant breaks exits 1 and says which; a bad scenario exits 2 naming
-# FILE:LINE; help and usage; and `tsl agent`, the reference CTA on its
+# invariant breaks exits 1 and says which; a bad scenario (an unknown event,
+# a misspelled metric) exits 2 naming FILE:LINE before anything runs; help and usage; and `tsl agent`, the reference CTA on its
 # own: with no broker it logs in the guide's words and, with --once, exits
 # 1 (stuck retrying) without registering anywhere.  (The shipped scenarios each run as their own
 # ctest, scenario_NAME, and must pass.)
@@ -37,6 +37,16 @@ printf 'inventory %s\nclients 1 site=London\nat 10 explode ts-lon-01\n' \
 rc=$?
 check simulate__bad_scenario_exits_2 test "$rc" -eq 2
 check simulate__bad_scenario_names_file_and_line grep -q "bad.scn:3: at: unknown event" "$tmp/bad.err"
+
+# A misspelled metric is a scenario mistake: exit 2 before anything runs.
+printf 'inventory %s\nduration 2h\nclients 50 site=London\nexpect stranded_undemaned == 0\n' \
+    "$src/tests/scenarios/estates/europe.json" > "$tmp/typo.scn"
+start=$(date +%s)
+"$tsl" simulate "$tmp/typo.scn" > "$tmp/typo.out" 2> "$tmp/typo.err"
+rc=$?
+check simulate__misspelled_metric_exits_2 test "$rc" -eq 2
+check simulate__misspelled_metric_names_file_and_line grep -q 'typo.scn:4: expect: no metric "stranded_undemaned"' "$tmp/typo.err"
+check simulate__misspelled_metric_stops_before_the_run bash -c '! grep -q "scenario" "$1" && [ $(( $(date +%s) - $2 )) -lt 5 ]' _ "$tmp/typo.out" "$start"
 
 "$tsl" simulate > /dev/null 2>&1
 check simulate__no_scenario_is_a_usage_error test $? -eq 2

@@ -51,7 +51,7 @@ struct tsl_agent {
     tsl_agent_log_fn log;
     tsl_agent_event_fn event;
     void *arg;
-    const tsl_agent_clock *clock;
+    aclock *clock;         /* NULL: the wall clock */
     uint64_t rng;
 
     tsl_agent_state state;
@@ -66,13 +66,14 @@ struct tsl_agent {
     int server_tier;
     int attempt;           /* entry index in flight, -1 none */
     char attempt_name[NAME_MAX_];
+    double attempt_since;
     bool stuck_reported;
     bool gated;
+    double gated_until;    /* when the entries held back by `after` become usable */
     bool fetch_due;        /* a list request waits for the attempt in flight */
     unsigned fetch_failures;
 
-    struct event *t_fetch, *t_main;
-    double fetch_at, main_at; /* when each is due, agent time */
+    atimer *t_fetch, *t_main;
     ahttp *h_list, *h_ts;
     struct side *sides;
 
@@ -97,25 +98,9 @@ const char *tsl_agent_state_name(tsl_agent_state st)
     return (unsigned)st <= TSL_AGENT_STUCK ? names[st] : "unknown";
 }
 
-static double wall_now(void *arg)
-{
-    (void)arg;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static const tsl_agent_clock wall_clock = {wall_now, 1.0, NULL, 0};
-
 static double now(const tsl_agent *a)
 {
-    return a->clock->now(a->clock->arg);
-}
-
-/* Agent seconds to wall seconds. */
-static double to_wall(const tsl_agent *a, double s)
-{
-    return s / a->clock->speed;
+    return aclock_now(a->clock);
 }
 
 /* A factor in [0.9, 1.1): spreads agents that would otherwise move in step. */
@@ -127,27 +112,10 @@ static double jitter(tsl_agent *a)
     return 0.9 + 0.2 * (double)(a->rng >> 11) / 9007199254740992.0;
 }
 
-/* Arms one of the two timers `agent_seconds` from now on the agent's
- * clock, remembering when it is due (see due()). */
-static void arm(tsl_agent *a, struct event *ev, double agent_seconds)
+/* Arms one of the two timers `agent_seconds` from now on the agent's clock. */
+static void arm(tsl_agent *a, atimer *t, double agent_seconds)
 {
-    double w = to_wall(a, agent_seconds > 0 ? agent_seconds : 0);
-    struct timeval tv;
-    tv.tv_sec = (time_t)w;
-    tv.tv_usec = (suseconds_t)((w - (double)tv.tv_sec) * 1e6);
-    *(ev == a->t_main ? &a->main_at : &a->fetch_at) = now(a) + agent_seconds;
-    evtimer_add(ev, &tv);
-}
-
-/* A timer fired: true when its time has come on the agent's clock; else
- * it is re-armed for the rest (the clock ran slower than its speed). */
-static bool due(tsl_agent *a, struct event *ev)
-{
-    double at = ev == a->t_main ? a->main_at : a->fetch_at, left = at - now(a);
-    if (left <= 1e-6)
-        return true;
-    arm(a, ev, left);
-    return false;
+    atimer_add(t, agent_seconds);
 }
 
 static void logf_(const tsl_agent *a, const char *fmt, ...) TSL_PRINTF(2, 3);
@@ -287,6 +255,7 @@ static void enter_stuck(tsl_agent *a, double wait_until)
     double t = now(a);
     a->state = TSL_AGENT_STUCK;
     a->gated = wait_until > 0;
+    a->gated_until = a->gated ? wait_until : 0;
     if (!a->stuck_reported) {
         a->stuck_reported = true;
         const char *why = !a->list                         ? "no Task Server list"
@@ -339,6 +308,7 @@ static void attempt(tsl_agent *a, int idx)
 
     a->state = TSL_AGENT_REGISTERING;
     a->attempt = idx;
+    a->attempt_since = now(a);
     snprintf(a->attempt_name, sizeof a->attempt_name, "%s", e->name);
     a->n_attempts++;
     logf_(a, "Attempting to register to Task Server: %s", e->name);
@@ -398,7 +368,7 @@ static void failure_text(char *dst, size_t n, const ahttp_result *r)
     json_decref(o);
 }
 
-static void poll_or_stuck_timer(evutil_socket_t fd, short what, void *arg);
+static void poll_or_stuck_timer(void *arg);
 
 static void on_registered(const ahttp_result *r, void *arg)
 {
@@ -500,13 +470,9 @@ static void poll_server(tsl_agent *a)
     }
 }
 
-static void poll_or_stuck_timer(evutil_socket_t fd, short what, void *arg)
+static void poll_or_stuck_timer(void *arg)
 {
     tsl_agent *a = arg;
-    (void)fd;
-    (void)what;
-    if (!due(a, a->t_main))
-        return;
     switch (a->state) {
     case TSL_AGENT_REGISTERED:
         if (!a->h_ts)
@@ -578,7 +544,7 @@ static void apply_list(tsl_agent *a)
             ahttp_cancel(a->h_ts);
             a->h_ts = NULL;
         }
-        evtimer_del(a->t_main);
+        atimer_del(a->t_main);
         tsl_agent_entry gone = {0};
         gone.name = left;
         gone.host = gone.ip = gone.site = gone.reason = "";
@@ -588,7 +554,7 @@ static void apply_list(tsl_agent *a)
     }
     case TSL_AGENT_LISTING:
     case TSL_AGENT_STUCK:
-        evtimer_del(a->t_main);
+        atimer_del(a->t_main);
         start_round(a);
         return;
     default:
@@ -596,7 +562,7 @@ static void apply_list(tsl_agent *a)
     }
 }
 
-static void fetch_timer(evutil_socket_t fd, short what, void *arg);
+static void fetch_timer(void *arg);
 
 static void on_list(const ahttp_result *r, void *arg)
 {
@@ -672,7 +638,7 @@ static void fetch(tsl_agent *a)
         a->fetch_due = true;
         return;
     }
-    evtimer_del(a->t_fetch);
+    atimer_del(a->t_fetch);
     a->n_list_requests++;
     a->list_asked = now(a);
     if (ahttp_start(&a->h_list, a->base, a->broker_host, a->broker_port, "GET", a->list_target,
@@ -682,13 +648,9 @@ static void fetch(tsl_agent *a)
     }
 }
 
-static void fetch_timer(evutil_socket_t fd, short what, void *arg)
+static void fetch_timer(void *arg)
 {
-    tsl_agent *a = arg;
-    (void)fd;
-    (void)what;
-    if (due(a, a->t_fetch))
-        fetch(a);
+    fetch(arg);
 }
 
 /* ------------------------------------------------------------------------
@@ -784,8 +746,6 @@ int tsl_agent_new(tsl_agent **out, struct event_base *base, const tsl_agent_conf
     if (!timing_ok(&cfg->timing))
         return tsl_seterr(TSL_EINVALID, "agent: timing values must be positive "
                                         "(retry_max >= retry_min, 0 < refresh <= 1)");
-    if (cfg->clock && !(cfg->clock->now && cfg->clock->speed > 0))
-        return tsl_seterr(TSL_EINVALID, "agent: a clock needs now() and a positive speed");
 
     if (!(a = calloc(1, sizeof *a)))
         return tsl_oom();
@@ -797,7 +757,7 @@ int tsl_agent_new(tsl_agent **out, struct event_base *base, const tsl_agent_conf
     a->log = cfg->log;
     a->event = cfg->event;
     a->arg = cfg->arg;
-    a->clock = cfg->clock ? cfg->clock : &wall_clock;
+    a->clock = cfg->clock;
     a->rng = cfg->seed ? cfg->seed : tsl_hash_str(cfg->client) | 1;
     a->attempt = -1;
     a->server_tier = -1;
@@ -808,12 +768,9 @@ int tsl_agent_new(tsl_agent **out, struct event_base *base, const tsl_agent_conf
     }
     if ((err = build_target(a, cfg)) < 0)
         goto done;
-    a->t_fetch = evtimer_new(base, fetch_timer, a);
-    a->t_main = evtimer_new(base, poll_or_stuck_timer, a);
-    if (!a->t_fetch || !a->t_main) {
-        err = tsl_oom();
+    if ((err = atimer_new(&a->t_fetch, base, a->clock, fetch_timer, a)) < 0 ||
+        (err = atimer_new(&a->t_main, base, a->clock, poll_or_stuck_timer, a)) < 0)
         goto done;
-    }
     *out = a;
     a = NULL;
     err = 0;
@@ -845,10 +802,8 @@ void tsl_agent_stop(tsl_agent *a)
         ahttp_cancel(s->h);
         free(s);
     }
-    if (a->t_fetch)
-        evtimer_del(a->t_fetch);
-    if (a->t_main)
-        evtimer_del(a->t_main);
+    atimer_del(a->t_fetch);
+    atimer_del(a->t_main);
     a->state = TSL_AGENT_IDLE;
 }
 
@@ -857,10 +812,8 @@ void tsl_agent_free(tsl_agent *a)
     if (!a)
         return;
     tsl_agent_stop(a);
-    if (a->t_fetch)
-        event_free(a->t_fetch);
-    if (a->t_main)
-        event_free(a->t_main);
+    atimer_free(a->t_fetch);
+    atimer_free(a->t_main);
     tsl_agent_list_free(a->list);
     free(a->tried);
     free(a->broker_host);
@@ -884,6 +837,10 @@ void tsl_agent_status_get(const tsl_agent *a, tsl_agent_status *out)
     out->blocked = tsl_agent_list_blocked(a->list);
     out->strict = tsl_agent_list_strict(a->list);
     out->gated = a->state == TSL_AGENT_STUCK && a->gated;
+    out->gated_until = out->gated ? a->gated_until : 0;
+    out->attempting = a->state == TSL_AGENT_REGISTERING ? a->attempt_name : NULL;
+    out->attempt_since = a->state == TSL_AGENT_REGISTERING ? a->attempt_since : 0;
+    out->started = a->n_list_requests > 0;
     out->entries = tsl_agent_list_count(a->list);
     out->list_expires = a->list ? a->list_expires : 0;
     out->list_asked = a->list_asked;

@@ -51,14 +51,10 @@ struct event_base;
 
 typedef struct tsl_agent tsl_agent;
 
-/* The agent's time line (http_client.h's ahttp_clock).  `now` returns
- * seconds (any epoch); `speed` is agent seconds per wall second: every
- * interval the agent waits is divided by it, so a simulation can run 100
- * times faster than real time.  Timers and timeouts are judged on this
- * clock: one that fires early in its terms (the clock ran slower than
- * `speed`) is re-armed for the rest.  `min_timeout` (wall seconds) floors
- * exchange timeouts. */
-typedef ahttp_clock tsl_agent_clock;
+/* The agent's time line (aclock.h): NULL for the wall clock, or a virtual
+ * clock the simulator drives.  Every timer and every exchange timeout of
+ * the agent is on it. */
+typedef aclock tsl_agent_clock;
 
 /* Timing, in agent seconds.  tsl_agent_config_init sets the defaults. */
 typedef struct tsl_agent_timing {
@@ -123,7 +119,7 @@ typedef struct tsl_agent_config {
     tsl_agent_log_fn log;      /* may be NULL */
     tsl_agent_event_fn event;  /* may be NULL */
     void *arg;                 /* for the three callbacks */
-    const tsl_agent_clock *clock; /* NULL: the wall clock; must outlive the agent */
+    tsl_agent_clock *clock;    /* NULL: the wall clock; must outlive the agent */
     uint64_t seed;             /* jitter of retries (0: from the GUID) */
 } tsl_agent_config;
 
@@ -159,6 +155,10 @@ typedef struct tsl_agent_status {
     bool blocked;           /* the held list says blocked */
     bool strict;
     bool gated;             /* stuck while entries wait for their `after` */
+    double gated_until;     /* agent time they become usable, when gated */
+    const char *attempting; /* the server of the attempt in flight (borrowed), or NULL */
+    double attempt_since;   /* agent time that attempt began */
+    bool started;           /* it has asked for a list at least once */
     size_t entries;         /* entries in the held list */
     double list_expires;    /* agent time the cache expires, 0 when none */
     double list_asked;      /* agent time the latest list request began */

@@ -31,9 +31,10 @@ struct ahttp {
     bool in_callback;      /* finish() is running: cancel is a no-op */
     bool headers_done;
     bool chunked;
-    const ahttp_clock *clock;
+    aclock *clock;
+    atimer *t_timeout;     /* since the start or the last data */
     double timeout;        /* on the clock */
-    double last_progress;  /* clock time of the start or the last data */
+    bool counted;          /* in the clock's exchanges in flight */
     int status;
     long long content_length; /* -1: until end of stream */
     size_t body_off;       /* where the body starts in the input buffer */
@@ -49,6 +50,9 @@ static void destroy(ahttp *h)
         bufferevent_free(h->bev);
     if (h->defer)
         event_free(h->defer);
+    atimer_free(h->t_timeout);
+    if (h->counted)
+        aclock_track(h->clock, -1);
     free(h);
 }
 
@@ -231,8 +235,8 @@ static void on_read(struct bufferevent *bev, void *arg)
 {
     ahttp *h = arg;
     (void)bev;
-    if (h->clock)
-        h->last_progress = h->clock->now(h->clock->arg);
+    if (h->t_timeout)
+        atimer_add(h->t_timeout, h->timeout);
     progress(h, false);
 }
 
@@ -259,17 +263,16 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     (void)bev;
     if (what & BEV_EVENT_CONNECTED)
         return;
-    if (what & BEV_EVENT_TIMEOUT) {
-        /* the wall timer fired; on a slower clock the time may not be up yet */
-        if (h->clock && h->clock->now(h->clock->arg) - h->last_progress < h->timeout &&
-            bufferevent_enable(bev, EV_READ | EV_WRITE) == 0)
-            return;
-        finish_error(h, "timeout");
-    }
-    else if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR))
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR))
         progress(h, true);
     else
         finish_error(h, socket_error_text(EVUTIL_SOCKET_ERROR()));
+}
+
+/* No byte of the response for `timeout` seconds of the clock. */
+static void on_timeout(void *arg)
+{
+    finish_error(arg, "timeout");
 }
 
 /* The loop's report of a connect that failed synchronously. */
@@ -335,7 +338,7 @@ static int parse_addr(struct sockaddr_storage *ss, socklen_t *sslen, const char 
 
 int ahttp_start(ahttp **out, struct event_base *base, const char *host, int port,
                 const char *method, const char *target, const char *extra_headers,
-                const char *body, size_t bodylen, double timeout, const ahttp_clock *clock,
+                const char *body, size_t bodylen, double timeout, aclock *clock,
                 ahttp_cb cb, void *arg)
 {
     struct sockaddr_storage ss;
@@ -360,18 +363,14 @@ int ahttp_start(ahttp **out, struct event_base *base, const char *host, int port
     bufferevent_setcb(h->bev, on_read, NULL, on_event, h);
     h->clock = clock;
     h->timeout = timeout;
-    if (clock)
-        h->last_progress = clock->now(clock->arg);
     if (timeout > 0) {
-        struct timeval tv;
-        double w = clock ? timeout / clock->speed : timeout;
-        if (clock && w < clock->min_timeout)
-            w = clock->min_timeout;
-        tv.tv_sec = (time_t)w;
-        tv.tv_usec = (suseconds_t)((w - (double)tv.tv_sec) * 1e6);
-        if (tv.tv_sec == 0 && tv.tv_usec < 1000)
-            tv.tv_usec = 1000;
-        bufferevent_set_timeouts(h->bev, &tv, &tv);
+        if ((err = atimer_new(&h->t_timeout, base, clock, on_timeout, h)) < 0)
+            goto done;
+        atimer_add(h->t_timeout, timeout);
+    }
+    if (aclock_counts(clock, port)) {
+        h->counted = true;
+        aclock_track(clock, 1);
     }
 
     struct evbuffer *o = bufferevent_get_output(h->bev);

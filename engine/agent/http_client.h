@@ -13,6 +13,8 @@
 #ifndef TSL_AGENT_HTTP_CLIENT_H
 #define TSL_AGENT_HTTP_CLIENT_H
 
+#include "aclock.h"
+
 #include <stddef.h>
 
 struct event_base;
@@ -21,17 +23,6 @@ struct event_base;
 #define AHTTP_MAX_BODY (1u << 20)
 
 typedef struct ahttp ahttp;
-
-/* A time line other than the wall clock (the simulator's, which may run
- * faster than real time and slows down rather than skip when the process
- * is starved).  `now` returns seconds on it; `speed` is its seconds per
- * wall second; `min_timeout` (wall seconds) floors every timeout. */
-typedef struct ahttp_clock {
-    double (*now)(void *arg);
-    double speed;
-    void *arg;
-    double min_timeout;
-} ahttp_clock;
 
 typedef struct ahttp_result {
     int status;        /* the HTTP status, or 0 when no response arrived */
@@ -50,13 +41,15 @@ typedef void (*ahttp_cb)(const ahttp_result *r, void *arg);
  * Content-Type application/json unless `extra_headers` names another;
  * `extra_headers` (may be NULL) is inserted verbatim, each line ending in
  * "\r\n".  `timeout` applies to connecting and to each wait for data, in
- * seconds of `clock` (NULL: wall seconds): the exchange fails as "timeout"
- * only once that much time has passed on the clock.  Never calls back from
- * inside this function: a connection refused is reported from the loop.
+ * seconds of `clock` (NULL: the wall clock): the exchange fails as
+ * "timeout" once that much time has passed on the clock without a byte of
+ * the response.  On a virtual clock the exchange counts as in flight
+ * (aclock_live) until it ends, unless its port is the clock's silent one.
+ * Never calls back from inside this function: a connection refused is reported from the loop.
  * TSL_EINVALID for a host that is not a numeric address, TSL_ENOMEM. */
 int ahttp_start(ahttp **out, struct event_base *base, const char *host, int port,
                 const char *method, const char *target, const char *extra_headers,
-                const char *body, size_t bodylen, double timeout, const ahttp_clock *clock,
+                const char *body, size_t bodylen, double timeout, aclock *clock,
                 ahttp_cb cb, void *arg);
 
 /* Abandons an exchange: closes its socket, never calls back.  NULL is fine. */

@@ -6,7 +6,8 @@
  *   POST /v1/policy, GET /v1/policy, POST /v1/policy/VERSION/activate,
  *   POST /v1/policy/rollback       (the jobs themselves are in bpolicy.c)
  *   GET  /v1/reports/NAME          active-servers, server-clients,
- *                                  client-assignments, fallback
+ *                                  client-assignments, subnet-conflicts,
+ *                                  fallback
  *   POST /v1/inventory             import, then reload the inventory
  *   GET  /v1/task-servers/pending  Task Servers waiting for approval
  *   POST /v1/task-servers/NAME/approve|reject   decide one (then reload)
@@ -391,7 +392,7 @@ void admin_report_job(tsl_broker *b, job *j)
         if (tsl_report_kind_parse(&kind, j->arg) < 0) {
             job_error(j, 404,
                       "no report \"%s\" (expected active-servers, server-clients, "
-                      "client-assignments or fallback)",
+                      "client-assignments, subnet-conflicts or fallback)",
                       j->arg);
             return;
         }

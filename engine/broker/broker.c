@@ -42,6 +42,7 @@ void tsl_broker_config_init(tsl_broker_config *cfg)
     cfg->flush_ms = 100;
     cfg->drain_ms = 200;
     cfg->timeout_s = 10;
+    cfg->max_conns_per_addr = 256;
     cfg->max_body = 64 * 1024;
     cfg->max_import_body = 64 * 1024 * 1024;
     cfg->max_headers_size = 8 * 1024;
@@ -446,6 +447,7 @@ static void block_signals(sigset_t *old)
 static void *worker_main(void *arg)
 {
     bworker *w = arg;
+    edge_worker_enter(w);
     event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
     return NULL;
 }
@@ -456,6 +458,7 @@ static void worker_free(bworker *w)
         evhttp_del_accept_socket(w->http, w->bound);
     if (w->http)
         evhttp_free(w->http);
+    edge_worker_free(w);
     writer_worker_free(w);
     if (w->stop_ev)
         event_free(w->stop_ev);
@@ -538,6 +541,8 @@ static int open_listener(tsl_broker *b)
                          b->listen);
         goto done;
     }
+    if ((err = edge_check_plain(b, (struct sockaddr *)&ss)) < 0)
+        goto done;
     fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         err = tsl_seterr(TSL_ERROR, "socket: %s", strerror(errno));
@@ -615,6 +620,8 @@ static int setup_worker(tsl_broker *b, bworker *w, int index)
         close(fd);
         return tsl_seterr(TSL_ERROR, "cannot accept on the listening socket");
     }
+    if ((err = edge_worker_setup(w)) < 0)
+        return err;
     worker_refresh_plan(w);
     return 0;
 }
@@ -655,6 +662,8 @@ int tsl_broker_new(tsl_broker **out, const tsl_broker_config *cfg)
     b->db_path = dup_or_null(cfg->db_path, &err);
     b->listen = dup_or_null(cfg->listen ? cfg->listen : "127.0.0.1:8080", &err);
     b->policy_path = dup_or_null(cfg->policy_path, &err);
+    b->tls_cert = dup_or_null(cfg->tls_cert, &err);
+    b->tls_key = dup_or_null(cfg->tls_key, &err);
     if (err < 0)
         goto done;
     if (cfg->admin_token_file) {
@@ -697,6 +706,8 @@ int tsl_broker_new(tsl_broker **out, const tsl_broker_config *cfg)
     b->cfg.ts_token_file = b->ts_token_path;
     if (b->cfg.max_servers < 1)
         b->cfg.max_servers = 1;
+    b->cfg.tls_cert = b->tls_cert;
+    b->cfg.tls_key = b->tls_key;
     if (b->cfg.threads <= 0)
         b->cfg.threads = ncpus();
     if (b->cfg.refresh_ms < 10)
@@ -715,6 +726,9 @@ int tsl_broker_new(tsl_broker **out, const tsl_broker_config *cfg)
      * age from its start, not from the last one stored */
     b->cfg.settings.heard_since = b->started_at;
 
+    /* TLS and the plain-HTTP refusal first: nothing opened for nothing */
+    if ((err = edge_init(b)) < 0)
+        goto done;
     if ((err = token_load_or_create(b)) < 0)
         goto done;
     if ((err = tsl_store_open(&b->store, b->db_path, 0)) < 0 || (err = writer_open(b)) < 0)
@@ -838,6 +852,9 @@ void tsl_broker_free(tsl_broker *b)
     free(b->ts_token_path);
     ratelimit_free(b->hb_limit);
     ratelimit_free(b->reg_limit);
+    free(b->tls_cert);
+    free(b->tls_key);
+    edge_free(b);
     free(b);
 }
 

@@ -79,7 +79,13 @@ typedef struct tsl_broker_config {
     int refresh_ms;               /* at most this often a new plan from heartbeats/registrations (500) */
     int flush_ms;                 /* write queue to SQLite at least this often (100) */
     int drain_ms;                 /* on stop: keep answering open connections this long (200) */
-    int timeout_s;                /* read/write timeout of a connection: slow clients (10) */
+    int timeout_s;                /* deadline for a whole request (headers and body) from its
+                                     first byte, and the idle limit of a connection (10) */
+    int max_conns_per_addr;       /* open connections from one peer address; 0: no cap (256) */
+    const char *tls_cert;         /* PEM certificate chain: serve HTTPS (with tls_key) */
+    const char *tls_key;          /* PEM private key of tls_cert */
+    bool behind_tls_proxy;        /* plain HTTP beyond loopback is allowed: a TLS-terminating
+                                     proxy stands in front (else refused without TLS) */
     size_t max_body;              /* largest request body, except POST /v1/inventory (64 KiB) */
     size_t max_import_body;       /* largest POST /v1/inventory body (64 MiB) */
     size_t max_headers_size;      /* largest request header block, bytes (8 KiB) */

@@ -67,8 +67,9 @@ extern const char *const broker_route_names[ROUTE__COUNT];
 
 /* The status codes the broker sends, for the requests-by-status counters. */
 #define BROKER_STATUSES(X)                                                     \
-    X(200) X(201) X(202) X(400) X(401) X(403) X(404) X(405) X(409) X(413)      \
-    X(414) X(415) X(422) X(429) X(431) X(500) X(503)
+    X(200) X(201) X(202) X(400) X(401) X(403) X(404) X(405) X(408) X(409)      \
+    X(413) X(414) X(415) X(417) X(422) X(429) X(431) X(500) X(501) X(503)      \
+    X(505)
 
 enum {
 #define BROKER_STATUS_ENUM_(code) STATUS_##code,
@@ -227,6 +228,8 @@ typedef enum broker_stmt_id {
  * every client) to the control thread and replies when it comes back.
  * ---------------------------------------------------------------------- */
 
+typedef struct edge_conn edge_conn;
+
 typedef enum job_kind {
     JOB_POLICY_UPLOAD,
     JOB_POLICY_ACTIVATE,
@@ -282,6 +285,12 @@ struct bworker {
     struct event *stop_ev;     /* control -> worker: stop accepting, drain */
     struct event *refresh_ev;  /* control -> worker: a new plan is published */
     bool draining;             /* worker thread only */
+    /* the connection edge (edge.c), worker thread only */
+    edge_conn *conns;          /* every connection this worker accepted, until swept */
+    edge_conn **byfd;          /* admitted connections by descriptor (nbyfd slots) */
+    size_t nbyfd;
+    struct event *sweep_ev;    /* frees the edge state of closed connections */
+    struct event *resume_ev;   /* re-enables accepting after descriptors ran out */
     /* group commit: records the writer committed (or refused), waiting
      * for this worker to reply; done_mu guards the list */
     pthread_mutex_t done_mu;
@@ -310,7 +319,7 @@ struct bworker {
 
 struct tsl_broker {
     tsl_broker_config cfg;     /* strings below are the broker's own copies */
-    char *db_path, *listen, *policy_path, *token_path, *ts_token_path;
+    char *db_path, *listen, *policy_path, *token_path, *ts_token_path, *tls_cert, *tls_key;
     tsl_ip proxies[BROKER_MAX_PROXIES]; /* cfg.trusted_proxies, parsed (128-bit prefixes) */
     int proxy_bits[BROKER_MAX_PROXIES];
     int nproxies;
@@ -387,6 +396,16 @@ struct tsl_broker {
 
     bworker *workers;
     int nworkers;
+
+    /* ---- the connection edge (edge.c) ---- */
+    char edge_prefix[40];      /* path of the requests the edge stands in for a refused one */
+    struct ssl_ctx_st *tls;    /* NULL: plain HTTP */
+    pthread_mutex_t peer_mu;   /* guards peers: connections per address, every worker */
+    struct edge_peer **peers;  /* EDGE_PEER_BUCKETS chains */
+    _Atomic uint64_t edge_refused[3]; /* EDGE_FRAMING, EDGE_DEADLINE, EDGE_PER_ADDRESS */
+    _Atomic uint64_t accept_paused;    /* accept failures (descriptors) since start */
+    _Atomic uint64_t accept_paused_logged; /* ... as of the last log line */
+    _Atomic int64_t accept_log_at;     /* monotonic ms of that line */
 };
 
 /* ---- broker.c ---- */
@@ -499,6 +518,30 @@ void route_server_reject(bworker *w, struct evhttp_request *req, route_ctx *c);
 
 /* Replies 400 when the request has any query parameter (routes that take none). */
 bool http_no_params(bworker *w, struct evhttp_request *req, route_ctx *c);
+
+/* ---- edge.c (worker threads; setup on the control thread) ---- */
+/* Refusals the edge counts, for /metrics. */
+enum { EDGE_FRAMING, EDGE_DEADLINE, EDGE_PER_ADDRESS };
+/* The prefix of the stand-in requests, the peer table and the TLS context
+ * (control thread, before the workers start); broker free undoes it. */
+int edge_init(tsl_broker *b);
+void edge_free(tsl_broker *b);
+/* Hooks a worker's evhttp: bufferevents with the edge in front, accept
+ * pausing when descriptors run out, the sweep timer. */
+int edge_worker_setup(bworker *w);
+void edge_worker_free(bworker *w);
+/* Called first on each worker's thread. */
+void edge_worker_enter(bworker *w);
+/* When `req` is a stand-in for a request the edge refused, replies its
+ * JSON error and returns true. */
+bool edge_stand_in(bworker *w, struct evhttp_request *req);
+/* Learns when req's connection closes (its place per address is freed
+ * at once); cheap, called for every request. */
+void edge_track(bworker *w, struct evhttp_request *req);
+/* Refuses plain HTTP on a listening address beyond loopback unless TLS
+ * or behind_tls_proxy. */
+struct sockaddr;
+int edge_check_plain(const tsl_broker *b, const struct sockaddr *sa);
 
 /* ---- metrics.c ---- */
 int metrics_render(tsl_broker *b, tsl_buf *out);

@@ -5,11 +5,12 @@
  * reply: JSON errors that name the problem, query strings, bodies, the
  * admin bearer token.
  *
- * Limits: evhttp refuses, with its own 4xx page, header blocks over four
- * times max_headers_size and bodies over the larger of max_body and
- * max_import_body, and drops connections idle or slow past timeout_s;
- * below those hard limits this file answers in JSON (431 for too many or
- * too large headers, 413 for a body over the route's limit).
+ * Limits: edge.c refuses, in JSON, before evhttp parses anything, heads
+ * over four times max_headers_size, bodies over the larger of max_body and
+ * max_import_body, bad framing and requests slower than timeout_s; evhttp
+ * drops connections idle past timeout_s; below those hard limits this file
+ * answers in JSON (431 for too many or too large headers, 413 for a body
+ * over the route's limit).
  *
  * Used by: broker.c (setup), routes.c, admin.c.  Needs: broker_internal.h.
  */
@@ -79,19 +80,23 @@ static const char *reason(int status)
     case 200: return "OK";
     case 201: return "Created";
     case 202: return "Accepted";
-    case 403: return "Forbidden";
-    case 429: return "Too Many Requests";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
     case 409: return "Conflict";
     case 413: return "Payload Too Large";
     case 414: return "URI Too Long";
     case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
     case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
     default: return "Internal Server Error";
     }
 }
@@ -327,6 +332,9 @@ static void on_request(struct evhttp_request *req, void *arg)
     const char *raw = evhttp_request_get_uri(req);
 
     worker_refresh_plan(w);
+    edge_track(w, req);
+    if (edge_stand_in(w, req))
+        return;
     if (!headers_ok(w, req))
         return;
     if (!raw || raw[0] != '/') {
@@ -438,9 +446,13 @@ int http_worker_setup(bworker *w)
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
                                             EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+    /* edge.c checks every request before evhttp parses it, with these
+     * same limits: evhttp's are a second line that never answers first */
     evhttp_set_max_body_size(w->http, (ev_ssize_t)body);
-    evhttp_set_max_headers_size(w->http, (ev_ssize_t)(cfg->max_headers_size * 4));
-    evhttp_set_timeout(w->http, cfg->timeout_s);
+    evhttp_set_max_headers_size(w->http, (ev_ssize_t)(cfg->max_headers_size * 4 + 16384));
+    /* the idle limit; the whole-request deadline is the edge's, which
+     * answers 408 first (a second later evhttp would just close) */
+    evhttp_set_timeout(w->http, cfg->timeout_s + 1);
     evhttp_set_default_content_type(w->http, "application/json");
     return 0;
 }

@@ -210,6 +210,15 @@ int metrics_render(tsl_broker *b, tsl_buf *out)
     TRY(counter(out, "tsl_decision_log_dropped_total",
                 "Decisions not written to decision_log (over the per-second rate).",
                 W(dlog_dropped)));
+    TRY(header(out, "tsl_http_refused_total", "counter",
+               "Requests the connection edge refused before parsing, by reason."));
+    static const char *const why[] = {"framing", "deadline", "per-address"};
+    for (int i = 0; i < 3; i++)
+        TRY(tsl_buf_printf(out, "tsl_http_refused_total{reason=\"%s\"} %llu\n", why[i],
+                           (unsigned long long)atomic_load(&b->edge_refused[i])));
+    TRY(counter(out, "tsl_accept_paused_total",
+                "Times accepting paused because descriptors ran out (EMFILE, ENFILE).",
+                atomic_load(&b->accept_paused)));
     TRY(gauge(out, "tsl_uptime_seconds", "Seconds since the broker started.",
               (double)(broker_now(b) - b->started_at)));
 #undef TRY

@@ -113,11 +113,13 @@ void cli_format_time(char *dst, size_t len, int64_t t);
 
 /* Opens the --db store, loads a snapshot and binds a plan: the policy in
  * `policy_path` when given (compiled with tsl_policy_compile), else the
- * default logic.  Everything a command needs to decide, in one call. */
+ * policy in force (tsl_rollout_plan: the active version and its staged
+ * sites), else the default logic when no version is active.  Everything
+ * a command needs to decide, in one call. */
 struct cli_engine {
     tsl_store *store;
     tsl_snapshot *snap;
-    tsl_policy *policy; /* NULL: the default logic */
+    tsl_policy *policy; /* the --policy file's; NULL without one */
     tsl_plan *plan;
     tsl_worker *worker;
 };

@@ -22,6 +22,7 @@ static const char usage[] =
     "usage: tsl --db FILE dry-run --policy NEW.lua [--against active|OLD.lua]\n"
     "              [--clients all|recorded] [--json | --html OUT.html]\n"
     "              [--fail-on blocked,cross-site,over-capacity]\n"
+    "              [--expect blocked=3,moved<=10,...]\n"
     "\n"
     "Decides every client with the policy in force and with NEW.lua, compares, and\n"
     "prints what would change: first servers, whole lists, clients newly blocked\n"
@@ -44,12 +45,21 @@ static const char usage[] =
     "  --html OUT.html     also write a self-contained HTML report (no network)\n"
     "  --fail-on CONDS     exit 3 when one occurs: blocked, cross-site,\n"
     "                      over-capacity (comma-separated) or all\n"
+    "  --expect LIST       what the run should find, when the policy blocks or moves\n"
+    "                      clients on purpose: METRIC OP N (OP: = <= >= < >) or\n"
+    "                      METRIC alone (that condition is accepted), comma-\n"
+    "                      separated; metrics: blocked, newly-blocked, unblocked,\n"
+    "                      moved, changed, cross-site, cross-country,\n"
+    "                      over-capacity, errors, rule-errors.  Met when every item\n"
+    "                      holds and every condition found is covered; recorded,\n"
+    "                      and exit 3 when not met\n"
     "  --top N             changes shown with reasons (20)\n"
     "  --now TIME          decide as of this time: Unix seconds or ISO 8601\n"
     "  --author NAME       recorded with the dry-run (default: $USER)\n"
     "  -h, --help          this help\n"
     "\n"
-    "exit status: 0 no --fail-on condition occurred, 3 one did, 2 error.\n";
+    "exit status: 0 no --fail-on condition occurred (and --expect met), 3 one did\n"
+    "(or --expect was not met), 2 error.\n";
 
 enum { DRY_OK = 0, DRY_ERROR = 2, DRY_CONDITION = 3 };
 
@@ -187,10 +197,11 @@ int cmd_dryrun(const struct cli_global *g, int argc, char **argv)
         {"top", required_argument, NULL, 't'},
         {"now", required_argument, NULL, 'n'},
         {"author", required_argument, NULL, 'A'},
+        {"expect", required_argument, NULL, 'E'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *policy = NULL, *against = "active", *html = NULL;
+    const char *policy = NULL, *against = "active", *html = NULL, *expect = NULL;
     const char *author = getenv("USER");
     bool json = false, recorded = false;
     unsigned fail_on = 0;
@@ -238,6 +249,13 @@ int cmd_dryrun(const struct cli_global *g, int argc, char **argv)
                 return DRY_ERROR;
             break;
         case 'A': author = optarg; break;
+        case 'E':
+            if (tsl_dryrun_expect_check(optarg) < 0) {
+                cli_usage_error(g, "--expect: %s", tsl_error_last());
+                return DRY_ERROR;
+            }
+            expect = optarg;
+            break;
         case 'h': fputs(usage, stdout); return DRY_OK;
         default: cli_getopt_error(g, c, argv); return DRY_ERROR;
         }
@@ -277,6 +295,7 @@ int cmd_dryrun(const struct cli_global *g, int argc, char **argv)
     opt.top = (unsigned)top;
     opt.before_label = before.label;
     opt.after_label = after.label;
+    opt.expect = expect;
     opt.population = recorded ? "recorded requests from the broker's decision log"
                               : "every client of the inventory";
     if (json) {
@@ -336,11 +355,19 @@ int cmd_dryrun(const struct cli_global *g, int argc, char **argv)
                     (long long)after.version, tsl_error_last());
         else if (!json)
             printf("recorded with policy version %lld (%s)\n", (long long)after.version,
-                   sum.conditions ? "conditions found" : "clean");
+                   sum.expected     ? sum.expect_met ? "expectations met" : "expectations not met"
+                   : sum.conditions ? "conditions found"
+                                    : "clean");
     }
 
-    ret = sum.conditions & fail_on ? DRY_CONDITION : DRY_OK;
-    if (ret == DRY_CONDITION) {
+    ret = DRY_OK;
+    if (sum.expected && !sum.expect_met) {
+        ret = DRY_CONDITION;
+        fprintf(stderr, "tsl dry-run: --expect %s\n", tsl_dryrun_expect_verdict(dr));
+    }
+    /* met expectations cover every condition found: those are intended */
+    if ((sum.conditions & fail_on) && !(sum.expected && sum.expect_met)) {
+        ret = DRY_CONDITION;
         char conds[64];
         tsl_dryrun_cond_format(conds, sizeof conds, sum.conditions & fail_on);
         fprintf(stderr, "tsl dry-run: --fail-on condition occurred: %s\n", conds);

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -72,7 +73,16 @@ static const char serve_usage[] =
     "  --decision-log-rate N   decisions logged per second at most (1000)\n"
     "  --keep-registrations D  days of registration reports kept (90)\n"
     "  --max-body BYTES        largest request body but imports (65536)\n"
-    "  --timeout S             drop connections idle or slow for S seconds (10)\n"
+    "  --timeout S             a request must arrive whole (headers and body)\n"
+    "                          within S seconds of its first byte, else 408; idle\n"
+    "                          connections close after S seconds too (10)\n"
+    "  --max-connections-per-address N\n"
+    "                          open connections from one client address; more get\n"
+    "                          503 (256; 0: no cap)\n"
+    "  --tls-cert FILE         serve HTTPS: the PEM certificate (chain)...\n"
+    "  --tls-key FILE          ... and its PEM private key\n"
+    "  --behind-tls-proxy      allow plain HTTP on an address beyond loopback: a\n"
+    "                          TLS-terminating proxy stands in front (else refused)\n"
     "  --require-peer-ip       refuse (403) a list request that does not come from\n"
     "                          one of its ip= adapter addresses\n"
     "  --trusted-proxy LIST    ADDR[/BITS],... whose X-Forwarded-For names the client\n"
@@ -180,6 +190,7 @@ int cmd_serve(const struct cli_global *g, int argc, char **argv)
         O_LISTEN = 256, O_POLICY, O_TOKEN, O_THREADS, O_LEVEL, O_SYSLOG, O_STALE, O_WINDOW,
         O_MAX, O_TTL, O_SELECTION, O_REFRESH, O_DLOG, O_DLOG_RATE, O_KEEP, O_BODY, O_TIMEOUT,
         O_TS_TOKEN, O_HB_REG, O_HB_RATE, O_HB_BURST, O_MAX_SERVERS, O_REG_RATE, O_REG_BURST,
+        O_PER_ADDR, O_TLS_CERT, O_TLS_KEY, O_BEHIND_PROXY,
         O_PEER, O_PROXY
     };
     static const struct option opts[] = {
@@ -207,6 +218,10 @@ int cmd_serve(const struct cli_global *g, int argc, char **argv)
         {"max-servers", required_argument, NULL, O_MAX_SERVERS},
         {"registration-rate", required_argument, NULL, O_REG_RATE},
         {"registration-burst", required_argument, NULL, O_REG_BURST},
+        {"max-connections-per-address", required_argument, NULL, O_PER_ADDR},
+        {"tls-cert", required_argument, NULL, O_TLS_CERT},
+        {"tls-key", required_argument, NULL, O_TLS_KEY},
+        {"behind-tls-proxy", no_argument, NULL, O_BEHIND_PROXY},
         {"require-peer-ip", no_argument, NULL, O_PEER},
         {"trusted-proxy", required_argument, NULL, O_PROXY},
         {"help", no_argument, NULL, 'h'},
@@ -230,6 +245,9 @@ int cmd_serve(const struct cli_global *g, int argc, char **argv)
         case O_TS_TOKEN: cfg.ts_token_file = optarg; break;
         case O_HB_REG: cfg.heartbeat_registration = true; break;
         case O_SYSLOG: use_syslog = true; break;
+        case O_TLS_CERT: cfg.tls_cert = optarg; break;
+        case O_TLS_KEY: cfg.tls_key = optarg; break;
+        case O_BEHIND_PROXY: cfg.behind_tls_proxy = true; break;
         case O_PEER: cfg.require_peer_ip = true; break;
         case O_PROXY: cfg.trusted_proxies = optarg; break;
         case O_LEVEL:
@@ -262,6 +280,7 @@ int cmd_serve(const struct cli_global *g, int argc, char **argv)
         UINT_OPT(O_MAX_SERVERS, "--max-servers", 10000000, cfg.max_servers, int)
         UINT_OPT(O_REG_RATE, "--registration-rate", 1000000, cfg.registration_rate, double)
         UINT_OPT(O_REG_BURST, "--registration-burst", 1000000, cfg.registration_burst, int)
+        UINT_OPT(O_PER_ADDR, "--max-connections-per-address", 1000000, cfg.max_conns_per_addr, int)
 #undef UINT_OPT
         case 'h':
             fputs(serve_usage, stdout);
@@ -292,6 +311,13 @@ int cmd_serve(const struct cli_global *g, int argc, char **argv)
     /* a client that goes away mid-reply must not kill the broker */
     signal(SIGPIPE, SIG_IGN);
 
+    /* each connection is a descriptor: take as many as the hard limit allows
+     * (systemd's LimitNOFILE= sets it), as nginx and Redis do */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
     if ((err = tsl_broker_new(&b, &cfg)) < 0) {
         rc = cli_engine_error(g, err, "cannot start the broker");
         goto done;

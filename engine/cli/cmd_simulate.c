@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 static const char simulate_usage[] =
-    "usage: tsl simulate [--speed X] [-v]... [--keep DIR] SCENARIO.scn...\n"
+    "usage: tsl simulate [--speed X] [-v]... [--keep DIR] [--html FILE] SCENARIO.scn...\n"
     "\n"
     "Runs each scenario: the broker in-process, simulated Task Servers on loopback\n"
     "ports, thousands of reference Client Task Agents, and the scenario's timeline\n"
@@ -36,9 +36,13 @@ static const char simulate_usage[] =
     "clients, time to leave a dead server, load spread, broker cost) and checks the\n"
     "scenario's invariants.  The format and the report: docs/simulation.md.\n"
     "\n"
-    "  --speed X     simulated seconds per wall second (default: the scenario's)\n"
-    "  -v            also the timeline as it happens; -vv every agent's log\n"
-    "                lines; -vvv the broker's too (all on stderr)\n"
+    "  --speed X     pace: at most X simulated seconds per wall second, or max\n"
+    "                (default: the scenario's; results do not depend on it)\n"
+    "  -v            also every figure (the metrics block) in the report, and the\n"
+    "                timeline as it happens; -vv every agent's log lines; -vvv\n"
+    "                the broker's too (logs on stderr)\n"
+    "  --html FILE   also write the run as a picture: one self-contained HTML page\n"
+    "                with a timeline of every site and client group\n"
     "  --keep DIR    keep the broker's store in DIR (created) instead of a\n"
     "                temporary directory\n"
     "  -h, --help    this help\n"
@@ -124,17 +128,32 @@ done:
     return rc;
 }
 
+static int write_html(const struct cli_global *g, const char *path, tsl_buf *html)
+{
+    FILE *f;
+    if (tsl_sim_html_end(html) < 0)
+        return cli_error(g, CLI_FAIL, "out of memory");
+    if (!(f = fopen(path, "w")))
+        return cli_error(g, CLI_FAIL, "--html %s: %s", path, strerror(errno));
+    bool ok = fwrite(html->ptr, 1, html->len, f) == html->len;
+    if (fclose(f) != 0 || !ok)
+        return cli_error(g, CLI_FAIL, "--html %s: %s", path, strerror(errno));
+    return CLI_OK;
+}
+
 int cmd_simulate(const struct cli_global *g, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"speed", required_argument, NULL, 's'},
         {"verbose", no_argument, NULL, 'v'},
         {"keep", required_argument, NULL, 'k'},
+        {"html", required_argument, NULL, 'H'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    tsl_sim_options opt = {NULL, NULL, 0, 0, log_line, NULL};
-    const char *keep = NULL;
+    tsl_sim_options opt = {NULL, NULL, 0, 0, log_line, NULL, NULL};
+    const char *keep = NULL, *html_path = NULL;
+    tsl_buf html = TSL_BUF_INIT;
     bool broken = false;
     int c, rc = CLI_OK;
 
@@ -144,10 +163,14 @@ int cmd_simulate(const struct cli_global *g, int argc, char **argv)
         case 's': {
             char *end;
             errno = 0;
+            if (strcmp(optarg, "max") == 0) {
+                opt.speed = -1; /* unpaced */
+                break;
+            }
             opt.speed = strtod(optarg, &end);
             if (end == optarg || *end || errno || !(opt.speed >= 0.1 && opt.speed <= 100000))
-                return cli_usage_error(g, "--speed: \"%s\" is not a number from 0.1 to 100000",
-                                       optarg);
+                return cli_usage_error(g, "--speed: \"%s\" is not \"max\" or a number from 0.1 "
+                                          "to 100000", optarg);
             break;
         }
         case 'v':
@@ -155,6 +178,9 @@ int cmd_simulate(const struct cli_global *g, int argc, char **argv)
             break;
         case 'k':
             keep = optarg;
+            break;
+        case 'H':
+            html_path = optarg;
             break;
         case 'h':
             fputs(simulate_usage, stdout);
@@ -170,12 +196,23 @@ int cmd_simulate(const struct cli_global *g, int argc, char **argv)
     if (keep && argc - optind > 1)
         return cli_usage_error(g, "--keep takes one scenario at a time");
     raise_fd_limit();
+    if (html_path) {
+        if (tsl_sim_html_begin(&html, "tsl simulate") < 0)
+            return cli_error(g, CLI_FAIL, "out of memory");
+        opt.html = &html;
+    }
 
     for (int i = optind; i < argc; i++) {
         int one = run_one(g, argv[i], &opt, keep, &broken);
         if (one > rc)
             rc = one; /* the worst: fail (3) over usage (2) over findings (1) */
     }
+    if (html_path) { /* what ran, also when a scenario could not */
+        int one = write_html(g, html_path, &html);
+        if (one > rc)
+            rc = one;
+    }
+    tsl_buf_free(&html);
     if (rc == CLI_OK && broken)
         rc = CLI_FINDINGS;
     return rc;

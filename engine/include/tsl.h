@@ -531,6 +531,8 @@ typedef struct tsl_dryrun_options {
     const char *population;   /* "inventory", "recorded requests"; may be NULL */
     tsl_dryrun_emit json;     /* when set: the whole JSON document, streamed */
     void *json_ud;
+    const char *expect;       /* what the run should find, "blocked=3,moved<=10"
+                               * (docs/rollout.md); NULL: nothing stated */
 } tsl_dryrun_options;
 
 typedef struct tsl_dryrun_summary {
@@ -543,6 +545,8 @@ typedef struct tsl_dryrun_summary {
     uint32_t over_capacity_before, over_capacity_after, newly_over_capacity;
     uint64_t policy_errors_before, policy_errors_after; /* rule errors absorbed */
     unsigned conditions;      /* tsl_dryrun_cond bits that occurred */
+    bool expected;            /* expectations were stated (options.expect) */
+    bool expect_met;          /* ... and the findings met every one of them */
 } tsl_dryrun_summary;
 
 TSL_API void tsl_dryrun_options_init(tsl_dryrun_options *opt);
@@ -565,6 +569,14 @@ TSL_API int tsl_dryrun_add_recorded(tsl_dryrun *dr, tsl_store *st, uint64_t limi
  * and emits the end of the JSON document.  Call once, after the adds. */
 TSL_API int tsl_dryrun_finish(tsl_dryrun *dr);
 TSL_API void tsl_dryrun_summary_get(const tsl_dryrun *dr, tsl_dryrun_summary *out);
+/* After finish, with expectations: "blocked=3: met", or why not
+ * ("blocked=3: not met (blocked is 4); cross-site occurred (12 clients
+ * newly outside their site) and is not expected").  NULL without any.
+ * Borrowed from the dry-run. */
+TSL_API const char *tsl_dryrun_expect_verdict(const tsl_dryrun *dr);
+/* Checks an expectation list without running anything (the CLI's usage
+ * errors); TSL_EINVALID naming the bad item. */
+TSL_API int tsl_dryrun_expect_check(const char *expect);
 /* The summary JSON object alone (what a version keeps of its dry-run). */
 TSL_API int tsl_dryrun_summary_json(tsl_buf *out, const tsl_dryrun *dr);
 /* The human report after finish: the ten-second summary, per-site and

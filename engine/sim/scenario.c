@@ -520,10 +520,15 @@ static int directive(struct parser *p, char **w, int n, char *text)
     }
     if (n != 2 && (strcmp(d, "speed") == 0 || strcmp(d, "duration") == 0 ||
                    strcmp(d, "seed") == 0 || strcmp(d, "start-spread") == 0 ||
-                   strcmp(d, "heartbeat") == 0 || strcmp(d, "min-wall-timeout") == 0))
+                   strcmp(d, "heartbeat") == 0))
         return perr(p, "%s: give one value", d);
-    if (strcmp(d, "speed") == 0)
+    if (strcmp(d, "speed") == 0) {
+        if (strcmp(w[1], "max") == 0) { /* as fast as it goes */
+            s->speed = 0;
+            return 0;
+        }
         return parse_num(p, d, w[1], 0.1, 100000, &s->speed);
+    }
     if (strcmp(d, "duration") == 0) {
         if ((err = parse_time(p, d, w[1], &s->duration)) < 0)
             return err;
@@ -536,8 +541,6 @@ static int directive(struct parser *p, char **w, int n, char *text)
             return err;
         return s->heartbeat >= 1 ? 0 : perr(p, "heartbeat: at least 1 second");
     }
-    if (strcmp(d, "min-wall-timeout") == 0)
-        return parse_num(p, d, w[1], 0.01, 60, &s->min_wall_timeout);
     if (strcmp(d, "seed") == 0) {
         if ((err = parse_num(p, d, w[1], 0, 9007199254740992.0, &v)) < 0)
             return err;
@@ -596,11 +599,10 @@ int tsl_sim_scenario_parse(tsl_sim_scenario **out, const char *text, size_t len,
     else
         s->dir[0] = '\0';
 
-    s->speed = 100;
+    s->speed = 0;
     s->duration = 3600;
     s->start_spread = 60;
     s->heartbeat = 30;
-    s->min_wall_timeout = 0.5;
     s->seed = 1;
     tsl_settings_init(&s->broker);
     tsl_agent_config cfg;
@@ -670,6 +672,13 @@ int tsl_sim_scenario_parse(tsl_sim_scenario **out, const char *text, size_t len,
     }
     for (size_t i = 0; i < s->nexpects; i++) {
         const char *g = s->expects[i].group;
+        if (!sim_metric_known(s->expects[i].metric)) { /* caught now, not after the run */
+            p.line = s->expects[i].line;
+            err = perr(&p, "expect: no metric \"%s\" (the names are in docs/simulation.md: "
+                           "clients, registrations, cross_site, stranded_undemanded, ...)",
+                       s->expects[i].metric);
+            goto done;
+        }
         bool found = !g;
         for (size_t k = 0; g && k < s->ngroups; k++)
             found = found || strcmp(s->groups[k].name, g) == 0;

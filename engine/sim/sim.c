@@ -11,16 +11,20 @@
  *      the clients spread over `start-spread`, arm the timeline;
  *   3. policies activated on the timeline go through the admin API
  *      (upload, then activate), as an admin would;
- *   4. at `duration`: take the end-of-run figures, stop everything, leave
- *      the loop.  Nothing outlives the pass; a wall-clock watchdog ends a
- *      pass that overruns by far.
+ *   4. at `duration`, once every exchange has ended: take the end-of-run
+ *      figures, stop everything.  Nothing outlives the pass; a wall-clock
+ *      watchdog ends a pass that overruns by far.
  *
- * Time: simulated seconds = wall seconds since step 2 x speed.  Agents and
- * servers arm their timers in simulated seconds divided by the speed; the
- * broker gets the simulated clock as Unix seconds (epoch + simulated).
+ * Time is virtual (aclock.h): it stands still while an exchange that will
+ * be answered is in flight and jumps to the next timer when none is; the
+ * broker gets it as Unix seconds (epoch + simulated) and is settled once
+ * per simulated second.  Whenever the clock is about to move, every
+ * client's state is read (sim_metrics_observe): the spells, and the
+ * timeline the picture draws.  `speed` only paces the run.
  *
  * Used by: tsl simulate, tests.  Needs: sim_internal.h, libevent.
  */
+#include "progress.h"
 #include "sim_internal.h"
 
 #include <event2/event.h>
@@ -41,54 +45,52 @@ static double wall(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Simulated time advances with a 2 ms tick, each counting its wall time
- * times the speed but never more than `tick_cap` (a third of the shortest
- * exchange timeout, in wall time, within [5, 50] ms): when the process is
- * starved (a loaded machine, a debugger), simulated time waits instead of
- * jumping, so no exchange times out for a stall that is not the
- * simulation's.  Under load a run simply takes longer. */
-#define SIM_TICK 0.002
-
-static double tick_cap(const sim *s)
-{
-    const tsl_agent_timing *t = &s->scn->agent;
-    double shortest = t->request_timeout < t->register_timeout ? t->request_timeout
-                                                                 : t->register_timeout;
-    double cap = shortest / s->speed / 3;
-    return cap < 0.005 ? 0.005 : cap > 0.05 ? 0.05 : cap;
-}
-
 double sim_now(const sim *s)
 {
-    if (!s->started)
-        return 0;
-    double dt = wall() - s->tick_wall;
-    if (dt > s->tick_cap)
-        dt = s->tick_cap;
-    return s->vnow + (dt > 0 ? dt : 0) * s->speed;
-}
-
-static void tick(evutil_socket_t fd, short what, void *arg)
-{
-    sim *s = arg;
-    (void)fd;
-    (void)what;
-    s->vnow = sim_now(s);
-    s->tick_wall = wall();
-    atomic_store(&s->vnow_shared, s->vnow);
-}
-
-static double agent_clock_now(void *arg)
-{
-    return sim_now(arg);
+    return s->started ? aclock_now(s->clock) : 0;
 }
 
 /* Called from the broker's threads: reads only the epoch (fixed for the
- * pass) and the atomic copy of the simulated time. */
+ * pass) and the clock (an atomic). */
 static int64_t broker_clock_now(void *arg)
 {
     sim *s = arg;
-    return s->epoch + (int64_t)atomic_load(&s->vnow_shared);
+    return s->epoch + (int64_t)aclock_now(s->clock);
+}
+
+/* Exchanges begun within one simulated second run together and end within
+ * it (aclock_set_quantum): the broker's clock counts whole seconds anyway,
+ * and the loop can keep many exchanges in flight at once. */
+#define SIM_QUANTUM 1.0
+
+/* The clock is about to move to `next`: when that is a new simulated
+ * second, the broker finishes applying what it took in that changes its
+ * lists (heartbeats, failed registrations) first. */
+static void settle(sim *s, double next)
+{
+    int64_t sec = (int64_t)floor(next);
+    if (sec <= s->settled || !s->broker_up || !s->ops->settle)
+        return;
+    s->settled = sec;
+    if (!s->broker_dirty)
+        return;
+    s->broker_dirty = false;
+    if (s->ops->settle(s->broker) < 0)
+        sim_fail(s, TSL_ERROR, "the broker could not apply its writes: %s", tsl_error_last());
+}
+
+/* Nothing is in flight and the clock is about to move to `next`: what
+ * every client does now holds until then.  The broker settles first. */
+static void quiet(void *arg, double next)
+{
+    sim *s = arg;
+    settle(s, next);
+    if (sim_metrics_observe(s, next) < 0)
+        sim_fail(s, TSL_ENOMEM, "out of memory");
+    /* progress, on this (the caller's) thread; not while -v logs every
+     * event on the same terminal */
+    if (!s->opt->verbose && next <= s->scn->duration)
+        tsl_progress_report("simulated seconds", (uint64_t)next, (uint64_t)s->scn->duration);
 }
 
 void sim_logf(sim *s, int level, const char *fmt, ...)
@@ -114,17 +116,13 @@ void sim_fail(sim *s, int code, const char *fmt, ...)
     vsnprintf(s->error, sizeof s->error, fmt, ap);
     va_end(ap);
     s->failed = true;
-    event_base_loopexit(s->base, NULL);
+    aclock_stop(s->clock);
 }
 
-/* Arms `ev` for simulated second `at`; its callback checks the time and
- * re-arms when the clock ran slower than the speed. */
-static void arm_until(sim *s, struct event *ev, double at)
+/* Arms `t` for simulated second `at`. */
+static void arm_until(sim *s, atimer *t, double at)
 {
-    double left = at - sim_now(s);
-    double w = left > 0 ? left / s->speed : 0;
-    struct timeval tv = {(time_t)w, (suseconds_t)((w - (double)(time_t)w) * 1e6)};
-    evtimer_add(ev, &tv);
+    atimer_add(t, at - sim_now(s));
 }
 
 /* ------------------------------------------------------------------------
@@ -162,6 +160,8 @@ static void agent_event(void *arg, tsl_agent *a, tsl_agent_event ev, const tsl_a
 {
     sim *s = arg;
     long ci = sim_find_client(s, tsl_agent_client(a));
+    if (ev == TSL_AGENT_EV_REG_FAILED)
+        s->broker_dirty = true; /* its report feeds the broker's recent errors */
     if (ci >= 0)
         sim_metrics_event(s, &s->clients[ci], ev, e, detail);
 }
@@ -198,8 +198,7 @@ static int broker_start(sim *s, bool first)
         return err;
     s->broker_port = port;
     s->broker_up = true;
-    tick(-1, 0, s); /* re-base the clock: what happens next is strictly later */
-    s->broker_up_since = s->vnow;
+    s->broker_up_since = sim_now(s);
     const char *tok = s->ops->admin_token ? s->ops->admin_token(s->broker) : NULL;
     if (tok)
         snprintf(s->token, sizeof s->token, "%s", tok);
@@ -282,7 +281,7 @@ static void admin_next(sim *s)
 {
     char headers[256], target[300], esc[200];
     snprintf(headers, sizeof headers, "Authorization: Bearer %s\r\nContent-Type: text/plain\r\n", s->token);
-    double timeout = 10; /* wall: an admin call is one of a kind, give it time */
+    double timeout = 60; /* simulated, but the clock waits for the broker's answer */
     int err;
     if (!s->broker_up) {
         admin_done(s, false, "the broker is down");
@@ -290,7 +289,7 @@ static void admin_next(sim *s)
     }
     if (s->admin_step == 1) {
         err = ahttp_start(&s->h_admin, s->base, "127.0.0.1", s->broker_port, "POST", "/v1/policy",
-                          headers, s->admin_body, strlen(s->admin_body), timeout, NULL,
+                          headers, s->admin_body, strlen(s->admin_body), timeout, s->clock,
                           admin_reply, s);
     } else {
         if (!ahttp_query_escape(esc, sizeof esc, s->admin_body)) {
@@ -299,7 +298,7 @@ static void admin_next(sim *s)
         }
         snprintf(target, sizeof target, "/v1/policy/%s/activate", esc);
         err = ahttp_start(&s->h_admin, s->base, "127.0.0.1", s->broker_port, "POST", target,
-                          headers, "{}", 2, timeout, NULL, admin_reply, s);
+                          headers, "{}", 2, timeout, s->clock, admin_reply, s);
     }
     if (err < 0)
         admin_done(s, false, tsl_error_last());
@@ -439,11 +438,9 @@ static void run_fault(sim *s, size_t i)
     }
 }
 
-static void fault_timer(evutil_socket_t fd, short what, void *arg)
+static void fault_timer(void *arg)
 {
     sim *s = arg;
-    (void)fd;
-    (void)what;
     double t = sim_now(s);
     while (s->next_fault < s->scn->nfaults && s->scn->faults[s->next_fault].at <= t + 1e-9 &&
            !s->failed)
@@ -452,18 +449,6 @@ static void fault_timer(evutil_socket_t fd, short what, void *arg)
         arm_until(s, s->t_fault, s->scn->faults[s->next_fault].at);
 }
 
-static void end_timer(evutil_socket_t fd, short what, void *arg)
-{
-    sim *s = arg;
-    (void)fd;
-    (void)what;
-    if (sim_now(s) < s->scn->duration) {
-        arm_until(s, s->t_end, s->scn->duration);
-        return;
-    }
-    sim_metrics_finish(s);
-    event_base_loopexit(s->base, NULL);
-}
 
 /* ------------------------------------------------------------------------
  * A pass
@@ -481,7 +466,7 @@ static int start_clients(sim *s)
     cfg.log = s->opt->verbose >= 2 ? agent_log : NULL;
     cfg.event = agent_event;
     cfg.arg = s;
-    cfg.clock = &s->clock;
+    cfg.clock = s->clock;
     for (size_t i = 0; i < s->nclients; i++) {
         sim_client *c = &s->clients[i];
         int err;
@@ -525,26 +510,26 @@ static int run_pass(sim *s, const char *selection)
     snprintf(s->token, sizeof s->token, "sim-%016llx",
              (unsigned long long)tsl_hash_mix(scn->seed, (uint64_t)time(NULL)));
     s->epoch = (int64_t)time(NULL);
-    s->clock.now = agent_clock_now;
-    s->clock.speed = s->speed;
-    s->clock.arg = s;
-    s->clock.min_timeout = scn->min_wall_timeout;
+    s->settled = -1;
 
     if (!(s->base = event_base_new())) {
         err = tsl_seterr(TSL_ERROR, "cannot create an event loop");
         goto done;
     }
-    if ((err = sim_estate_load(s)) < 0 || (err = sim_net_open(s)) < 0)
+    if ((err = aclock_new(&s->clock)) < 0 || (err = sim_estate_load(s)) < 0 ||
+        (err = sim_net_open(s)) < 0)
         goto done;
+    aclock_set_silent_port(s->clock, s->blackhole_port);
+    aclock_set_quantum(s->clock, SIM_QUANTUM);
     if (!(s->cut = calloc(s->nsites * s->nts + 1, sizeof *s->cut)) ||
         !(s->groups = calloc(scn->ngroups, sizeof *s->groups))) {
         err = tsl_oom();
         goto done;
     }
-    if (!(s->t_fault = evtimer_new(s->base, fault_timer, s)) ||
-        !(s->t_end = evtimer_new(s->base, end_timer, s)) ||
-        !(t_watch = evtimer_new(s->base, watchdog, s)) ||
-        !(s->t_tick = event_new(s->base, -1, EV_PERSIST, tick, s))) {
+    if ((err = sim_metrics_init(s)) < 0 ||
+        (err = atimer_new(&s->t_fault, s->base, s->clock, fault_timer, s)) < 0)
+        goto done;
+    if (!(t_watch = evtimer_new(s->base, watchdog, s))) {
         err = tsl_oom();
         goto done;
     }
@@ -554,20 +539,15 @@ static int run_pass(sim *s, const char *selection)
     sim_logf(s, 1, "broker (%s) on 127.0.0.1:%d; %zu Task Servers, %zu clients", s->ops->name,
              s->broker_port, s->nts, s->nclients);
 
-    double budget = scn->duration / s->speed * 8 + 30;
+    /* the pace, plus a generous allowance for the work (wall seconds) */
+    double budget = (s->speed > 0 ? scn->duration / s->speed : 0) * 2 + 120 +
+                    (double)s->nclients * scn->duration / 3600.0 * 0.05;
     struct timeval wtv = {(time_t)budget, 0};
     evtimer_add(t_watch, &wtv);
 
     /* simulated second 0 */
-    s->tick_wall = wall();
-    s->tick_cap = tick_cap(s);
-    s->vnow = 0;
     s->started = true;
-    struct timeval tickv = {0, (suseconds_t)(SIM_TICK * 1e6)};
-    if (event_add(s->t_tick, &tickv) < 0) {
-        err = tsl_seterr(TSL_ERROR, "cannot arm the simulation clock");
-        goto done;
-    }
+    aclock_set_pace(s->clock, s->speed);
     for (size_t i = 0; i < s->nts; i++)
         if (s->ts[i].state == TS_UP && (err = sim_ts_start(&s->ts[i])) < 0)
             goto done;
@@ -575,8 +555,19 @@ static int run_pass(sim *s, const char *selection)
         goto done;
     if (scn->nfaults)
         arm_until(s, s->t_fault, scn->faults[0].at);
-    arm_until(s, s->t_end, scn->duration);
-    event_base_dispatch(s->base);
+    /* the run, to its last simulated second; the figures are taken once
+     * every exchange of that second has ended */
+    if (aclock_run(s->clock, s->base, scn->duration, quiet, s) < 0)
+        sim_fail(s, TSL_ERROR, "the event loop failed");
+    if (!s->failed) {
+        settle(s, scn->duration + 1);
+        if (sim_metrics_observe(s, scn->duration + 1) < 0)
+            sim_fail(s, TSL_ENOMEM, "out of memory");
+        else
+            sim_metrics_finish(s);
+    }
+    if (!s->failed && !s->opt->verbose)
+        tsl_progress_report("simulated seconds", (uint64_t)scn->duration, (uint64_t)scn->duration);
     if (s->failed)
         err = tsl_seterr(s->fail_code, "%s", s->error);
 done:
@@ -593,13 +584,8 @@ done:
     sim_net_close(s);
     if (t_watch)
         event_free(t_watch);
-    if (s->t_fault)
-        event_free(s->t_fault);
-    if (s->t_end)
-        event_free(s->t_end);
-    if (s->t_tick)
-        event_free(s->t_tick);
-    s->t_fault = s->t_end = s->t_tick = NULL;
+    atimer_free(s->t_fault);
+    s->t_fault = NULL;
     return err;
 }
 
@@ -607,8 +593,14 @@ done:
 static void pass_free(sim *s)
 {
     sim_estate_free(s);
+    aclock_free(s->clock);
     free(s->cut);
     free(s->groups);
+    free(s->site_counts);
+    free(s->lanes);
+    free(s->samples);
+    free(s->inv_value);
+    free(s->inv_state);
     free(s->drains);
     if (s->base)
         event_base_free(s->base);
@@ -617,7 +609,6 @@ static void pass_free(sim *s)
     const tsl_sim_broker_ops *ops = s->ops;
     double speed = s->speed;
     memset(s, 0, sizeof *s);
-    atomic_init(&s->vnow_shared, 0.0);
     s->scn = scn;
     s->opt = opt;
     s->ops = ops;
@@ -644,9 +635,8 @@ int tsl_sim_run(tsl_buf *report, tsl_sim_outcome *out, const tsl_sim_scenario *s
     s->scn = scn;
     s->opt = opt;
     s->ops = ops;
-    s->speed = opt->speed > 0 ? opt->speed : scn->speed;
+    s->speed = opt->speed > 0 ? opt->speed : opt->speed < 0 ? 0 : scn->speed;
     s->refuse_fd = -1;
-    atomic_init(&s->vnow_shared, 0.0);
 
     size_t passes = scn->nselections ? scn->nselections : 1;
     for (size_t p = 0; p < passes && err == 0; p++) {
@@ -662,6 +652,8 @@ int tsl_sim_run(tsl_buf *report, tsl_sim_outcome *out, const tsl_sim_scenario *s
         if (err == 0) {
             tsl_sim_outcome po = {0, 0, wall() - p0};
             err = sim_metrics_report(s, report, &po);
+            if (err == 0 && opt->html)
+                err = sim_html_pass(s, opt->html, &po);
             out->checked += po.checked;
             out->broken += po.broken;
         }

@@ -2,7 +2,8 @@
  * sim.h - the fleet simulator: a scenario file in, a report and a verdict
  * out.  One process, one libevent loop: the broker (in-process), simulated
  * Task Servers on loopback ports, thousands of reference CTAs (agent.h),
- * and a timeline of faults.  docs/simulation.md documents the scenario
+ * and a timeline of faults, all on simulated time (aclock.h): the figures
+ * do not depend on how fast the run goes.  docs/simulation.md documents the scenario
  * format and every figure of the report.
  *
  * The library never prints and never exits: the report is appended to a
@@ -45,8 +46,8 @@ typedef struct tsl_sim_broker_config {
     size_t inventory_len;
     const char *workdir;        /* a directory the broker may keep its store in */
     const char *admin_token;    /* bearer token for the admin endpoints, if the broker takes one */
-    double speed;               /* simulated seconds per wall second (the broker may tune its
-                                 * refresh to it) */
+    double speed;               /* the pace: simulated seconds per wall second at most (0:
+                                 * none); time itself is virtual (see settle) */
     int port;                   /* 0: any free port; else this one (a restart) */
     const tsl_settings *settings; /* stale_after, error_window, ttl, max, selection */
     int64_t (*now)(void *arg);  /* the simulated clock, Unix seconds; thread-safe */
@@ -69,6 +70,13 @@ typedef struct tsl_sim_broker_ops {
     /* The admin bearer token the broker accepts (borrowed), or NULL: the
      * one given in the config. */
     const char *(*admin_token)(void *broker);
+    /* Simulated time stands still while a request is in flight, and jumps
+     * when none is.  A broker that works on its own threads (applying
+     * heartbeats and reports to the lists it serves) is asked to finish
+     * that work before the clock enters a new simulated second, so what it
+     * acknowledged in one second shows in its answers from the next, at any
+     * speed.  NULL: the broker has nothing pending between requests. */
+    int (*settle)(void *broker);
     /* The bearer token its heartbeats must carry (borrowed), or NULL: none. */
     const char *(*ts_token)(void *broker);
 } tsl_sim_broker_ops;
@@ -83,10 +91,13 @@ const tsl_sim_broker_ops *tsl_sim_broker_real(void);
 typedef struct tsl_sim_options {
     const tsl_sim_broker_ops *broker; /* NULL: tsl_sim_broker_real() */
     const char *workdir;   /* required: scratch space (the broker's store) */
-    double speed;          /* 0: the scenario's own */
-    int verbose;           /* 0: report only; 1: + timeline; 2: + every agent log line */
+    double speed;          /* the pace, simulated seconds per wall second at most;
+                            * 0: the scenario's own; < 0: as fast as it goes */
+    int verbose;           /* 0: report only; 1: + the metrics block and the timeline as it
+                            * happens; 2: + every agent log line; 3: + the broker's */
     void (*log)(void *arg, const char *line);
     void *log_arg;
+    tsl_buf *html;         /* non-NULL: each pass appends its picture (tsl_sim_html_begin) */
 } tsl_sim_options;
 
 typedef struct tsl_sim_outcome {
@@ -94,6 +105,12 @@ typedef struct tsl_sim_outcome {
     unsigned broken;   /* ... of which broken */
     double wall_seconds;
 } tsl_sim_outcome;
+
+/* The HTML page of `tsl simulate --html`: the head (styles, legend), then
+ * one section per pass (tsl_sim_run with options.html), then the end.  The
+ * page is self-contained: inline CSS and SVG, no script, no network. */
+int tsl_sim_html_begin(tsl_buf *out, const char *title);
+int tsl_sim_html_end(tsl_buf *out);
 
 /* Runs every pass of the scenario (one per selection mode it names) and
  * appends the report.  Returns 0 when the simulation ran (the verdict is in

@@ -6,8 +6,9 @@
  * estate through tsl_store_import_json, as `tsl import` would.  Every start
  * runs tsl_broker_new + tsl_broker_start on 127.0.0.1 (port 0 the first
  * time, the same port again after an outage) with the simulated clock, one
- * HTTP worker, a short plan refresh (heartbeats reach the lists within a
- * few simulated seconds) and quiet logs.  The broker keeps its own threads;
+ * HTTP worker, no plan refresh of its own (the simulator settles it once
+ * per simulated second: heartbeats and reports reach the lists from the
+ * next second) and quiet logs.  The broker keeps its own threads;
  * the simulator talks to it over HTTP only, like every client would.
  *
  * Built only with the broker (TSL_HAVE_BROKER); otherwise
@@ -105,7 +106,10 @@ static int real_start(void **out, struct event_base *base, const tsl_sim_broker_
     bc.policy_path = cfg->policy_path;
     bc.settings = *cfg->settings;
     bc.threads = 1;
-    bc.refresh_ms = 20;
+    /* lists change only when the simulator settles the broker (at most once
+     * per simulated second): never on a wall-clock timer, which would make
+     * what a client gets depend on how fast the run goes */
+    bc.refresh_ms = 86400 * 1000;
     bc.flush_ms = 20;
     bc.drain_ms = 20;
     bc.timeout_s = 30;
@@ -140,8 +144,14 @@ static const char *real_ts_token(void *p)
     return rb && rb->b ? tsl_broker_ts_token(rb->b) : NULL;
 }
 
+static int real_settle(void *p)
+{
+    real_broker *rb = p;
+    return rb && rb->b ? tsl_broker_sync(rb->b) : 0;
+}
+
 static const tsl_sim_broker_ops real_ops = {"tsl broker (in-process)", real_start, real_stop,
-                                            real_token, real_ts_token};
+                                            real_token, real_settle, real_ts_token};
 
 const tsl_sim_broker_ops *tsl_sim_broker_real(void)
 {

@@ -87,8 +87,8 @@ struct tsl_sim_scenario {
     char *policy;        /* resolved path or NULL */
     char *selections[3];
     size_t nselections;
-    double speed, duration, start_spread, heartbeat;
-    double min_wall_timeout; /* floor of every exchange timeout, wall seconds */
+    double speed;        /* the pace; 0: as fast as it goes */
+    double duration, start_spread, heartbeat;
     uint64_t seed;
     tsl_settings broker;
     tsl_agent_timing agent;
@@ -131,7 +131,7 @@ typedef struct sim_ts {
     sim_ts_state state;
     int port;
     struct evhttp *http;
-    struct event *t_heartbeat;
+    atimer *t_heartbeat;
     ahttp *h_heartbeat;
     /* registrations held: client index -> last contact (simulated second) */
     double *seen;        /* one per client; < 0: not registered here */
@@ -141,6 +141,29 @@ typedef struct sim_ts {
     uint64_t accepted, refused_full, heartbeats, heartbeat_failures;
 } sim_ts;
 
+/* Where a client stands at an instant: every client is in exactly one. */
+typedef enum sim_cstate {
+    CS_IDLE = 0,        /* not started yet (start-spread) */
+    CS_REGISTERED,      /* registered to a server (as far as it knows) */
+    CS_ATTEMPTING,      /* a registration attempt (or a list request) in flight */
+    CS_WAITING,         /* fallback entries held back by their `after`: the policy's wait */
+    CS_STRANDED_DEMANDED,   /* no server, the list is blocked */
+    CS_STRANDED_UNDEMANDED, /* no server, every allowed entry failed or no list */
+    CS_COUNT_
+} sim_cstate;
+
+/* Columns of a timeline sample: registered by tier 0, 1, 2+, then the
+ * other states. */
+enum { COL_TIER0 = 0, COL_TIER1, COL_TIER2, COL_ATTEMPTING, COL_WAITING, COL_DEMANDED,
+       COL_UNDEMANDED, COL_IDLE, COL_COUNT_ };
+
+/* A lane of the picture: one client group at one site. */
+typedef struct sim_lane {
+    size_t group;
+    int site;
+    long clients;
+} sim_lane;
+
 typedef struct sim_client {
     char guid[40];
     char ip[48];
@@ -148,15 +171,17 @@ typedef struct sim_client {
     int site;
     size_t group;
     tsl_agent *agent;
+    size_t lane;
     /* what the metrics follow */
     int server;          /* -1 none */
     int tier;
-    bool stranded;
-    double stranded_since;
-    bool episode_demanded;
+    sim_cstate cstate;   /* at the last observation */
+    bool in_spell;       /* without a server since spell_since (waiting or stranded) */
+    double spell_since;
+    bool spell_stranded, spell_demanded;
+    bool ever_waiting, ever_demanded, ever_undemanded;
     double stranded_total;
     unsigned episodes;
-    bool ever_demanded, ever_undemanded;
     long watch;          /* fault record it is counted in, -1 none */
     uint64_t list_failures_outage;
 } sim_client;
@@ -176,6 +201,12 @@ typedef struct sim_counts {
     uint64_t stranded, stranded_demanded, stranded_undemanded, stranded_at_end;
     double stranded_max, stranded_sum; /* seconds */
     uint64_t episodes;
+    uint64_t waiting, waiting_spells; /* clients that waited out an `after`; spells */
+    double waiting_max, waiting_sum;
+    /* where every client stands at the end (they add up to `clients`) */
+    uint64_t idle_at_end, attempting_at_end, waiting_at_end;
+    uint64_t stranded_demanded_at_end, stranded_undemanded_at_end;
+    uint64_t registered_tier_at_end[SIM_TIERS];
     uint64_t list_requests, list_failures, failed_requests, reports_failed, cache_dropped;
     uint64_t attempts, failed_attempts, lost, left;
     uint64_t registered_at_end;
@@ -202,14 +233,11 @@ struct sim {
     const tsl_sim_broker_ops *ops;
     const char *selection;   /* this pass, or NULL for the broker's default */
     tsl_settings settings;   /* the broker's, this pass */
-    double speed;
-    double vnow;             /* simulated seconds at the last tick */
-    double tick_wall;        /* wall seconds of the last tick */
-    double tick_cap;         /* most wall seconds one tick may count */
-    _Atomic double vnow_shared; /* vnow, for the broker's threads */
-    struct event *t_tick;
+    double speed;            /* pace: simulated seconds per wall second at most, 0: none */
+    aclock *clock;           /* simulated time: discrete events (aclock.h) */
+    int64_t settled;         /* the simulated second the broker last settled in */
+    bool broker_dirty;       /* it took in something that changes lists since */
     int64_t epoch;           /* Unix seconds at simulated second 0 */
-    tsl_agent_clock clock;
     char token[160];
     char ts_token[160];      /* the Task Servers' heartbeat token, "" when none */
 
@@ -238,7 +266,7 @@ struct sim {
     bool *cut;               /* [site * nts + server] */
 
     size_t next_fault;
-    struct event *t_fault, *t_end;
+    atimer *t_fault;
     const char *policy_in_force; /* path of the policy the broker runs, or NULL */
     bool admin_busy;         /* a policy upload/activation in flight */
     size_t admin_pending_fault;
@@ -256,6 +284,17 @@ struct sim {
     unsigned nviolations;
     sim_counts all;
     sim_counts *groups;      /* one per scenario group */
+    sim_counts *site_counts; /* one per site, for its own clients */
+    sim_lane *lanes;         /* group x site pairs with clients */
+    size_t nlanes;
+    double sample_step;      /* simulated seconds between timeline samples */
+    double next_sample;
+    uint32_t *samples;       /* [sample][lane][COL_COUNT_] */
+    size_t nsamples, capsamples;
+    char attempting_end[5][200]; /* the first clients attempting at the end */
+    unsigned nattempting_end;
+    double *inv_value;       /* per expect line: the measured value */
+    signed char *inv_state;  /* 1 PASS, 0 FAIL, -1 no such metric */
     sim_drain *drains;
     size_t ndrains, capdrains;
 };
@@ -288,7 +327,16 @@ TSL_INTERNAL void sim_net_close(sim *s);
 TSL_INTERNAL void sim_metrics_event(sim *s, sim_client *c, tsl_agent_event ev,
                                     const tsl_agent_entry *e, const char *detail);
 TSL_INTERNAL int sim_metrics_drain_begin(sim *s, int fault, size_t server, int site);
+TSL_INTERNAL int sim_metrics_init(sim *s);   /* lanes, samples */
+/* At a quiet instant: every client's state, spells, and the timeline up to
+ * (not including) `next`. */
+TSL_INTERNAL int sim_metrics_observe(sim *s, double next);
 TSL_INTERNAL void sim_metrics_finish(sim *s);
+TSL_INTERNAL bool sim_metric_known(const char *name);
+TSL_INTERNAL const char *sim_cstate_name(sim_cstate st);
+/* sim_html.c: the pass as a picture (timelines per site and group, faults,
+ * invariants), appended to `out`. */
+TSL_INTERNAL int sim_html_pass(sim *s, tsl_buf *out, const tsl_sim_outcome *outcome);
 TSL_INTERNAL int sim_metrics_report(sim *s, tsl_buf *out, tsl_sim_outcome *outcome);
 TSL_INTERNAL bool sim_selector_match(const sim *s, const scn_selector *sel, const sim_client *c);
 

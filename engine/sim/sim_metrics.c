@@ -35,11 +35,31 @@
     do {                                                                        \
         (s)->all.field += (n);                                                  \
         (s)->groups[(c)->group].field += (n);                                   \
+        if ((c)->site >= 0)                                                     \
+            (s)->site_counts[(c)->site].field += (n);                           \
+    } while (0)
+
+#define MAX3(s, c, field, v)                                                    \
+    do {                                                                        \
+        if ((v) > (s)->all.field)                                               \
+            (s)->all.field = (v);                                               \
+        if ((v) > (s)->groups[(c)->group].field)                                \
+            (s)->groups[(c)->group].field = (v);                                \
+        if ((c)->site >= 0 && (v) > (s)->site_counts[(c)->site].field)          \
+            (s)->site_counts[(c)->site].field = (v);                            \
     } while (0)
 
 static int tier_slot(int tier)
 {
     return tier < 0 ? 0 : tier >= SIM_TIERS - 1 ? SIM_TIERS - 1 : tier;
+}
+
+const char *sim_cstate_name(sim_cstate st)
+{
+    static const char *const names[] = {"not started", "registered", "attempting", "waiting",
+                                        "stranded (as the policy demands)",
+                                        "stranded (not demanded)"};
+    return (unsigned)st < CS_COUNT_ ? names[st] : "?";
 }
 
 bool sim_selector_match(const sim *s, const scn_selector *sel, const sim_client *c)
@@ -72,6 +92,168 @@ static const scn_promise *broken_promise(const sim *s, const sim_client *c, size
 }
 
 /* ------------------------------------------------------------------------
+ * Where each client stands
+ * ---------------------------------------------------------------------- */
+
+/* The agent's own state, read as one of the states every client is in. */
+static sim_cstate classify(const sim_client *c, tsl_agent_status *st)
+{
+    tsl_agent_status_get(c->agent, st);
+    if (!st->started)
+        return CS_IDLE;
+    switch (st->state) {
+    case TSL_AGENT_REGISTERED:
+        return CS_REGISTERED;
+    case TSL_AGENT_STUCK:
+        return st->gated     ? CS_WAITING
+               : st->blocked ? CS_STRANDED_DEMANDED
+                             : CS_STRANDED_UNDEMANDED;
+    case TSL_AGENT_IDLE:
+        return CS_IDLE;
+    default: /* registering, or a list request in flight */
+        return CS_ATTEMPTING;
+    }
+}
+
+static int column_of(sim_cstate cs, int tier)
+{
+    switch (cs) {
+    case CS_REGISTERED:
+        return tier <= 0 ? COL_TIER0 : tier == 1 ? COL_TIER1 : COL_TIER2;
+    case CS_ATTEMPTING:
+        return COL_ATTEMPTING;
+    case CS_WAITING:
+        return COL_WAITING;
+    case CS_STRANDED_DEMANDED:
+        return COL_DEMANDED;
+    case CS_STRANDED_UNDEMANDED:
+        return COL_UNDEMANDED;
+    default:
+        return COL_IDLE;
+    }
+}
+
+/* A spell without a server ends (registered again, or the run's end): a
+ * stranded spell if the client was stranded in it at some instant (demanded
+ * when the policy asked for the wait at some instant: a blocked list, or
+ * entries held back by `after`), else the policy's own wait for a delayed
+ * fallback. */
+static void spell_end(sim *s, sim_client *c, double now)
+{
+    double d = now - c->spell_since;
+    if (d < 0)
+        d = 0;
+    c->in_spell = false;
+    if (c->spell_stranded) {
+        c->episodes++;
+        c->stranded_total += d;
+        COUNT(s, c, episodes, 1);
+        COUNT(s, c, stranded_sum, d);
+        MAX3(s, c, stranded_max, d);
+        if (c->spell_demanded)
+            c->ever_demanded = true;
+        else
+            c->ever_undemanded = true;
+    } else {
+        c->ever_waiting = true;
+        COUNT(s, c, waiting_spells, 1);
+        COUNT(s, c, waiting_sum, d);
+        MAX3(s, c, waiting_max, d);
+    }
+}
+
+int sim_metrics_init(sim *s)
+{
+    const tsl_sim_scenario *scn = s->scn;
+    if (!(s->site_counts = calloc(s->nsites ? s->nsites : 1, sizeof *s->site_counts)) ||
+        !(s->lanes = calloc(s->nclients ? s->nclients : 1, sizeof *s->lanes)))
+        return tsl_oom();
+    for (size_t i = 0; i < s->nclients; i++) {
+        sim_client *c = &s->clients[i];
+        size_t l;
+        for (l = 0; l < s->nlanes; l++)
+            if (s->lanes[l].group == c->group && s->lanes[l].site == c->site)
+                break;
+        if (l == s->nlanes) {
+            s->lanes[l].group = c->group;
+            s->lanes[l].site = c->site;
+            s->nlanes++;
+        }
+        s->lanes[l].clients++;
+        c->lane = l;
+        c->cstate = CS_IDLE;
+    }
+    /* a few hundred samples over the run, on whole seconds */
+    s->sample_step = ceil(scn->duration / 400);
+    if (s->sample_step < 1)
+        s->sample_step = 1;
+    s->next_sample = 0;
+    return 0;
+}
+
+static int take_sample(sim *s)
+{
+    size_t row = s->nlanes * COL_COUNT_;
+    if (s->nsamples == s->capsamples) {
+        size_t cap = s->capsamples ? s->capsamples * 2 : 512;
+        uint32_t *p = realloc(s->samples, cap * row * sizeof *p);
+        if (!p)
+            return tsl_oom();
+        s->samples = p;
+        s->capsamples = cap;
+    }
+    uint32_t *r = s->samples + s->nsamples * row;
+    memset(r, 0, row * sizeof *r);
+    for (size_t i = 0; i < s->nclients; i++) {
+        const sim_client *c = &s->clients[i];
+        r[c->lane * COL_COUNT_ + (size_t)column_of(c->cstate, c->tier)]++;
+    }
+    s->nsamples++;
+    return 0;
+}
+
+int sim_metrics_observe(sim *s, double next)
+{
+    double now = sim_now(s);
+    tsl_agent_status st;
+    int err;
+    for (size_t i = 0; i < s->nclients; i++) {
+        sim_client *c = &s->clients[i];
+        sim_cstate cs = classify(c, &st);
+        switch (cs) {
+        case CS_REGISTERED:
+        case CS_IDLE:
+            if (c->in_spell)
+                spell_end(s, c, now);
+            break;
+        case CS_WAITING:
+        case CS_STRANDED_DEMANDED:
+        case CS_STRANDED_UNDEMANDED:
+            if (!c->in_spell) {
+                c->in_spell = true;
+                c->spell_since = now;
+                c->spell_stranded = c->spell_demanded = false;
+            }
+            if (cs != CS_STRANDED_UNDEMANDED)
+                c->spell_demanded = true;
+            if (cs != CS_WAITING)
+                c->spell_stranded = true;
+            break;
+        default: /* attempting: a spell goes on through its retries */
+            break;
+        }
+        c->cstate = cs;
+    }
+    /* the states hold from now until `next` */
+    while (s->next_sample < next - 1e-9 && s->next_sample <= s->scn->duration + 1e-9) {
+        if ((err = take_sample(s)) < 0)
+            return err;
+        s->next_sample += s->sample_step;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
  * Events
  * ---------------------------------------------------------------------- */
 
@@ -87,48 +269,16 @@ static void leave(sim *s, sim_client *c)
     c->tier = -1;
 }
 
-static void episode_end(sim *s, sim_client *c, double now)
-{
-    double d = now - c->stranded_since;
-    if (d < 0)
-        d = 0;
-    c->stranded = false;
-    c->stranded_total += d;
-    COUNT(s, c, stranded_sum, d);
-    if (d > s->all.stranded_max)
-        s->all.stranded_max = d;
-    if (d > s->groups[c->group].stranded_max)
-        s->groups[c->group].stranded_max = d;
-    if (c->episode_demanded)
-        c->ever_demanded = true;
-    else
-        c->ever_undemanded = true;
-}
-
-/* Did the policy ask for this wait?  A blocked list, or fallback entries
- * held back by their `after`. */
-static bool demanded_now(const sim_client *c)
-{
-    tsl_agent_status st;
-    tsl_agent_status_get(c->agent, &st);
-    return st.blocked || st.gated;
-}
-
 void sim_metrics_event(sim *s, sim_client *c, tsl_agent_event ev, const tsl_agent_entry *e,
                        const char *detail)
 {
     double now = sim_now(s);
     int t;
     switch (ev) {
-    case TSL_AGENT_EV_LIST:
-        if (c->stranded && demanded_now(c))
-            c->episode_demanded = true;
-        break;
     case TSL_AGENT_EV_LIST_FAILED: {
         /* an outage's failure if the broker was down when the request
-         * began or when it failed.  Strictly after the start: the clock
-         * does not move while the broker starts (the loop waits for it),
-         * so a connection refused just before carries the same time */
+         * began or when it failed.  Strictly after the start: a connection
+         * refused just before the broker came up carries the same time */
         tsl_agent_status st;
         tsl_agent_status_get(c->agent, &st);
         if (s->broker_up && st.list_asked > s->broker_up_since) {
@@ -157,8 +307,6 @@ void sim_metrics_event(sim *s, sim_client *c, tsl_agent_event ev, const tsl_agen
             leave(s, c);
         c->server = t;
         c->tier = e->tier;
-        if (c->stranded)
-            episode_end(s, c, now);
         COUNT(s, c, registrations, 1);
         COUNT(s, c, by_tier[tier_slot(e->tier)], 1);
         int ssite = s->ts[t].site;
@@ -192,17 +340,6 @@ void sim_metrics_event(sim *s, sim_client *c, tsl_agent_event ev, const tsl_agen
     case TSL_AGENT_EV_LEFT:
         COUNT(s, c, left, 1);
         leave(s, c);
-        break;
-    case TSL_AGENT_EV_STUCK:
-        if (!c->stranded) {
-            c->stranded = true;
-            c->stranded_since = now;
-            c->episode_demanded = false;
-            c->episodes++;
-            COUNT(s, c, episodes, 1);
-        }
-        if (demanded_now(c))
-            c->episode_demanded = true;
         break;
     case TSL_AGENT_EV_REPORT_FAILED:
         if (s->broker_up)
@@ -248,16 +385,42 @@ void sim_metrics_finish(sim *s)
     for (size_t i = 0; i < s->nclients; i++) {
         sim_client *c = &s->clients[i];
         tsl_agent_status st;
-        tsl_agent_status_get(c->agent, &st);
+        sim_cstate cs = classify(c, &st);
         COUNT(s, c, clients, 1);
         COUNT(s, c, list_requests, st.list_requests);
         COUNT(s, c, list_failures, st.list_failures);
-        if (c->stranded) {
+        switch (cs) {
+        case CS_REGISTERED:
+            COUNT(s, c, registered_at_end, 1);
+            COUNT(s, c, registered_tier_at_end[tier_slot(st.tier)], 1);
+            break;
+        case CS_ATTEMPTING:
+            COUNT(s, c, attempting_at_end, 1);
+            if (s->nattempting_end < sizeof s->attempting_end / sizeof s->attempting_end[0])
+                snprintf(s->attempting_end[s->nattempting_end++], sizeof s->attempting_end[0],
+                         "client %s (site %s): %s%s since t=%.0f", c->guid,
+                         c->site >= 0 ? s->sites[c->site].name : "none",
+                         st.attempting ? "attempting " : "asking the broker for a list",
+                         st.attempting ? st.attempting : "",
+                         st.attempting ? st.attempt_since : st.list_asked);
+            break;
+        case CS_WAITING:
+            COUNT(s, c, waiting_at_end, 1);
+            break;
+        case CS_STRANDED_DEMANDED:
+            COUNT(s, c, stranded_demanded_at_end, 1);
             COUNT(s, c, stranded_at_end, 1);
-            if (demanded_now(c))
-                c->episode_demanded = true;
-            episode_end(s, c, now);
+            break;
+        case CS_STRANDED_UNDEMANDED:
+            COUNT(s, c, stranded_undemanded_at_end, 1);
+            COUNT(s, c, stranded_at_end, 1);
+            break;
+        default:
+            COUNT(s, c, idle_at_end, 1);
+            break;
         }
+        if (c->in_spell)
+            spell_end(s, c, now);
         if (c->episodes) {
             COUNT(s, c, stranded, 1);
             if (c->ever_demanded)
@@ -265,11 +428,10 @@ void sim_metrics_finish(sim *s)
             if (c->ever_undemanded)
                 COUNT(s, c, stranded_undemanded, 1);
         }
-        if (c->server >= 0) {
-            COUNT(s, c, registered_at_end, 1);
-            if (broken_promise(s, c, (size_t)c->server, now))
-                COUNT(s, c, outside_approved_at_end, 1);
-        }
+        if (c->ever_waiting)
+            COUNT(s, c, waiting, 1);
+        if (c->server >= 0 && broken_promise(s, c, (size_t)c->server, now))
+            COUNT(s, c, outside_approved_at_end, 1);
     }
     /* what each server holds now, for the load spread (the servers are
      * torn down before the report is written) */
@@ -295,11 +457,52 @@ static const metric_def count_metrics[] = {
     U(clients),          U(registrations),    U(cross_site),       U(cross_country),
     U(outside_approved), U(outside_approved_at_end),                U(stranded),
     U(stranded_demanded), U(stranded_undemanded), U(stranded_at_end), U(episodes),
-    U(list_requests),    U(list_failures),    U(failed_requests),  U(reports_failed),
-    U(cache_dropped),    U(attempts),         U(failed_attempts),  U(lost),
-    U(left),             U(registered_at_end),
+    U(waiting),          U(list_requests),    U(list_failures),    U(failed_requests),
+    U(reports_failed),   U(cache_dropped),    U(attempts),         U(failed_attempts),
+    U(lost),             U(left),             U(registered_at_end), U(attempting_at_end),
+    U(waiting_at_end),   U(stranded_demanded_at_end), U(stranded_undemanded_at_end),
+    {"not_started_at_end", offsetof(sim_counts, idle_at_end), false},
 };
 #undef U
+
+/* Figures computed from the counts (per group too), and figures of the
+ * whole run only. */
+static const char *const real_metrics[] = {"fallback_registrations", "stranded_max_s",
+                                           "stranded_mean_s", "waiting_max_s",
+                                           "waiting_mean_s", "requests_per_client_hour"};
+static const char *const run_metrics[] = {"drain_max_s", "undrained", "spread_max",
+                                          "admin_failures", "broker_outage_s"};
+static const char *const tier_metrics[] = {"registrations", "cross_site", "cross_country",
+                                           "registered_at_end"};
+
+/* "NAME.tierN": the index into tier_metrics and N, or -1. */
+static int tier_metric(const char *name, int *tier)
+{
+    for (size_t i = 0; i < sizeof tier_metrics / sizeof tier_metrics[0]; i++) {
+        size_t n = strlen(tier_metrics[i]);
+        char tail;
+        if (strncmp(name, tier_metrics[i], n) == 0 &&
+            sscanf(name + n, ".tier%d%c", tier, &tail) == 1 && *tier >= 0 &&
+            name[n + 5] >= '0' && name[n + 5] <= '9')
+            return (int)i;
+    }
+    return -1;
+}
+
+bool sim_metric_known(const char *name)
+{
+    int tier;
+    for (size_t i = 0; i < sizeof count_metrics / sizeof count_metrics[0]; i++)
+        if (strcmp(count_metrics[i].name, name) == 0)
+            return true;
+    for (size_t i = 0; i < sizeof real_metrics / sizeof real_metrics[0]; i++)
+        if (strcmp(real_metrics[i], name) == 0)
+            return true;
+    for (size_t i = 0; i < sizeof run_metrics / sizeof run_metrics[0]; i++)
+        if (strcmp(run_metrics[i], name) == 0)
+            return true;
+    return tier_metric(name, &tier) >= 0;
+}
 
 /* Load spread of one site: max / mean connections over its running
  * servers; 0 when it has none or they hold nobody. */
@@ -355,18 +558,21 @@ static bool metric_value(const sim *s, const sim_counts *c, const char *name, do
         }
     }
     int tier;
-    char tail;
-    if (sscanf(name, "registrations.tier%d%c", &tier, &tail) == 1 && tier >= 0) {
+    switch (tier_metric(name, &tier)) {
+    case 0:
         *out = (double)c->by_tier[tier_slot(tier)];
         return true;
-    }
-    if (sscanf(name, "cross_site.tier%d%c", &tier, &tail) == 1 && tier >= 0) {
+    case 1:
         *out = (double)c->cross_site_tier[tier_slot(tier)];
         return true;
-    }
-    if (sscanf(name, "cross_country.tier%d%c", &tier, &tail) == 1 && tier >= 0) {
+    case 2:
         *out = (double)c->cross_country_tier[tier_slot(tier)];
         return true;
+    case 3:
+        *out = (double)c->registered_tier_at_end[tier_slot(tier)];
+        return true;
+    default:
+        break;
     }
     if (strcmp(name, "fallback_registrations") == 0) {
         *out = (double)(c->registrations - c->by_tier[0]);
@@ -378,6 +584,14 @@ static bool metric_value(const sim *s, const sim_counts *c, const char *name, do
     }
     if (strcmp(name, "stranded_mean_s") == 0) {
         *out = c->episodes ? c->stranded_sum / (double)c->episodes : 0;
+        return true;
+    }
+    if (strcmp(name, "waiting_max_s") == 0) {
+        *out = c->waiting_max;
+        return true;
+    }
+    if (strcmp(name, "waiting_mean_s") == 0) {
+        *out = c->waiting_spells ? c->waiting_sum / (double)c->waiting_spells : 0;
         return true;
     }
     if (strcmp(name, "requests_per_client_hour") == 0) {
@@ -456,10 +670,29 @@ done:
     return err;
 }
 
+/* Where every client stands at the end: the parts add up to the whole. */
+static int whereabouts_text(tsl_buf *out, const sim_counts *c, const char *indent)
+{
+    int err = 0;
+    OUT("%sat the end: %llu client(s) = %llu registered", indent, (unsigned long long)c->clients,
+        (unsigned long long)c->registered_at_end);
+    if ((err = tiers_text(out, c->registered_tier_at_end)) < 0)
+        goto done;
+    OUT(" + %llu attempting + %llu waiting for a delayed fallback (as the policy demands)"
+        " + %llu stranded (%llu as the policy demands, %llu not) + %llu not started\n",
+        (unsigned long long)c->attempting_at_end, (unsigned long long)c->waiting_at_end,
+        (unsigned long long)c->stranded_at_end, (unsigned long long)c->stranded_demanded_at_end,
+        (unsigned long long)c->stranded_undemanded_at_end, (unsigned long long)c->idle_at_end);
+done:
+    return err;
+}
+
 static int counts_text(tsl_buf *out, const sim *s, const sim_counts *c, const char *indent)
 {
     int err = 0;
     double dur = s->scn->duration;
+    if ((err = whereabouts_text(out, c, indent)) < 0)
+        goto done;
     OUT("%sregistrations: %llu", indent, (unsigned long long)c->registrations);
     if ((err = tiers_text(out, c->by_tier)) < 0)
         goto done;
@@ -471,16 +704,17 @@ static int counts_text(tsl_buf *out, const sim *s, const sim_counts *c, const ch
         goto done;
     OUT("\n%s  outside an approved set: %llu (still outside at the end: %llu)\n", indent,
         (unsigned long long)c->outside_approved, (unsigned long long)c->outside_approved_at_end);
+    OUT("%swaited for a delayed fallback (as the policy demands): %llu client(s); %llu spell(s), "
+        "longest %.0f s, mean %.0f s\n",
+        indent, (unsigned long long)c->waiting, (unsigned long long)c->waiting_spells,
+        c->waiting_max, c->waiting_spells ? c->waiting_sum / (double)c->waiting_spells : 0.0);
     OUT("%sstranded: %llu client(s) (%llu as the policy demanded, %llu not); %llu spell(s), "
-        "longest %.0f s, mean %.0f s; %llu still stranded at the end\n",
+        "longest %.0f s, mean %.0f s\n",
         indent, (unsigned long long)c->stranded, (unsigned long long)c->stranded_demanded,
         (unsigned long long)c->stranded_undemanded, (unsigned long long)c->episodes,
-        c->stranded_max, c->episodes ? c->stranded_sum / (double)c->episodes : 0.0,
-        (unsigned long long)c->stranded_at_end);
-    OUT("%sat the end: %llu of %llu registered; attempts %llu (%llu failed), servers lost %llu, "
-        "left for a better entry %llu\n",
-        indent, (unsigned long long)c->registered_at_end, (unsigned long long)c->clients,
-        (unsigned long long)c->attempts, (unsigned long long)c->failed_attempts,
+        c->stranded_max, c->episodes ? c->stranded_sum / (double)c->episodes : 0.0);
+    OUT("%sattempts %llu (%llu failed), servers lost %llu, left for a better entry %llu\n",
+        indent, (unsigned long long)c->attempts, (unsigned long long)c->failed_attempts,
         (unsigned long long)c->lost, (unsigned long long)c->left);
     OUT("%sbroker cost: %.2f list requests per client per hour (%llu requests, %llu failed "
         "while the broker was up, %llu caches dropped, %llu reports lost)\n",
@@ -498,37 +732,117 @@ static int metrics_block(tsl_buf *out, const sim *s, const sim_counts *c, const 
         OUT("  %s%s %llu\n", prefix, count_metrics[i].name,
             (unsigned long long)*(const uint64_t *)((const char *)c + count_metrics[i].off));
     for (int t = 0; t < SIM_TIERS; t++)
-        if (c->by_tier[t] || t == 0)
+        if (c->by_tier[t] || c->registered_tier_at_end[t] || t == 0)
             OUT("  %sregistrations.tier%d %llu\n  %scross_site.tier%d %llu\n"
-                "  %scross_country.tier%d %llu\n",
+                "  %scross_country.tier%d %llu\n  %sregistered_at_end.tier%d %llu\n",
                 prefix, t, (unsigned long long)c->by_tier[t], prefix, t,
                 (unsigned long long)c->cross_site_tier[t], prefix, t,
-                (unsigned long long)c->cross_country_tier[t]);
+                (unsigned long long)c->cross_country_tier[t], prefix, t,
+                (unsigned long long)c->registered_tier_at_end[t]);
     double v;
-    const char *reals[] = {"fallback_registrations", "stranded_max_s", "stranded_mean_s",
-                           "requests_per_client_hour"};
-    for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++) {
-        metric_value(s, c, reals[i], &v);
-        OUT("  %s%s %.6g\n", prefix, reals[i], v);
+    for (size_t i = 0; i < sizeof real_metrics / sizeof real_metrics[0]; i++) {
+        metric_value(s, c, real_metrics[i], &v);
+        OUT("  %s%s %.6g\n", prefix, real_metrics[i], v);
     }
 done:
     return err;
 }
 
+/* Evaluates every `expect` line into s->inv_value / s->inv_state. */
+static int invariants_eval(sim *s, tsl_sim_outcome *outcome)
+{
+    const tsl_sim_scenario *scn = s->scn;
+    size_t n = scn->nexpects ? scn->nexpects : 1;
+    if (!(s->inv_value = calloc(n, sizeof *s->inv_value)) ||
+        !(s->inv_state = calloc(n, sizeof *s->inv_state)))
+        return tsl_oom();
+    for (size_t i = 0; i < scn->nexpects; i++) {
+        const scn_expect *x = &scn->expects[i];
+        const sim_counts *c = &s->all;
+        for (size_t g = 0; x->group && g < scn->ngroups; g++)
+            if (strcmp(scn->groups[g].name, x->group) == 0)
+                c = &s->groups[g];
+        outcome->checked++;
+        if (!metric_value(s, c, x->metric, &s->inv_value[i])) {
+            s->inv_state[i] = -1;
+            outcome->broken++;
+            continue;
+        }
+        s->inv_state[i] = compare(s->inv_value[i], x->op, x->value) ? 1 : 0;
+        if (!s->inv_state[i])
+            outcome->broken++;
+    }
+    if (s->admin_failures) {
+        outcome->checked++;
+        outcome->broken++;
+    }
+    return 0;
+}
+
 int sim_metrics_report(sim *s, tsl_buf *out, tsl_sim_outcome *outcome)
 {
     const tsl_sim_scenario *scn = s->scn;
-    double end = scn->duration;
+    double end = scn->duration, v;
     int err = 0;
 
+    if ((err = invariants_eval(s, outcome)) < 0)
+        goto done;
     OUT("== scenario %s (%s)%s%s\n", scn->name, scn->path, scn->description ? ": " : "",
         scn->description ? scn->description : "");
     OUT("   inventory %s; policy %s; broker: %s%s%s\n", scn->inventory,
         scn->policy ? scn->policy : "none (the default logic)", s->ops->name,
         s->selection ? "; selection " : "", s->selection ? s->selection : "");
-    OUT("   %zu clients, %zu Task Servers, %zu sites; %.0f s simulated at %gx in %.2f s of wall "
-        "time\n",
-        s->nclients, s->nts, s->nsites, end, s->speed, outcome->wall_seconds);
+    OUT("   %zu clients, %zu Task Servers, %zu sites; %.0f s simulated", s->nclients, s->nts,
+        s->nsites, end);
+    if (s->speed > 0)
+        OUT(" (paced at %gx)", s->speed);
+    OUT(" in %.2f s of wall time\n", outcome->wall_seconds);
+
+    /* what matters first: the verdict */
+    OUT("invariants:\n");
+    for (size_t i = 0; i < scn->nexpects; i++) {
+        const scn_expect *x = &scn->expects[i];
+        if (s->inv_state[i] < 0)
+            OUT("  FAIL  line %d: %s   (no metric \"%s\")\n", x->line, x->text, x->metric);
+        else
+            OUT("  %s  line %d: %s   (%.6g)\n", s->inv_state[i] ? "PASS" : "FAIL", x->line,
+                x->text, s->inv_value[i]);
+    }
+    if (s->admin_failures)
+        OUT("  FAIL  every policy activation of the timeline succeeds   (%u failed)\n",
+            s->admin_failures);
+    if (outcome->broken)
+        OUT("result: FAIL (%u of %u invariants broken)\n", outcome->broken, outcome->checked);
+    else
+        OUT("result: PASS (%u invariants)\n", outcome->checked);
+
+    /* then the promise, site by site */
+    if ((err = whereabouts_text(out, &s->all, "")) < 0)
+        goto done;
+    for (unsigned i = 0; i < s->nattempting_end; i++)
+        OUT("  %s\n", s->attempting_end[i]);
+    if (s->all.attempting_at_end > s->nattempting_end)
+        OUT("  ... and %llu more attempting\n",
+            (unsigned long long)(s->all.attempting_at_end - s->nattempting_end));
+    OUT("by site (its own clients):\n");
+    for (size_t i = 0; i < s->nsites; i++) {
+        const sim_counts *c = &s->site_counts[i];
+        if (!c->clients)
+            continue;
+        OUT("  %s (%llu clients%s%s):\n", s->sites[i].name, (unsigned long long)c->clients,
+            s->sites[i].country ? ", country " : "",
+            s->sites[i].country ? s->sites[i].country : "");
+        if ((err = counts_text(out, s, c, "    ")) < 0)
+            goto done;
+    }
+
+    if (scn->npromises) {
+        OUT("promises (approved sets):\n");
+        for (size_t i = 0; i < scn->npromises; i++)
+            OUT("  line %d: %s\n", scn->promises[i].line, scn->promises[i].text);
+        for (unsigned i = 0; i < s->nviolations; i++)
+            OUT("  BROKEN: %s\n", s->violations[i]);
+    }
 
     if (scn->nfaults) {
         OUT("timeline:\n");
@@ -537,18 +851,6 @@ int sim_metrics_report(sim *s, tsl_buf *out, tsl_sim_outcome *outcome)
             OUT("  t=%-6.0f %s%s%s%s%s\n", f->at, scn_fault_name(f->kind), f->a ? " " : "",
                 f->a ? f->a : "", f->b ? " " : "", f->b ? f->b : "");
         }
-    }
-
-    OUT("all clients:\n");
-    if ((err = counts_text(out, s, &s->all, "  ")) < 0)
-        goto done;
-
-    if (scn->npromises) {
-        OUT("promises (approved sets):\n");
-        for (size_t i = 0; i < scn->npromises; i++)
-            OUT("  line %d: %s\n", scn->promises[i].line, scn->promises[i].text);
-        for (unsigned i = 0; i < s->nviolations; i++)
-            OUT("  BROKEN: %s\n", s->violations[i]);
     }
 
     if (s->ndrains) {
@@ -573,7 +875,7 @@ int sim_metrics_report(sim *s, tsl_buf *out, tsl_sim_outcome *outcome)
     for (size_t i = 0; i < s->nsites; i++) {
         long total;
         int n;
-        double v = site_spread(s, (int)i, &total, &n);
+        v = site_spread(s, (int)i, &total, &n);
         if (n == 0 || total == 0)
             continue;
         OUT("  %-16s %.2f  (%ld connections on %d server(s):", s->sites[i].name, v, total, n);
@@ -597,11 +899,13 @@ int sim_metrics_report(sim *s, tsl_buf *out, tsl_sim_outcome *outcome)
         }
     }
 
+    if (s->opt->verbose < 1)
+        goto done;
     OUT("metrics:\n");
     if ((err = metrics_block(out, s, &s->all, "")) < 0)
         goto done;
     long undrained;
-    double dm = drain_max(s, end, &undrained), v;
+    double dm = drain_max(s, end, &undrained);
     metric_value(s, &s->all, "spread_max", &v);
     OUT("  drain_max_s %.6g\n  undrained %ld\n  spread_max %.6g\n  admin_failures %u\n"
         "  broker_outage_s %.6g\n",
@@ -614,35 +918,6 @@ int sim_metrics_report(sim *s, tsl_buf *out, tsl_sim_outcome *outcome)
                 goto done;
         }
     }
-
-    OUT("invariants:\n");
-    for (size_t i = 0; i < scn->nexpects; i++) {
-        const scn_expect *x = &scn->expects[i];
-        const sim_counts *c = &s->all;
-        for (size_t g = 0; x->group && g < scn->ngroups; g++)
-            if (strcmp(scn->groups[g].name, x->group) == 0)
-                c = &s->groups[g];
-        outcome->checked++;
-        if (!metric_value(s, c, x->metric, &v)) {
-            outcome->broken++;
-            OUT("  FAIL  line %d: %s   (no metric \"%s\")\n", x->line, x->text, x->metric);
-            continue;
-        }
-        bool ok = compare(v, x->op, x->value);
-        if (!ok)
-            outcome->broken++;
-        OUT("  %s  line %d: %s   (%.6g)\n", ok ? "PASS" : "FAIL", x->line, x->text, v);
-    }
-    if (s->admin_failures) {
-        outcome->checked++;
-        outcome->broken++;
-        OUT("  FAIL  every policy activation of the timeline succeeds   (%u failed)\n",
-            s->admin_failures);
-    }
-    if (outcome->broken)
-        OUT("result: FAIL (%u of %u invariants broken)\n", outcome->broken, outcome->checked);
-    else
-        OUT("result: PASS (%u invariants)\n", outcome->checked);
 done:
     return err;
 }

@@ -154,24 +154,22 @@ static void send_heartbeat(sim_ts *t, const char *service)
     if (s->ts_token[0]) /* the broker's Task Server credential */
         snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", s->ts_token);
     if (ahttp_start(&t->h_heartbeat, s->base, "127.0.0.1", s->broker_port, "POST", target,
-                    auth[0] ? auth : NULL, body, strlen(body), s->scn->agent.request_timeout, &s->clock,
+                    auth[0] ? auth : NULL, body, strlen(body), s->scn->agent.request_timeout,
+                    s->clock,
                     on_heartbeat_done, t) < 0)
         t->heartbeat_failures++;
+    else
+        s->broker_dirty = true;
 }
 
-static void heartbeat_timer(evutil_socket_t fd, short what, void *arg)
+static void heartbeat_timer(void *arg)
 {
     sim_ts *t = arg;
-    sim *s = t->sim;
-    (void)fd;
-    (void)what;
     if (t->state != TS_UP)
         return;
     expire(t);
     send_heartbeat(t, "running");
-    double w = s->scn->heartbeat / s->speed;
-    struct timeval tv = {(time_t)w, (suseconds_t)((w - (double)(time_t)w) * 1e6)};
-    evtimer_add(t->t_heartbeat, &tv);
+    atimer_add(t->t_heartbeat, t->sim->scn->heartbeat);
 }
 
 /* ------------------------------------------------------------------------
@@ -202,8 +200,10 @@ int sim_ts_start(sim_ts *t)
     for (size_t i = 0; i < s->nclients; i++)
         t->seen[i] = -1;
     t->connections = 0;
-    if (!t->t_heartbeat && !(t->t_heartbeat = evtimer_new(s->base, heartbeat_timer, t)))
-        return tsl_oom();
+    int err;
+    if (!t->t_heartbeat &&
+        (err = atimer_new(&t->t_heartbeat, s->base, s->clock, heartbeat_timer, t)) < 0)
+        return err;
     if (!(t->http = evhttp_new(s->base)))
         return tsl_oom();
     evhttp_set_gencb(t->http, on_request, t);
@@ -218,8 +218,7 @@ int sim_ts_start(sim_ts *t)
     }
     t->state = TS_UP;
     /* the first heartbeat at once: the broker learns the server's state */
-    struct timeval now = {0, 0};
-    evtimer_add(t->t_heartbeat, &now);
+    atimer_add(t->t_heartbeat, 0);
     return 0;
 }
 
@@ -234,8 +233,7 @@ void sim_ts_halt(sim_ts *t, sim_ts_state why)
         t->h_heartbeat = NULL;
         send_heartbeat(t, "stopped");
     }
-    if (t->t_heartbeat)
-        evtimer_del(t->t_heartbeat);
+    atimer_del(t->t_heartbeat);
     if (t->http) {
         evhttp_free(t->http);
         t->http = NULL;
@@ -251,8 +249,7 @@ void sim_ts_free(sim_ts *t)
     if (t->http)
         evhttp_free(t->http);
     ahttp_cancel(t->h_heartbeat);
-    if (t->t_heartbeat)
-        event_free(t->t_heartbeat);
+    atimer_free(t->t_heartbeat);
     free(t->seen);
     free(t->name);
     t->http = NULL;

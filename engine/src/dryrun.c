@@ -13,6 +13,7 @@
  * Needs: dryrun.h; the reports are in dryrun_report.c.
  */
 #include "dryrun.h"
+#include "progress.h"
 #include "store.h"
 
 #include <stdio.h>
@@ -188,7 +189,7 @@ int tsl_dryrun_new(tsl_dryrun **out, tsl_plan *before, tsl_plan *after,
     dr->before_label = dup_or_null(opt->before_label, &err);
     dr->after_label = dup_or_null(opt->after_label, &err);
     dr->population = dup_or_null(opt->population, &err);
-    if (err < 0)
+    if (err < 0 || (opt->expect && (err = dryrun_expect_parse(dr, opt->expect)) < 0))
         goto done;
     if ((err = tsl_worker_new(&dr->wb)) < 0 || (err = tsl_worker_new(&dr->wa)) < 0 ||
         (err = tsl_result_new(&dr->rb)) < 0 || (err = tsl_result_new(&dr->ra)) < 0)
@@ -221,6 +222,9 @@ void tsl_dryrun_free(tsl_dryrun *dr)
     free(dr->before_label);
     free(dr->after_label);
     free(dr->population);
+    free(dr->expect);
+    free(dr->expect_text);
+    free(dr->verdict);
     tsl_buf_free(&dr->chunk);
     free(dr->sites);
     free(dr->servers);
@@ -446,11 +450,13 @@ int tsl_dryrun_add_inventory(tsl_dryrun *dr)
     TSL_ARG(dr);
     for (uint32_t i = 0; i < dr->snap->nclients && err == 0; i++) {
         tsl_request req;
+        tsl_progress_tick("clients", i, dr->snap->nclients);
         if ((err = tsl_snapshot_client_request(&req, dr->snap, i)) < 0)
             break;
         req.now = dr->now;
         err = add_one(dr, &req, (int32_t)i);
     }
+    tsl_progress_tick("clients", dr->snap->nclients, dr->snap->nclients);
     return err;
 }
 
@@ -553,6 +559,8 @@ int tsl_dryrun_finish(tsl_dryrun *dr)
         s->conditions |= TSL_DRYRUN_CROSS_SITE;
     if (s->newly_over_capacity)
         s->conditions |= TSL_DRYRUN_OVER_CAPACITY;
+    if ((err = dryrun_expect_judge(dr)) < 0)
+        return err;
 
     if (dr->json) {
         tsl_buf *b = &dr->chunk;

@@ -63,7 +63,17 @@ struct tsl_dryrun {
     uint32_t nchanges;
     uint64_t seq;
     bool finished;
+    /* expectations (dryrun_expect.c) */
+    struct dr_expect *expect;    /* parsed options.expect, nexpect items */
+    unsigned nexpect;
+    char *expect_text;
+    char *verdict;               /* after finish */
 };
+
+/* Parses text into dr->expect (TSL_EINVALID naming the bad item). */
+TSL_INTERNAL int dryrun_expect_parse(tsl_dryrun *dr, const char *text);
+/* After the counts are final: sets sum.expected/expect_met and the verdict. */
+TSL_INTERNAL int dryrun_expect_judge(tsl_dryrun *dr);
 
 /* A server is judged over capacity when its projected clients exceed a
  * positive capacity. */

@@ -81,7 +81,14 @@ int tsl_dryrun_summary_json(tsl_buf *out, const tsl_dryrun *dr)
         STR(dr->snap->servers[i].name);
         first = false;
     }
-    PUT("]}");
+    PUT("]");
+    if (s->expected && dr->verdict) {
+        PUT(",\"expect\":");
+        STR(dr->expect_text);
+        FMT(",\"expect_met\":%s,\"expect_verdict\":", s->expect_met ? "true" : "false");
+        STR(dr->verdict);
+    }
+    PUT("}");
 done:
     return err;
 }
@@ -291,6 +298,8 @@ int tsl_dryrun_text(tsl_buf *out, const tsl_dryrun *dr)
         (unsigned long long)s->errors, (unsigned long long)s->policy_errors_before,
         (unsigned long long)s->policy_errors_after);
     FMT("\nconditions: %s\n", conds);
+    if (s->expected && dr->verdict)
+        FMT("expected:   %s\n", dr->verdict);
 
     if (!(sites = sorted_sites(dr, &nsites)) || !(servers = sorted_servers(dr, &nservers, false)) ||
         !(ch = sorted_changes(dr))) {

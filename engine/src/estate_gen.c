@@ -20,6 +20,7 @@
  *
  * Used by: the CLI, benchmarks, tests.  Needs: store.h, tsl_ip_format.
  */
+#include "progress.h"
 #include "store.h"
 
 #include <ctype.h>
@@ -610,6 +611,7 @@ static int gen_clients(gen *g, uint32_t nclients)
     int err;
 
     for (i = 0; i < nclients; i++) {
+        tsl_progress_tick("clients", i, nclients);
         /* Half the clients live in the first quarter of the sites: a few
          * head offices, many small branches. */
         uint32_t si = rng_chance(&g->r, 500) ? rng_below(&g->r, nbig)
@@ -732,6 +734,7 @@ int tsl_estate_generate(tsl_store *st, unsigned sites, unsigned servers, unsigne
     err = tsl_store_commit(st);
 
 done:
+    tsl_progress_tick("clients", clients, clients); /* the end, whatever happened */
     if (in_txn)
         tsl_store_rollback(st);
     free(cities.v);

@@ -18,6 +18,7 @@
  * tsl_ip_parse / tsl_cidr_parse (ip.c).
  */
 #include "conflicts.h"
+#include "progress.h"
 #include "store.h"
 #include "suggest.h"
 #include "tz.h"
@@ -51,6 +52,7 @@ typedef struct import_ctx {
     const tsl_tz *tz;   /* times without a zone; NULL: UTC */
     json_t *ignored;    /* "section/field" -> [count, first record] */
     tsl_buf notes;      /* warnings, handed to the caller on success */
+    uint64_t done, total; /* records, for the progress listener */
 } import_ctx;
 
 /* The fields each record may carry, the keys a document may hold. */
@@ -548,6 +550,7 @@ static int begin_record(import_ctx *c, json_t *rec, size_t i, const char *keyfie
     size_t n;
     int state;
 
+    tsl_progress_tick("records", c->done++, c->total);
     if (!json_is_object(rec)) {
         locate(c, i, loc, sizeof loc);
         return tsl_seterr(TSL_EINVALID, "%s must be an object (got %s)", loc,
@@ -1141,6 +1144,10 @@ int tsl_import_apply_opt(tsl_store *st, json_t *doc, const char *origin, json_t 
     /* a misspelt section ("site") would otherwise import nothing, silently */
     if ((err = check_keys(&c, doc, top_keys, NFIELDS(top_keys), "key", c.origin)) < 0)
         goto done;
+    c.total = json_array_size(json_object_get(doc, "sites")) +
+              json_array_size(json_object_get(doc, "task_servers")) +
+              json_array_size(json_object_get(doc, "clients")) +
+              json_array_size(json_object_get(doc, "connection_errors"));
     /* Sites first, then servers and clients that name them, then errors
      * that name clients and servers: a reference may point at a record of
      * the same document or one already in the store. */
@@ -1156,6 +1163,7 @@ int tsl_import_apply_opt(tsl_store *st, json_t *doc, const char *origin, json_t 
     }
 
 done:
+    tsl_progress_tick("records", c.total, c.total); /* the end, whatever happened */
     tsl_tz_free(tz);
     json_decref(c.ignored);
     tsl_buf_free(&c.notes);

@@ -22,6 +22,7 @@
  */
 #include "decide.h"
 #include "policy.h"
+#include "progress.h"
 #include "suggest.h"
 
 #include <stdio.h>
@@ -506,6 +507,7 @@ static int check_every_client(chk *c, const tsl_plan *plan, int64_t now)
     }
     for (uint32_t ci = 0; ci < s->nclients; ci++) {
         tsl_request req;
+        tsl_progress_tick("clients", ci, s->nclients);
         if (tsl_snapshot_client_request(&req, s, ci) < 0)
             continue;
         req.now = now;
@@ -521,6 +523,7 @@ static int check_every_client(chk *c, const tsl_plan *plan, int64_t now)
                           res->n ? (int32_t)res->servers[0] : -1};
         count[kind]++;
     }
+    tsl_progress_tick("clients", s->nclients, s->nclients);
     if (n == 0)
         goto done;
     qsort(v, n, sizeof *v, strand_cmp);

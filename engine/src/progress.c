@@ -22,3 +22,9 @@ void tsl_progress_tick(const char *what, uint64_t done, uint64_t total)
     if (listener && (done == 0 || done >= total || (done & 1023) == 0))
         listener(listener_ud, what, done, total);
 }
+
+void tsl_progress_report(const char *what, uint64_t done, uint64_t total)
+{
+    if (listener)
+        listener(listener_ud, what, done, total);
+}

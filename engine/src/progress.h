@@ -4,7 +4,7 @@
  * thread-local load and a branch when no one listens (tsl_progress_set).
  *
  * Used by: import_json.c, estate_gen.c, dryrun.c, policy_check.c and the
- * simulator.  Needs: tsl.h.
+ * simulator (sim.c).  Needs: tsl.h.
  */
 #ifndef TSL_PROGRESS_H
 #define TSL_PROGRESS_H
@@ -18,5 +18,11 @@
 __attribute__((visibility("hidden")))
 #endif
 void tsl_progress_tick(const char *what, uint64_t done, uint64_t total);
+/* The same without the every-1024 filter, for work that reports a few
+ * times a second anyway (the simulator's clock). */
+#if defined(__GNUC__)
+__attribute__((visibility("hidden")))
+#endif
+void tsl_progress_report(const char *what, uint64_t done, uint64_t total);
 
 #endif

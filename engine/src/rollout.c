@@ -633,6 +633,103 @@ done:
     return err;
 }
 
+/* What a recorded dry-run found, in words, from its summary JSON:
+ * "3 newly blocked, 12 newly outside their site; expected blocked=2: not
+ * met (...)". */
+static void dryrun_findings(char *buf, size_t len, const char *conditions, const char *summary)
+{
+    json_error_t jerr;
+    json_t *j = summary ? json_loads(summary, 0, &jerr) : NULL;
+    size_t o = 0;
+#define ADD(...)                                                                 \
+    do {                                                                         \
+        int n_ = snprintf(buf + o, len - o, __VA_ARGS__);                        \
+        if (n_ > 0)                                                              \
+            o = (size_t)n_ >= len - o ? len - 1 : o + (size_t)n_;                \
+    } while (0)
+    buf[0] = '\0';
+    static const struct {
+        const char *key, *words;
+    } counts[] = {{"newly_blocked", "newly blocked"},
+                  {"newly_cross_site", "newly outside their site"},
+                  {"newly_cross_country", "newly outside their country"},
+                  {"newly_over_capacity", "servers newly over capacity"},
+                  {"first_changed", "first servers changed"}};
+    for (size_t i = 0; j && i < sizeof counts / sizeof *counts; i++) {
+        json_int_t v = json_integer_value(json_object_get(j, counts[i].key));
+        if (v > 0)
+            ADD("%s%lld %s", o ? ", " : "", (long long)v, counts[i].words);
+    }
+    if (!o)
+        ADD("no change that gates");
+    ADD(" (conditions: %s)", conditions ? conditions : "none");
+    const char *verdict = j ? json_string_value(json_object_get(j, "expect_verdict")) : NULL;
+    if (verdict)
+        ADD("; expected %s", verdict);
+    else
+        ADD("; it stated no expectation (tsl dry-run --expect)");
+#undef ADD
+    json_decref(j);
+}
+
+/* `activate --require-dry-run`: the latest dry-run of version `id`
+ * against the rollout in force must be clean (no condition, or every
+ * expectation met).  The refusal says what it found. */
+static int require_dry_run(tsl_store *st, int64_t id, const char *hash, const char *key)
+{
+    char found[768], when[32];
+    int err = 0;
+
+    for (int any = 0; any < 2; any++) {
+        sqlite3_stmt *q = stmt(st, TSL_STMT_RO_DRYRUN_LATEST);
+        if (!q)
+            return TSL_ESTORE;
+        sqlite3_bind_int64(q, 1, id);
+        if (any)
+            sqlite3_bind_null(q, 2);
+        else
+            tsl_store_bind_text(q, 2, key);
+        int rc = sqlite3_step(q);
+        if (rc == SQLITE_ROW) {
+            bool clean = sqlite3_column_int(q, 0) != 0;
+            dryrun_findings(found, sizeof found, (const char *)sqlite3_column_text(q, 1),
+                            (const char *)sqlite3_column_text(q, 2));
+            time_t t = (time_t)sqlite3_column_int64(q, 4);
+            struct tm tm;
+            gmtime_r(&t, &tm);
+            strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+            if (!any && clean) {
+                sqlite3_reset(q);
+                return 0;
+            }
+            if (!any)
+                err = tsl_seterr(TSL_EPOLICY,
+                                 "refusing to activate version %lld (%s): its latest dry-run "
+                                 "against the rollout in force (%s, %s) found %s; fix the "
+                                 "policy, or state what you expect with `tsl dry-run --policy "
+                                 "%lld --expect ...`",
+                                 (long long)id, hash, key, when, found, (long long)id);
+            else
+                err = tsl_seterr(TSL_EPOLICY,
+                                 "refusing to activate version %lld (%s): no dry-run of it "
+                                 "against the rollout in force (%s) is recorded (its latest "
+                                 "was against %s, %s, and found %s); run `tsl dry-run "
+                                 "--policy %lld`",
+                                 (long long)id, hash, key, (const char *)sqlite3_column_text(q, 3),
+                                 when, found, (long long)id);
+            sqlite3_reset(q);
+            return err;
+        }
+        sqlite3_reset(q);
+        if (rc != SQLITE_DONE)
+            return tsl_store_err(st, "reading dry-run records");
+    }
+    return tsl_seterr(TSL_EPOLICY,
+                      "refusing to activate version %lld (%s): no dry-run of it is recorded; "
+                      "run `tsl dry-run --policy %lld` against the rollout in force (%s)",
+                      (long long)id, hash, (long long)id, key);
+}
+
 int tsl_rollout_activate(tsl_store *st, const char *version, const tsl_activate_options *opt)
 {
     tsl_activate_options none = {0};
@@ -665,30 +762,9 @@ int tsl_rollout_activate(tsl_store *st, const char *version, const tsl_activate_
     if ((err = tsl_store_begin(st)) < 0)
         return err;
     if (opt->require_dry_run) {
-        sqlite3_stmt *q;
-        int rc;
-        if ((err = tsl_rollout_state_key(&key, st)) < 0)
+        if ((err = tsl_rollout_state_key(&key, st)) < 0 ||
+            (err = require_dry_run(st, id, hash, key.ptr)) < 0)
             goto done;
-        if (!(q = stmt(st, TSL_STMT_RO_DRYRUN_CLEAN))) {
-            err = TSL_ESTORE;
-            goto done;
-        }
-        sqlite3_bind_int64(q, 1, id);
-        tsl_store_bind_text(q, 2, key.ptr);
-        rc = sqlite3_step(q);
-        sqlite3_reset(q);
-        if (rc == SQLITE_DONE) {
-            err = tsl_seterr(TSL_EPOLICY,
-                             "refusing to activate version %lld (%s): no clean dry-run of it "
-                             "against the rollout in force (%s) is recorded; run `tsl dry-run "
-                             "--policy %lld` and fix what it reports",
-                             (long long)id, hash, key.ptr, (long long)id);
-            goto done;
-        }
-        if (rc != SQLITE_ROW) {
-            err = tsl_store_err(st, "reading dry-run records");
-            goto done;
-        }
     }
     if ((err = rollout_activate_txn(st, id, opt)) < 0)
         goto done;
@@ -1063,7 +1139,9 @@ int tsl_rollout_record_dryrun(tsl_store *st, int64_t version_id, const char *aga
     tsl_store_bind_text(q, 3, population ? population : "inventory");
     tsl_store_bind_text(q, 4, failon);
     tsl_store_bind_text(q, 5, conds);
-    sqlite3_bind_int(q, 6, dr->sum.conditions == 0);
+    /* clean: what `activate --require-dry-run` needs; a run that stated
+     * expectations is clean when it met them (dryrun_expect.c) */
+    sqlite3_bind_int(q, 6, dr->sum.expected ? dr->sum.expect_met : dr->sum.conditions == 0);
     tsl_store_bind_text(q, 7, summary.ptr);
     tsl_store_bind_text(q, 8, author);
     sqlite3_bind_int64(q, 9, now_or(now));

@@ -25,9 +25,11 @@
     X(TSL_STMT_RO_DRYRUNS_OF,                                                  \
       "SELECT against, population, fail_on, conditions, clean, summary, author, at" \
       " FROM rollout_dryruns WHERE version_id = ?1 ORDER BY id DESC LIMIT 10") \
-    X(TSL_STMT_RO_DRYRUN_CLEAN,                                                \
-      "SELECT 1 FROM rollout_dryruns WHERE version_id = ?1 AND against = ?2"   \
-      " AND clean = 1 LIMIT 1")                                                \
+    /* the latest dry-run of a version: against ?2, or (?2 NULL) anything */  \
+    X(TSL_STMT_RO_DRYRUN_LATEST,                                               \
+      "SELECT clean, conditions, summary, against, at FROM rollout_dryruns"    \
+      " WHERE version_id = ?1 AND (?2 IS NULL OR against = ?2)"                \
+      " ORDER BY id DESC LIMIT 1")                                             \
     X(TSL_STMT_RO_DRYRUN_INSERT,                                               \
       "INSERT INTO rollout_dryruns(version_id, against, population, fail_on,"  \
       " conditions, clean, summary, author, at)"                               \

@@ -58,6 +58,24 @@ void *probe_calloc(tsl_alloc_probe *p, size_t n, size_t size)
     return calloc(n ? n : 1, size ? size : 1);
 }
 
+static bool must_stop(sandbox *sb);
+static void budget_hook(lua_State *L, lua_Debug *ar);
+
+/* Growth this large means an instruction or a library call doing a lot of
+ * work at once (a `..` of long strings): read the clock now, and when the
+ * call must stop, fire the hook at the very next instruction instead of up
+ * to SANDBOX_STEP of them later.  lua_sethook may be called at any point
+ * (Lua calls it from signal handlers). */
+#define SANDBOX_BIG_ALLOC ((size_t)64 << 10)
+
+static void big_alloc_check(sandbox *sb)
+{
+    if (sb->killing || (!sb->deadline_ns && !sb->cancel) || !sb->L)
+        return;
+    if (must_stop(sb))
+        lua_sethook(sb->L, budget_hook, LUA_MASKCOUNT, 1);
+}
+
 /* ------------------------------------------------------------------------
  * The allocator: counts bytes, refuses growth past the ceiling.  Lua
  * assumes shrinking never fails, so only growth is ever refused.
@@ -93,6 +111,8 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     sb->used = sb->used - old + nsize;
     if (sb->used > sb->peak)
         sb->peak = sb->used;
+    if (nsize - (nsize > old ? old : nsize) >= SANDBOX_BIG_ALLOC)
+        big_alloc_check(sb);
     return np;
 }
 
@@ -153,8 +173,6 @@ static bool must_stop(sandbox *sb)
     return sb->stop != SANDBOX_RUNNING;
 }
 
-static void budget_hook(lua_State *L, lua_Debug *ar);
-
 /* Marks the call as being killed and raises the error, positioned at the
  * nearest Lua function from `level` up. */
 static int raise_stop(lua_State *L, sandbox *sb, int level)
@@ -184,7 +202,8 @@ static int raise_stop(lua_State *L, sandbox *sb, int level)
         if (sb->time_ms > 0 && sb->deadline_ns != ambient_deadline)
             lua_pushfstring(L, "time limit of %I ms exceeded", (lua_Integer)sb->time_ms);
         else
-            lua_pushfstring(L, "time limit of %s exceeded", ambient_what ? ambient_what : "the call");
+            lua_pushfstring(L, "time limit of %s exceeded",
+                            ambient_what ? ambient_what : "the call");
         break;
     }
     lua_concat(L, 2);
@@ -592,7 +611,7 @@ static int pattern_repeats(const char *p, size_t len)
 static bool has_specials(const char *p, size_t len)
 {
     for (size_t i = 0; i < len; i++)
-        if (strchr("^$*+?.([%-", p[i]))
+        if (p[i] && strchr("^$*+?.([%-", p[i])) /* a NUL is literal, as in Lua */
             return true;
     return false;
 }

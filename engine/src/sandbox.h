@@ -14,7 +14,9 @@
  *     base and raises an error on any undeclared global, read or write;
  *   - time: a count hook charges an instruction budget per call and checks
  *     a monotonic deadline (sb->time_ms per call, and the thread's ambient
- *     deadline and cancel flag, sandbox_ambient_set); once a call is being
+ *     deadline and cancel flag, sandbox_ambient_set), also on every
+ *     allocation of 64 KiB or more (one instruction doing a lot of work,
+ *     a `..` of long strings, is then stopped at the next); once a call is being
  *     killed the hook fires on every instruction, so a pcall inside the
  *     script cannot swallow the kill;
  *   - no long C calls: every library function whose work grows with its
