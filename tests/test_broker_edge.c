@@ -12,6 +12,7 @@
 #include "tsl.h"
 
 #include <fcntl.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -279,6 +280,7 @@ TEST(edge__errors_evhttp_answered_itself_are_json)
          413, "over the"},
         {"Expect", strdup("POST /v1/policy HTTP/1.1\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\nx"),
          417, "Expect"},
+        {"authority form", strdup("GET //[zz]/x HTTP/1.1\r\n\r\n"), 400, "starts with //"},
         {"long URL", NULL, 414, "request target of 20000 bytes"},
         {"huge header", NULL, 431, "request head of more than"},
     };
@@ -394,7 +396,11 @@ TEST(edge__a_trickled_request_is_cut_at_the_deadline)
  * Connections per peer address; many slow connections
  * ---------------------------------------------------------------------- */
 
-static void cap_4(tsl_broker_config *c) { c->max_conns_per_addr = 4; }
+static void cap_4(tsl_broker_config *c)
+{
+    c->max_conns_per_addr = 4;
+    c->trusted_proxies = "127.0.0.9"; /* a proxy: not capped */
+}
 
 TEST(edge__connections_per_address_are_capped)
 {
@@ -420,6 +426,19 @@ TEST(edge__connections_per_address_are_capped)
     http_resp_free(&r);
     if (other >= 0)
         close(other);
+    /* a trusted proxy speaks for many clients: six connections, all served */
+    int proxied[6], proxied_ok = 0;
+    for (int i = 0; i < 6; i++)
+        proxied[i] = connect_from(f.port, "127.0.0.9");
+    for (int i = 0; i < 6; i++) {
+        if (proxied[i] >= 0 && http_on(proxied[i], "GET", "/healthz", NULL, NULL, 0, &r) == 0 &&
+            r.status == 200)
+            proxied_ok++;
+        http_resp_free(&r);
+    }
+    for (int i = 0; i < 6; i++)
+        if (proxied[i] >= 0)
+            close(proxied[i]);
     /* a place freed is a place taken again (within the sweep) */
     close(fds[0]);
     int again_status = 0;
@@ -451,6 +470,7 @@ TEST(edge__connections_per_address_are_capped)
     CHECK_CONTAINS(refused, "too many connections from 127.0.0.1 (at most 4 per address)");
     CHECK_INT(st, 200);
     CHECK_INT(again_status, 200);
+    CHECK_INT(proxied_ok, 6);
     free(refused);
 }
 
@@ -633,6 +653,37 @@ static void with_tls(tsl_broker_config *c)
 {
     c->tls_cert = cert_path;
     c->tls_key = key_path;
+    c->timeout_s = 2;
+}
+
+/* Over TLS: sends half a request and returns what comes back until the
+ * broker closes (at most 6 s). */
+static char *tls_half_request(int port)
+{
+    char *out = calloc(1, 8192);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = NULL;
+    int fd = connect_from(port, NULL);
+    if (!out || !ctx || fd < 0 || SSL_CTX_load_verify_locations(ctx, cert_path, NULL) != 1)
+        goto done;
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (!(ssl = SSL_new(ctx)) || SSL_set_fd(ssl, fd) != 1 || SSL_connect(ssl) != 1)
+        goto done;
+    static const char half[] = "GET /healthz HTTP/1.1\r\nX-Slow: 1\r\n";
+    if (SSL_write(ssl, half, sizeof half - 1) != (int)sizeof half - 1)
+        goto done;
+    struct timeval tv = {6, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int got = 0, n;
+    while (got < 8191 && (n = SSL_read(ssl, out + got, 8191 - got)) > 0)
+        got += n;
+done:
+    if (ssl)
+        SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    if (fd >= 0)
+        close(fd);
+    return out;
 }
 
 TEST(tls__the_broker_serves_https_and_plain_http_on_its_port_fails_cleanly)
@@ -657,6 +708,8 @@ TEST(tls__the_broker_serves_https_and_plain_http_on_its_port_fails_cleanly)
     bool closed;
     static const char plain[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
     char *p = exchange(f.port, plain, sizeof plain - 1, &closed);
+    /* the deadline holds over TLS too */
+    char *slow = tls_half_request(f.port);
     /* and HTTPS still works after it */
     char *again = NULL;
     int rc2 = tsl_test_sh(&again, false,
@@ -669,6 +722,9 @@ TEST(tls__the_broker_serves_https_and_plain_http_on_its_port_fails_cleanly)
     CHECK_CONTAINS(https, " 200");
     CHECK(closed);
     CHECK(strstr(p, "HTTP/1.1 200") == NULL);
+    CHECK(slow && strncmp(slow, "HTTP/1.1 408 ", 13) == 0);
+    CHECK_CONTAINS(slow, "{\"error\":\"the request did not arrive whole within 2 s");
+    free(slow);
     CHECK_INT(rc2, 0);
     CHECK_CONTAINS(again, "no such endpoint");
     CHECK_CONTAINS(again, " 404");

@@ -111,7 +111,7 @@ static bool copy_param(bworker *w, struct evhttp_request *req, route_ctx *c, cha
         return false;
     }
     /* it is stored and shown in JSON (history, versions): UTF-8 text only */
-    if (!tsl_text_utf8(p->value, strlen(p->value))) {
+    if (!tsl_utf8_valid(p->value, strlen(p->value))) {
         http_error(w, req, c->route, 400, "parameter \"%s\" is not valid UTF-8", p->key);
         return false;
     }

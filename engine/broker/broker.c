@@ -59,6 +59,19 @@ void tsl_broker_config_init(tsl_broker_config *cfg)
     cfg->registration_burst = 20;
 }
 
+bool broker_trusted_proxy(const tsl_broker *b, const uint8_t addr[16])
+{
+    for (int i = 0; i < b->nproxies; i++) {
+        int bits = b->proxy_bits[i], full = bits / 8, rest = bits % 8;
+        if (memcmp(addr, b->proxies[i].b, (size_t)full) != 0)
+            continue;
+        if (rest && ((addr[full] ^ b->proxies[i].b[full]) & (0xff00 >> rest) & 0xff))
+            continue;
+        return true;
+    }
+    return false;
+}
+
 /* cfg.trusted_proxies "ADDR[/BITS],..." into b->proxies. */
 static int parse_proxies(tsl_broker *b, const char *list)
 {

@@ -409,6 +409,8 @@ struct tsl_broker {
 };
 
 /* ---- broker.c ---- */
+/* true when addr (IPv4 as ::ffff:a.b.c.d) is in cfg.trusted_proxies. */
+bool broker_trusted_proxy(const tsl_broker *b, const uint8_t addr[16]);
 int64_t broker_now(const tsl_broker *b);
 uint64_t broker_mono_ns(void);
 /* Publishes a new plan and the shadow plan beside it (NULL: none), taking

@@ -190,14 +190,19 @@ static void to_evhttp(edge_conn *c, struct evbuffer *from, size_t n, const char 
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
     evbuffer_cb_clear_flags(in, c->cbent, EVBUFFER_CB_ENABLED);
-    /* a socket bufferevent keeps its input's end frozen between reads
-     * (an OpenSSL one does not) */
+    /* a socket bufferevent keeps its input's end frozen between reads (so
+     * that only it adds there); an OpenSSL one does not */
     if (!c->tls)
         evbuffer_unfreeze(in, 0);
-    if (from)
-        evbuffer_remove_buffer(from, in, n);
-    else
-        evbuffer_add(in, bytes, n);
+    int rc = from ? evbuffer_remove_buffer(from, in, n) : evbuffer_add(in, bytes, n);
+    if (rc < 0 && c->tls) {
+        evbuffer_unfreeze(in, 0);
+        if (from)
+            evbuffer_remove_buffer(from, in, n);
+        else
+            evbuffer_add(in, bytes, n);
+        evbuffer_freeze(in, 0);
+    }
     if (!c->tls)
         evbuffer_freeze(in, 0);
     evbuffer_cb_set_flags(in, c->cbent, EVBUFFER_CB_ENABLED);
@@ -372,17 +377,11 @@ static bool parse_head(edge_conn *c, size_t head_end)
         refuse(c, 400, EDGE_FRAMING, "the request target must be a path starting with /");
         return false;
     }
-    {
-        /* evhttp parses the target too: what it would refuse, refuse here */
-        char target[EDGE_URI_MAX + 1];
-        memcpy(target, sp1 + 1, tlen);
-        target[tlen] = '\0';
-        struct evhttp_uri *u = evhttp_uri_parse_with_flags(target, EVHTTP_URI_NONCONFORMANT);
-        if (!u) {
-            refuse(c, 400, EDGE_FRAMING, "malformed request target");
-            return false;
-        }
-        evhttp_uri_free(u);
+    if (tlen >= 2 && sp1[2] == '/') {
+        /* evhttp would read "//host/..." as an authority and may refuse it
+         * with its own page: no path of ours starts so */
+        refuse(c, 400, EDGE_FRAMING, "the request target must be a path (it starts with //)");
+        return false;
     }
 
     /* the header lines */
@@ -782,7 +781,10 @@ static void admit(edge_conn *c)
             memcpy(c->addr, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
         }
     }
-    if (peer_acquire(b, c->addr)) {
+    /* a trusted proxy (--trusted-proxy) speaks for many clients: not capped */
+    if (broker_trusted_proxy(b, c->addr)) {
+        /* not counted */
+    } else if (peer_acquire(b, c->addr)) {
         c->counted = true;
     } else {
         char text[INET6_ADDRSTRLEN] = "?";

@@ -41,7 +41,7 @@ size_t tsl_text_utf8_seq(const char *s, size_t avail)
     return n + 1;
 }
 
-bool tsl_text_utf8(const char *s, size_t len)
+bool tsl_utf8_valid(const char *s, size_t len)
 {
     for (size_t i = 0, n; i < len; i += n)
         if (!(n = tsl_text_utf8_seq(s + i, len - i)))
@@ -56,7 +56,7 @@ const char *tsl_text_name_problem(const char *s, size_t max)
         return "is empty";
     if (len > max)
         return "is too long";
-    if (!tsl_text_utf8(s, len))
+    if (!tsl_utf8_valid(s, len))
         return "is not valid UTF-8";
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (*p < 0x20 || *p == 0x7f)

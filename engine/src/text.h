@@ -6,7 +6,8 @@
  * reports, query parameters and admin bodies all check with these, so what
  * one path accepts another never refuses.
  *
- * Used by: engine/broker (routes, admin), import.  Needs: common.h.
+ * Used by: engine/broker (routes, admin), buf.c (JSON strings), import
+ * (import_csv.c).  Needs: common.h.
  */
 #ifndef TSL_TEXT_H
 #define TSL_TEXT_H
@@ -17,8 +18,9 @@
  * `avail` bytes, or 0 when it is not one. */
 TSL_INTERNAL size_t tsl_text_utf8_seq(const char *s, size_t avail);
 /* true when s[0..len) is well-formed UTF-8 (RFC 3629: no overlong form, no
- * surrogate, nothing past U+10FFFF). */
-TSL_INTERNAL bool tsl_text_utf8(const char *s, size_t len);
+ * surrogate, nothing past U+10FFFF, no truncated sequence).  NUL bytes are
+ * valid UTF-8; callers that keep C strings refuse them first. */
+TSL_INTERNAL bool tsl_utf8_valid(const char *s, size_t len);
 
 /* Why `s` is not a valid name of at most `max` bytes, or NULL when it is:
  * "is empty", "is longer than N bytes", "is not valid UTF-8", "contains a
