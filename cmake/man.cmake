@@ -1,5 +1,5 @@
 # cmake/man.cmake - man pages from the commands' own --help (help2man):
-# tsl.1, and tsl-COMMAND.1 for every command `tsl --help` lists.
+# tsl.1.gz, and tsl-COMMAND.1.gz for every command `tsl --help` lists.
 #
 #   cmake -DTSL=path/to/tsl -DHELP2MAN=path -DOUT=dir -P man.cmake
 #
@@ -63,3 +63,11 @@ foreach(c ${commands})
   endif()
 endforeach()
 file(REMOVE_RECURSE ${OUT}/wrap)
+
+# Compressed, as Debian ships man pages; -n keeps the file reproducible.
+file(GLOB pages ${OUT}/*.1)
+execute_process(COMMAND gzip -9nf ${pages} RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "man.cmake: gzip failed")
+endif()
+file(TOUCH ${OUT}/stamp)

@@ -375,7 +375,7 @@ static int world(size_t n, const ts_mode *modes)
     if (!silent || getsockname(evconnlistener_get_fd(silent), (struct sockaddr *)&sa, &len) < 0)
         return -1;
     silent_port = ntohs(sa.sin_port);
-    if (aclock_new(&clk) < 0)
+    if (aclock_new(&clk, 0) < 0)
         return -1;
     aclock_set_silent_port(clk, silent_port);
     return 0;

@@ -180,7 +180,8 @@ TEST(cli__usage_errors_exit_2_with_a_message)
     CHECK_CONTAINS(err, "tsl report: no report \"bogus\"");
     CHECK_INT(tsl_err(&err, "--db x.db report active-servers --json --csv"), 2);
     CHECK_INT(tsl_err(&err, "--db x.db doctor"), 2);
-    CHECK_STR(err, "tsl doctor: name the client with --client GUID|NAME (see 'tsl doctor --help')\n");
+    CHECK_STR(err, "tsl doctor: name the client with --client GUID|NAME, or give its addresses "
+                   "with --ip IP (see 'tsl doctor --help')\n");
     CHECK_INT(tsl_err(&err, "--db x.db gen-estate --sites 2 --servers x --clients 1"), 2);
     CHECK_CONTAINS(err, "tsl gen-estate: --servers \"x\" is not a whole number");
 }

@@ -20,7 +20,7 @@ on_tty() {
 }
 
 # A large estate: long enough to pass the 0.3 s before progress shows.
-clients=80000
+clients=40000
 check gen_estate__progress_on_a_terminal \
   on_tty "'$tsl' --db '$work/tty.db' gen-estate --sites 50 --servers 100 --clients $clients"
 check gen_estate__draws_clients_done_of_total \

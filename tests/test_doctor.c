@@ -78,9 +78,11 @@ TEST(doctor__healthy_site_passes_with_a_down_candidate_failing)
     CHECK_CONTAINS(t, "WARN  task server ts-lon-03: registered, service running, heartbeat none "
                       "recorded, but full (100/100 connections)\n");
     CHECK_CONTAINS(t, "PASS  list: 2 servers: ts-lon-03, ts-lon-01\n");
-    CHECK_CONTAINS(t, "PASS  last registration: on ts-lon-01\n");
+    CHECK_CONTAINS(t, "PASS  last registration: on ts-lon-01, in its approved set (tier 0, entry "
+                      "#2 of its list)\n");
     CHECK_CONTAINS(t, "WARN  last connection error: 2027-01-15T07:58:00Z (2 min ago) on ts-lon-01: "
-                      "(no text recorded); inside the error window, that server ranks last\n");
+                      "(no text recorded); inside the error window: ranked behind the servers "
+                      "without one in its tier (entry #2, tier 0)\n");
     CHECK_CONTAINS(t, "checks: 6 pass, 2 warn, 1 fail\n");
     CHECK_INT(sum.passed, 6);
     CHECK_INT(sum.warnings, 2);

@@ -8,6 +8,7 @@
 #include "harness.h"
 #include "snapshot.h"
 #include "store.h"
+#include "text.h"
 #include "tsl.h"
 
 #include <sqlite3.h>
@@ -290,8 +291,25 @@ TEST(csv__a_misspelt_column_is_noted_with_a_did_you_mean)
     tsl_store_free(st);
 }
 
+TEST(text__utf8_is_checked_as_rfc_3629_says)
+{
+    static const struct {
+        const char *s;
+        bool ok;
+    } cases[] = {
+        {"LON-PC-0001", true},    {"Z\xc3\xbcrich", true},      {"\xe2\x82\xac", true},
+        {"\xf0\x9f\x98\x80", true}, {"\xc0\x80", false},          {"\xe0\x80\xaf", false},
+        {"\xed\xa0\x80", false},  {"\xf4\x90\x80\x80", false}, {"\xe2\x82", false},
+        {"\x80", false},          {"\xff", false},              {"a\xc3", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (tsl_utf8_valid(cases[i].s, strlen(cases[i].s)) != cases[i].ok)
+            FAILF_("case %zu: expected %s", i, cases[i].ok ? "valid" : "invalid");
+}
+
 int main(void)
 {
+    RUN(text__utf8_is_checked_as_rfc_3629_says);
     RUN(itms__exports_import_with_their_ips_hosts_and_values);
     RUN(itms__overlapping_subnets_give_the_longest_prefix_then_the_first_site_by_name);
     RUN(itms__subnet_conflicts_list_every_conflict_with_its_clients);

@@ -5,6 +5,7 @@
  * servers stay its own in two lines, and a request cannot loosen a policy.
  * Against a hand-built estate whose servers can be taken down per test.
  */
+#include "agent.h"
 #include "broker.h"
 #include "broker_client.h"
 #include "harness.h"
@@ -24,6 +25,8 @@ static tsl_worker *W;
 static tsl_result *R;
 static tsl_plan *P;
 static char ERR[1024];
+
+static bool doctor_clients; /* add the clients of the doctor tests */
 
 static tsl_snapshot *build_estate(unsigned down)
 {
@@ -58,6 +61,12 @@ static tsl_snapshot *build_estate(unsigned down)
     err |= snap_add_client(s, "C-TOK", "TOK-PC", "10.70.1.1", "Sales", NULL, NULL);
     err |= snap_add_client(s, "C-TOK-FIN", "TOK-FIN", "10.70.1.2", "Finance", NULL, NULL);
     err |= snap_add_client(s, "C-NOSITE", "ROAMER", "192.168.1.1", "Sales", NULL, NULL);
+    if (doctor_clients) {
+        err |= snap_add_client(s, "D-TOK", "LON-ON-TOKYO", "10.10.2.1", "Sales", NULL, "ts-tok-01");
+        err |= snap_add_client(s, "D-MAN", "LON-ON-MAN", "10.10.2.2", "Sales", NULL, "ts-man-01");
+        err |= snap_add_client(s, "D-LON", "LON-ON-LON", "10.10.2.3", "Sales", NULL, "ts-lon-01");
+        err |= snap_add_error(s, "D-LON", "ts-lon-01", NOW - 60);
+    }
     err |= tsl_snapshot_seal(s);
     if (err) {
         fprintf(stderr, "fixture: %s\n", tsl_error_last());
@@ -639,6 +648,259 @@ TEST(promise__dry_run_expectation_must_cover_every_condition_found)
 }
 
 /* ------------------------------------------------------------------------
+ * doctor agrees with list
+ * ---------------------------------------------------------------------- */
+
+static const char *doctor_of(const char *guid, const char *const *ips, size_t nips,
+                             tsl_doctor_summary *sum)
+{
+    tsl_buf b = TSL_BUF_INIT;
+    int rc = guid ? tsl_doctor(&b, sum, W, P, NULL, guid, TSL_FORMAT_TEXT, NOW)
+                  : tsl_doctor_ips(&b, sum, W, P, ips, nips, TSL_FORMAT_TEXT, NOW);
+    snprintf(OUT, sizeof OUT, "%s", rc == 0 && b.ptr ? b.ptr : tsl_error_last());
+    tsl_buf_free(&b);
+    return OUT;
+}
+
+static const char DOCTOR_POLICY[] =
+    "site \"London\" { order = { \"ts-lon-01\", \"ts-lon-02\" }, fallback = { \"Manchester\" } }\n";
+
+TEST(promise__doctor_judges_the_last_registration_against_the_approved_set)
+{
+    tsl_doctor_summary sum;
+    doctor_clients = true;
+    bool ok = use(DOCTOR_POLICY, 0);
+    doctor_clients = false;
+    CHECK(ok);
+    CHECK_CONTAINS(doctor_of("D-TOK", NULL, 0, &sum),
+                   "FAIL  last registration: on ts-tok-01, outside its approved set: not in the "
+                   "list it gets now (neither tier 0 nor a fallback tier)\n");
+    CHECK_CONTAINS(doctor_of("D-MAN", NULL, 0, &sum),
+                   "FAIL  last registration: on ts-man-01, outside its approved set: a fallback "
+                   "server (tier 1, entry #3; site \"London\" fallback tier 1: site "
+                   "\"Manchester\")\n");
+    CHECK_CONTAINS(doctor_of("D-LON", NULL, 0, &sum),
+                   "PASS  last registration: on ts-lon-01, in its approved set (tier 0, entry "
+                   "#1 of its list)\n");
+}
+
+TEST(promise__doctor_lines_agree_with_the_list_order_tiers_and_reasons)
+{
+    tsl_doctor_summary sum;
+    doctor_clients = true;
+    bool ok = use(DOCTOR_POLICY, 0);
+    doctor_clients = false;
+    CHECK(ok);
+    /* the list line is the list: order, tiers, strict */
+    CHECK_STR(run("D-LON", NULL), "ts-lon-01/0 ts-lon-02/0 ts-man-01/1 ts-fin-02/1");
+    doctor_of("D-LON", NULL, 0, &sum);
+    CHECK_CONTAINS(OUT, "PASS  list: 4 servers, strict order (try them in this order): tier 0: "
+                        "ts-lon-01, ts-lon-02; tier 1: ts-man-01, ts-fin-02\n");
+    /* the order keeps a server with a recent error first: doctor says so */
+    CHECK_CONTAINS(OUT, "on ts-lon-01: (no text recorded); inside the error window, but the "
+                        "policy's order keeps it at entry #1\n");
+    CHECK(!strstr(OUT, "ranks last"));
+    CHECK_INT(sum.failed, 0);
+    /* a client the policy blocks: one story, no "every available server" */
+    USE("defaults { fallback = \"block\" }", 0);
+    doctor_of("C-NOSITE", NULL, 0, &sum);
+    CHECK_CONTAINS(OUT, "FAIL  site: none: no explicit site and 192.168.1.1 is in no site "
+                        "subnet; the policy gives clients with no site nothing (see list)");
+    CHECK_CONTAINS(OUT, "FAIL  list: empty, blocked by the policy: the client has no site and "
+                        "defaults block fallback");
+    CHECK_CONTAINS(OUT, "WARN  candidates: none without a site: the policy decides");
+    CHECK(!strstr(OUT, "every available server"));
+    CHECK_INT(sum.failed, 2);
+    /* a server the policy keeps out is not reported as part of the list */
+    USE(APART, 0);
+    doctor_of("C-LON-SALES", NULL, 0, &sum);
+    CHECK_CONTAINS(OUT, "PASS  task server ts-fin-01: registered, service running, heartbeat "
+                        "none recorded; not in this client's list (the policy keeps it out");
+    CHECK_CONTAINS(OUT, "PASS  task server ts-lon-01: registered, service running, heartbeat "
+                        "none recorded; entry #1 of its list (tier 0)\n");
+}
+
+TEST(promise__doctor_checks_a_client_the_inventory_does_not_know_by_its_ips)
+{
+    tsl_doctor_summary sum;
+    const char *ips[] = {"192.168.50.5", "10.11.7.7"};
+    USE(DOCTOR_POLICY, 0);
+    doctor_of(NULL, ips, 2, &sum);
+    CHECK_CONTAINS(OUT, "doctor for addresses 192.168.50.5, 10.11.7.7 as of ");
+    CHECK_CONTAINS(OUT, "WARN  client: not in the inventory: judged by its adapter addresses "
+                        "192.168.50.5, 10.11.7.7, with no department\n");
+    CHECK_CONTAINS(OUT, "PASS  site: Manchester (subnet 10.11.0.0/16 (adapter 2))\n");
+    CHECK_CONTAINS(OUT, "PASS  list: 2 servers: ts-man-01, ts-fin-02\n");
+    CHECK(!strstr(OUT, "last registration"));
+    CHECK_INT(sum.failed, 0);
+    const char *bad[] = {"10.11.7.700"};
+    tsl_buf b = TSL_BUF_INIT;
+    CHECK_INT(tsl_doctor_ips(&b, &sum, W, P, bad, 1, TSL_FORMAT_TEXT, NOW), TSL_EINVALID);
+    tsl_buf_free(&b);
+    /* the command: --ip, and --ip with --client is a usage error */
+    char *out = NULL;
+    const char *db = tsl_test_path("doctor-ip.db");
+    int rc = tsl_test_sh(&out, true, "%s --db %s import %s/policies/demo/estate.json >/dev/null 2>&1"
+                                     " && %s --db %s doctor --ip 10.10.99.1 --ip 192.168.7.7 "
+                                     "--policy %s/policies/examples/demo.lua --now "
+                                     "2026-11-25T10:00:00Z",
+                         TSL_BIN, db, TSL_SOURCE_DIR, TSL_BIN, db, TSL_SOURCE_DIR);
+    bool site = out && strstr(out, "PASS  site: London (subnet 10.10.0.0/16 (adapter 1))");
+    free(out);
+    CHECK_INT(rc, 0);
+    CHECK(site);
+    rc = tsl_test_sh(&out, true, "%s --db %s doctor --ip 10.10.99.1 --client X", TSL_BIN, db);
+    bool says = out && strstr(out, "give --client or --ip, not both");
+    free(out);
+    CHECK_INT(rc, 2);
+    CHECK(says);
+}
+
+/* ------------------------------------------------------------------------
+ * A delay holds whoever notices the outage
+ * ---------------------------------------------------------------------- */
+
+/* London's two servers last heard from `ago` seconds before NOW (stale
+ * after 180 s); Manchester up. */
+static tsl_snapshot *outage_estate(int64_t ago)
+{
+    tsl_snapshot *s = NULL;
+    const char *lon[] = {"London"}, *man[] = {"Manchester"};
+    int err = tsl_snapshot_begin(&s, NULL);
+    err |= snap_add_site(s, "London", "GB", NULL, NULL);
+    err |= snap_add_subnet(s, "London", "10.10.0.0/16");
+    err |= snap_add_site(s, "Manchester", "GB", NULL, NULL);
+    err |= snap_add_subnet(s, "Manchester", "10.11.0.0/16");
+    err |= snap_add_server(s, "ts-lon-01", NULL, "10.10.0.1", lon, 1, true, true, 1000, 10, 5,
+                           NOW - ago);
+    err |= snap_add_server(s, "ts-lon-02", NULL, "10.10.0.2", lon, 1, true, true, 1000, 10, 5,
+                           NOW - ago - 30);
+    err |= snap_add_server(s, "ts-man-01", NULL, "10.11.0.1", man, 1, true, true, 1000, 10, 5,
+                           NOW - 10);
+    err |= snap_add_client(s, "C-LON", "LON-PC", "10.10.1.1", "Sales", NULL, NULL);
+    err |= tsl_snapshot_seal(s);
+    if (err) {
+        tsl_snapshot_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static const char OUTAGE_POLICY[] =
+    "site \"London\" { order = { \"ts-lon-01\", \"ts-lon-02\" }, "
+    "fallback = { \"Manchester\", after = 300 } }\n";
+
+/* Decides C-LON under OUTAGE_POLICY against `s` (taken); JSON into OUT. */
+static int outage_decide(tsl_snapshot *s)
+{
+    tsl_policy *pol = NULL;
+    tsl_buf b = TSL_BUF_INIT;
+    tsl_plan_free(P);
+    P = NULL;
+    tsl_snapshot_free(snap);
+    snap = s;
+    int rc = tsl_policy_compile(&pol, OUTAGE_POLICY, strlen(OUTAGE_POLICY), "t.lua");
+    if (rc == 0)
+        rc = tsl_plan_new(&P, snap, pol);
+    tsl_policy_free(pol);
+    if (rc == 0) {
+        run("C-LON", NULL);
+        rc = tsl_result_json(&b, R);
+    }
+    snprintf(OUT, sizeof OUT, "%s", b.ptr ? b.ptr : "");
+    tsl_buf_free(&b);
+    return rc;
+}
+
+TEST(promise__delay_holds_when_the_broker_sees_the_heartbeats_go_stale)
+{
+    /* silent for 250 s (stale after 180): the fallback waits until 300 s */
+    CHECK_OK(outage_decide(outage_estate(250)));
+    CHECK_STR(run("C-LON", NULL), "ts-man-01/1");
+    CHECK_INT(tsl_result_entry(R, 0)->after, 300);
+    CHECK_INT(tsl_result_entry(R, 0)->usable_at, NOW - 250 + 300);
+    CHECK_CONTAINS(OUT, "\"after\":300,\"usable_at\":1800000050,\"usable_in\":50,");
+    /* silent for 1000 s: the outage has outlasted the delay, usable now */
+    CHECK_OK(outage_decide(outage_estate(1000)));
+    CHECK_INT(tsl_result_entry(R, 0)->usable_at, NOW - 1000 + 300);
+    CHECK_CONTAINS(OUT, "\"usable_in\":0,");
+    /* London up: the clients count `after` themselves, no usable_at */
+    CHECK_OK(outage_decide(outage_estate(20)));
+    CHECK_STR(run("C-LON", NULL), "ts-lon-01/0 ts-lon-02/0 ts-man-01/1");
+    CHECK_INT(tsl_result_entry(R, 2)->usable_at, 0);
+    CHECK(!strstr(OUT, "usable_at"));
+}
+
+TEST(promise__delay_holds_when_the_broker_hears_the_service_stop)
+{
+    tsl_snapshot *base = outage_estate(20), *d = NULL;
+    CHECK(base);
+    snap_server_update up[2];
+    memset(up, 0, sizeof up);
+    up[0].name = "ts-lon-01";
+    up[0].set = SNAP_UP_RUNNING | SNAP_UP_HEARTBEAT;
+    up[0].running = false;
+    up[0].heartbeat = NOW - 40;
+    up[1] = up[0];
+    up[1].name = "ts-lon-02";
+    up[1].heartbeat = NOW - 15;
+    int rc = tsl_snapshot_derive(&d, base, up, 2, NULL, 0, NOW - 15);
+    tsl_snapshot_free(base);
+    CHECK_OK(rc);
+    /* a later heartbeat still saying stopped does not move the outage's start */
+    tsl_snapshot *d2 = NULL;
+    up[1].heartbeat = NOW - 5;
+    rc = tsl_snapshot_derive(&d2, d, &up[1], 1, NULL, 0, NOW - 5);
+    tsl_snapshot_free(d);
+    CHECK_OK(rc);
+    CHECK_OK(outage_decide(d2));
+    CHECK_STR(run("C-LON", NULL), "ts-man-01/1");
+    /* the last of them stopped 15 s ago: usable 285 s from now */
+    CHECK_INT(tsl_result_entry(R, 0)->usable_at, NOW - 15 + 300);
+    CHECK_CONTAINS(OUT, "\"usable_in\":285,");
+}
+
+TEST(promise__reference_cta_waits_for_usable_in)
+{
+    static const char json[] =
+        "{\"site\":\"London\",\"strict\":true,\"ttl\":3600,\"servers\":["
+        "{\"name\":\"ts-man-01\",\"host\":\"h\",\"ip\":\"10.11.0.1\",\"site\":\"Manchester\","
+        "\"tier\":1,\"after\":300,\"usable_at\":1800000050,\"usable_in\":50,"
+        "\"capacity\":1000,\"connections\":1,\"response_ms\":5,\"full\":false,"
+        "\"recent_error\":false}]}";
+    tsl_agent_list *l = NULL;
+    tsl_agent_memory m;
+    bool tried[1] = {false};
+    double wait = -1;
+    memset(&m, 0, sizeof m);
+    CHECK_OK(tsl_agent_list_parse(&l, json, sizeof json - 1));
+    tsl_agent_list_set_received(l, 1000.0);
+    CHECK_INT(tsl_agent_list_get(l, 0)->usable_in, 50);
+    int early = tsl_agent_pick(l, &m, tried, 1010.0, &wait);
+    double wait_early = wait;
+    int later = tsl_agent_pick(l, &m, tried, 1050.0, &wait);
+    tsl_agent_list_free(l);
+    CHECK_INT(early, -1);
+    CHECK(wait_early == 1050.0);
+    CHECK_INT(later, 0);
+    /* without usable_in, an entry with no earlier tier is usable at once (as before) */
+    static const char plain[] =
+        "{\"servers\":[{\"name\":\"a\",\"host\":\"h\",\"ip\":\"1.1.1.1\",\"site\":\"S\","
+        "\"tier\":1,\"after\":300,\"capacity\":1,\"connections\":0,\"response_ms\":1,"
+        "\"full\":false,\"recent_error\":false}]}";
+    CHECK_OK(tsl_agent_list_parse(&l, plain, sizeof plain - 1));
+    CHECK_INT(tsl_agent_list_get(l, 0)->usable_in, -1);
+    int now_ok = tsl_agent_pick(l, &m, tried, 0.0, &wait);
+    tsl_agent_list_free(l);
+    CHECK_INT(now_ok, 0);
+    static const char bad[] =
+        "{\"servers\":[{\"name\":\"a\",\"host\":\"h\",\"ip\":\"1.1.1.1\",\"site\":\"S\","
+        "\"tier\":1,\"after\":300,\"usable_in\":-4,\"capacity\":1,\"connections\":0,"
+        "\"response_ms\":1,\"full\":false,\"recent_error\":false}]}";
+    CHECK(tsl_agent_list_parse(&l, bad, sizeof bad - 1) == TSL_EINVALID);
+}
+
+/* ------------------------------------------------------------------------
  * Text tables
  * ---------------------------------------------------------------------- */
 
@@ -716,6 +978,12 @@ int main(void)
     RUN(promise__dry_run_expectation_met_unlocks_require_dry_run);
     RUN(promise__dry_run_expectation_not_met_is_refused_naming_what_it_found);
     RUN(promise__dry_run_expectation_must_cover_every_condition_found);
+    RUN(promise__doctor_judges_the_last_registration_against_the_approved_set);
+    RUN(promise__doctor_lines_agree_with_the_list_order_tiers_and_reasons);
+    RUN(promise__doctor_checks_a_client_the_inventory_does_not_know_by_its_ips);
+    RUN(promise__delay_holds_when_the_broker_sees_the_heartbeats_go_stale);
+    RUN(promise__delay_holds_when_the_broker_hears_the_service_stop);
+    RUN(promise__reference_cta_waits_for_usable_in);
     RUN(promise__list_and_explain_tables_stay_aligned_with_delayed_entries);
     tsl_plan_free(P);
     tsl_snapshot_free(snap);

@@ -2,8 +2,9 @@
 # test_readme_usage.sh - every line of the README's "Using it" block runs as
 # written, with `tsl` found on PATH, in an empty directory holding only
 # what the lines name: estate.json (the demo estate), policies/tests (the
-# example policy's tests), and my-sites.lua, a small policy of our own
-# whose dry-run is clean, so `policy activate --require-dry-run` may go on:
+# example policy's tests), tsl.pem and tsl.key (a self-signed certificate
+# for tsl.corp), and my-sites.lua, a small policy of our own whose dry-run
+# is clean, so `policy activate --require-dry-run` may go on:
 # commands exit 0, or 1 where the README says a command reports findings
 # (check, doctor); the broker lines start it, the curl line gets a list.
 #
@@ -32,6 +33,10 @@ site "London" { order = { "ts-lon-02", "ts-lon-01" } }
 LUA
 # the policy tests name their policy and estate relative to policies/
 for d in tests examples demo; do ln -s "$data/policies/$d" "$work/policies/$d"; done
+# the broker's certificate, as docs/operations.md ("TLS") makes it
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=tsl.corp \
+  -addext subjectAltName=DNS:tsl.corp -keyout "$work/tsl.key" -out "$work/tsl.pem" 2>/dev/null
+chmod 600 "$work/tsl.key"
 cd "$work"
 export PATH="$work/bin:$PATH" TMPDIR="$work"
 
@@ -44,9 +49,11 @@ ok() { passed=$((passed + 1)); echo "ok - $1"; }
 not_ok() { failed=$((failed + 1)); echo "not ok - $1"; sed 's/^/  /' "$work/out" | tail -15; }
 
 # Starts a broker line in the background on a free port instead of the
-# README's fixed one (the machine may run others); waits for its port.
+# README's fixed one (the machine may run others), on the address the line
+# gives; waits for its port.
 start_broker() {
-  local cmd=${1/--listen 0.0.0.0:8080/--listen 127.0.0.1:0}
+  local cmd
+  cmd=$(echo "$1" | sed -E 's/(--listen [^ ]*:)[0-9]+/\10/')
   [[ $cmd == *--listen* ]] || cmd="$cmd --listen 127.0.0.1:0"
   bash -c "exec $cmd" >"$work/serve.out" 2>"$work/serve.log" &
   pids+=($!)
@@ -70,10 +77,13 @@ for line in "${lines[@]}"; do
   *" serve "* | *" serve")
     # one broker at a time: the next one replaces the last
     if ((${#pids[@]})); then kill -TERM "${pids[-1]}"; wait "${pids[-1]}" || true; fi
+    scheme=http curl_tls=()
+    if [[ $cmd == *--tls-cert* ]]; then scheme=https curl_tls=(--cacert tsl.pem); fi
     if start_broker "$cmd" &&
       # with --db (before or after serve) it runs on that store: its token is beside it
       { [[ $cmd != *"--db estate.db"* ]] || [[ -s estate.db.token ]]; } &&
-      curl -sf "http://127.0.0.1:$port/v1/task-servers?ip=10.10.3.17" >"$work/out"; then
+      curl -sf "${curl_tls[@]}" --resolve "tsl.corp:$port:127.0.0.1" \
+        "$scheme://tsl.corp:$port/v1/task-servers?ip=10.10.3.17" >"$work/out"; then
       ok "$name (port $port)"
     else
       not_ok "$name"

@@ -217,7 +217,6 @@ TEST(simulate__stopped_site_sends_its_clients_abroad_under_the_default_logic)
     CHECK(metric(r, "london:registrations.tier0") >= 150);
     CHECK(metric(r, "registered_at_end") == 300);
     CHECK(metric(r, "stranded_at_end") == 0);
-    CHECK(out.wall_seconds < 15);
     tsl_sim_scenario_free(s);
 }
 

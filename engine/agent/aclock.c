@@ -51,13 +51,13 @@ static double wall_mono(void)
  * The clock
  * ---------------------------------------------------------------------- */
 
-int aclock_new(aclock **out)
+int aclock_new(aclock **out, double start)
 {
     aclock *c = calloc(1, sizeof *c);
     *out = NULL;
     if (!c)
         return tsl_oom();
-    atomic_init(&c->now, 0.0);
+    atomic_init(&c->now, start);
     c->silent_port = -1;
     *out = c;
     return 0;

@@ -27,8 +27,10 @@ typedef struct aclock aclock;
 typedef struct atimer atimer;
 typedef void (*atimer_cb)(void *arg);
 
-/* A virtual clock at second 0. */
-int aclock_new(aclock **out);
+/* A virtual clock that starts at `start` seconds (the simulator starts it
+ * at the Unix time of the run, so the agents' times and the broker's are
+ * on one scale, as on a real network). */
+int aclock_new(aclock **out, double start);
 void aclock_free(aclock *c);
 /* Seconds on the clock; NULL: the wall clock (Unix seconds).  Safe to call
  * from any thread (the broker's threads read the simulated time). */

@@ -573,6 +573,7 @@ static void on_list(const ahttp_result *r, void *arg)
 
     a->h_list = NULL;
     int err = r->status == 200 ? tsl_agent_list_parse(&l, r->body, r->len) : 0;
+    tsl_agent_list_set_received(l, t); /* usable_in counts from here */
     if (l) {
         tsl_agent_list *old = a->list;
         a->list = l;

@@ -91,6 +91,8 @@ typedef struct tsl_agent_entry {
     const char *name, *host, *ip, *site, *reason;
     int tier;
     int after;
+    int64_t usable_in;      /* the broker saw the approved servers down: usable this many
+                             * seconds after the list arrived (-1: not given) */
     int64_t capacity, connections, response_ms;
     bool full, recent_error;
 } tsl_agent_entry;
@@ -181,6 +183,8 @@ typedef struct tsl_agent_list tsl_agent_list;
 
 /* Parses a broker response body.  TSL_EINVALID names the field. */
 int tsl_agent_list_parse(tsl_agent_list **out, const char *json, size_t len);
+/* The agent time the list arrived: entries' usable_in count from it (0 until set). */
+void tsl_agent_list_set_received(tsl_agent_list *l, double at);
 void tsl_agent_list_free(tsl_agent_list *l);
 size_t tsl_agent_list_count(const tsl_agent_list *l);
 const tsl_agent_entry *tsl_agent_list_get(const tsl_agent_list *l, size_t i);

@@ -21,6 +21,7 @@ struct tsl_agent_list {
     char *site, *policy;
     bool blocked, strict;
     int ttl;
+    double received;  /* agent time it arrived (usable_in counts from here) */
 };
 
 /* ------------------------------------------------------------------------
@@ -159,6 +160,15 @@ int tsl_agent_list_parse(tsl_agent_list **out, const char *text, size_t len)
         }
         e->tier = (int)tier;
         e->after = (int)after;
+        json_t *ui = json_object_get(o, "usable_in");
+        e->usable_in = -1;
+        if (ui && (!json_is_integer(ui) || json_integer_value(ui) < 0 ||
+                   json_integer_value(ui) > 365 * 86400)) {
+            err = tsl_seterr(TSL_EINVALID, "servers[%zu].usable_in: expected seconds", i);
+            goto done;
+        }
+        if (ui)
+            e->usable_in = json_integer_value(ui);
         e->full = json_is_true(json_object_get(o, "full"));
         e->recent_error = json_is_true(json_object_get(o, "recent_error"));
     }
@@ -168,6 +178,12 @@ done:
     tsl_agent_list_free(l);
     json_decref(doc);
     return err;
+}
+
+void tsl_agent_list_set_received(tsl_agent_list *l, double at)
+{
+    if (l)
+        l->received = at;
 }
 
 size_t tsl_agent_list_count(const tsl_agent_list *l)
@@ -318,6 +334,14 @@ int tsl_agent_pick(const tsl_agent_list *l, const tsl_agent_memory *m, const boo
             if (e->tier != tier || tried[i])
                 continue;
             pending = true;
+            /* the broker already saw the approved servers down: not before
+             * their outage has lasted `after` (usable_in from the answer) */
+            if (e->usable_in > 0 && now < l->received + (double)e->usable_in) {
+                double at = l->received + (double)e->usable_in;
+                if (soonest == 0 || at < soonest)
+                    soonest = at;
+                continue;
+            }
             if (e->after > 0 && any_earlier) {
                 double at = earlier_all_failing ? earlier_since + e->after : 0;
                 if (!earlier_all_failing || now < at) {

@@ -12,6 +12,8 @@
 static const char usage[] =
     "usage: tsl --db FILE doctor --client GUID|NAME [--json | --csv] [--policy FILE]\n"
     "                            [--now TIME]\n"
+    "       tsl --db FILE doctor --ip IP [--ip IP2 ...] [...]   (a client the\n"
+    "                            inventory does not know, by its adapter addresses)\n"
     "\n"
     "Runs the checklist an ITMS administrator walks when a Client Task Agent gets no\n"
     "tasks, one PASS/WARN/FAIL line per check:\n"
@@ -22,12 +24,18 @@ static const char usage[] =
     "  candidates             its site has Task Servers, and how many are available\n"
     "  task server NAME       each candidate is registered, its service running, its\n"
     "                         heartbeat fresh (and not full)\n"
-    "  list                   the client receives a non-empty list; WARN when it is all\n"
-    "                         cross-site fallback, FAIL when empty or blocked by the policy\n"
-    "  last connection error  time, server and text of the last error it reported\n"
+    "  list                   the list it gets, tier by tier (strict, usable after);\n"
+    "                         WARN when every entry is a fallback, FAIL when empty or\n"
+    "                         blocked by the policy\n"
+    "  last registration      its server is in its approved set (tier 0); FAIL when it\n"
+    "                         is a fallback server or outside its list, with the tier\n"
+    "  last connection error  time, server and text of the last error it reported, and\n"
+    "                         where that server stands in its list\n"
     "\n"
     "  --client GUID|NAME  the client to check, by GUID or computer name (any case; a\n"
     "                  name several clients share is refused, listing their GUIDs)\n"
+    "  --ip IP         an adapter address of a client the inventory does not know\n"
+    "                  (repeat for each adapter, up to 16)\n"
     "  --json          one JSON object {\"checks\": [...], \"passed\", \"warnings\", \"failed\"}\n"
     "  --csv           CSV rows status,check,detail\n"
     "  --policy FILE   check under this Lua policy; without it, the policy in force\n"
@@ -44,6 +52,7 @@ int cmd_doctor(const struct cli_global *g, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"client", required_argument, NULL, 'c'},
+        {"ip", required_argument, NULL, 'i'},
         {"json", no_argument, NULL, 'j'},
         {"csv", no_argument, NULL, 'C'},
         {"policy", required_argument, NULL, 'p'},
@@ -52,6 +61,8 @@ int cmd_doctor(const struct cli_global *g, int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *guid = NULL, *policy = NULL;
+    const char *ips[TSL_MAX_IPS];
+    size_t nips = 0;
     tsl_format fmt = TSL_FORMAT_TEXT;
     int64_t now = 0;
     struct cli_engine e;
@@ -66,6 +77,12 @@ int cmd_doctor(const struct cli_global *g, int argc, char **argv)
             if (!optarg[0])
                 return cli_usage_error(g, "--client needs a GUID or a computer name");
             guid = optarg;
+            break;
+        case 'i':
+            if (nips == TSL_MAX_IPS)
+                return cli_usage_error(g, "at most %d --ip (one per network adapter)",
+                                       TSL_MAX_IPS);
+            ips[nips++] = optarg;
             break;
         case 'j':
         case 'C':
@@ -89,19 +106,30 @@ int cmd_doctor(const struct cli_global *g, int argc, char **argv)
     }
     if (optind < argc)
         return cli_usage_error(g, "unexpected argument '%s'", argv[optind]);
-    if (!guid)
-        return cli_usage_error(g, "name the client with --client GUID|NAME");
+    if (!guid && !nips)
+        return cli_usage_error(g, "name the client with --client GUID|NAME, or give its "
+                                  "addresses with --ip IP");
+    if (guid && nips)
+        return cli_usage_error(g, "give --client or --ip, not both (--ip is for a client the "
+                                  "inventory does not know)");
+    for (size_t i = 0; i < nips; i++) {
+        tsl_ip ip;
+        if (tsl_ip_parse(&ip, ips[i]) < 0)
+            return cli_usage_error(g, "--ip: %s", tsl_error_last());
+    }
 
     if ((rc = cli_engine_open(g, &e, policy)) != CLI_OK)
         return rc;
     /* a name several clients share is refused here, not guessed */
     const char *found;
-    if (tsl_snapshot_find_client(&found, e.snap, guid) == TSL_EINVALID) {
+    if (guid && tsl_snapshot_find_client(&found, e.snap, guid) == TSL_EINVALID) {
         rc = cli_engine_error(g, TSL_EINVALID, "--client \"%s\"", guid);
         goto done;
     }
-    if ((rc = tsl_doctor(&out, &sum, e.worker, e.plan, e.store, guid, fmt, now)) < 0) {
-        rc = cli_engine_error(g, rc, "cannot run the checklist for %s", guid);
+    rc = guid ? tsl_doctor(&out, &sum, e.worker, e.plan, e.store, guid, fmt, now)
+              : tsl_doctor_ips(&out, &sum, e.worker, e.plan, ips, nips, fmt, now);
+    if (rc < 0) {
+        rc = cli_engine_error(g, rc, "cannot run the checklist for %s", guid ? guid : ips[0]);
         goto done;
     }
     if ((rc = cli_write_buf(g, &out)) != CLI_OK)

@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -240,6 +241,20 @@ static void print_result(const char *policy_path, const tsl_request *req,
     if (n == 0) {
         printf("\n(empty list: this client has no Task Server to use)\n");
         return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const tsl_entry *en = tsl_result_entry(res, i);
+        if (en->usable_at <= 0)
+            continue;
+        char when[32];
+        time_t t = (time_t)en->usable_at;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        printf("DELAYED  every approved server is down: the fallback tiers are usable from %s "
+               "(their outage + %d s)\n",
+               when, en->after);
+        break;
     }
 
     int wn = 6, wh = 4, ws = 4, wt = 4;

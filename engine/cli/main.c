@@ -5,7 +5,9 @@
  *
  * Global options (--db) go before or after the command: `tsl --db FILE
  * serve` and `tsl serve --db FILE` are the same.  This file takes them out
- * wherever they are, so a command never sees them.  Each command lives in
+ * wherever they are, so a command never sees them; after "--" nothing is
+ * taken, and an option value that is literally "--db" is written
+ * `--comment=--db`.  Each command lives in
  * its own cmd_NAME.c and parses its own options; this file only finds it.  To add a command: write cmd_NAME.c, declare
  * cmd_NAME() in cli.h, add one line to `commands` below.
  *

@@ -269,6 +269,9 @@ typedef struct tsl_entry {
     const char *reason;    /* why it is here, at this place */
     int tier;              /* 0 the approved/site set, 1.. fallback tiers */
     int after;             /* seconds all earlier tiers must fail first; 0 none */
+    int64_t usable_at;     /* a delayed fallback entry whose approved servers the broker
+                            * already knows are down: usable from this Unix time (their
+                            * outage + after); 0: the client counts `after` itself */
     int64_t capacity;
     int64_t connections;
     int64_t response_ms;
@@ -445,6 +448,12 @@ typedef struct tsl_doctor_summary {
 TSL_API int tsl_doctor(tsl_buf *out, tsl_doctor_summary *summary, tsl_worker *w,
                        const tsl_plan *plan, tsl_store *store, const char *guid,
                        tsl_format fmt, int64_t now);
+/* The same checklist for a client the inventory does not know, by its
+ * adapter addresses (1 to TSL_MAX_IPS): its site, candidates and list;
+ * TSL_EINVALID for a bad address. */
+TSL_API int tsl_doctor_ips(tsl_buf *out, tsl_doctor_summary *summary, tsl_worker *w,
+                           const tsl_plan *plan, const char *const *ips, size_t nips,
+                           tsl_format fmt, int64_t now);
 
 /* ------------------------------------------------------------------------
  * Staged plans: a policy for named sites first, the previous one elsewhere

@@ -45,17 +45,18 @@ static double wall(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* The clock reads Unix seconds (the agents' time and the broker's alike);
+ * the scenario counts from the start of the run. */
 double sim_now(const sim *s)
 {
-    return s->started ? aclock_now(s->clock) : 0;
+    return s->started ? aclock_now(s->clock) - (double)s->epoch : 0;
 }
 
-/* Called from the broker's threads: reads only the epoch (fixed for the
- * pass) and the clock (an atomic). */
+/* Called from the broker's threads: the clock is an atomic. */
 static int64_t broker_clock_now(void *arg)
 {
     sim *s = arg;
-    return s->epoch + (int64_t)aclock_now(s->clock);
+    return (int64_t)floor(aclock_now(s->clock));
 }
 
 /* Exchanges begun within one simulated second run together and end within
@@ -84,6 +85,7 @@ static void settle(sim *s, double next)
 static void quiet(void *arg, double next)
 {
     sim *s = arg;
+    next -= (double)s->epoch; /* simulated seconds from the start */
     settle(s, next);
     if (sim_metrics_observe(s, next) < 0)
         sim_fail(s, TSL_ENOMEM, "out of memory");
@@ -514,7 +516,7 @@ static int run_pass(sim *s, const char *selection)
         err = tsl_seterr(TSL_ERROR, "cannot create an event loop");
         goto done;
     }
-    if ((err = aclock_new(&s->clock)) < 0 || (err = sim_estate_load(s)) < 0 ||
+    if ((err = aclock_new(&s->clock, (double)s->epoch)) < 0 || (err = sim_estate_load(s)) < 0 ||
         (err = sim_net_open(s)) < 0)
         goto done;
     aclock_set_silent_port(s->clock, s->blackhole_port);
@@ -555,7 +557,7 @@ static int run_pass(sim *s, const char *selection)
         arm_until(s, s->t_fault, scn->faults[0].at);
     /* the run, to its last simulated second; the figures are taken once
      * every exchange of that second has ended */
-    if (aclock_run(s->clock, s->base, scn->duration, quiet, s) < 0)
+    if (aclock_run(s->clock, s->base, (double)s->epoch + scn->duration, quiet, s) < 0)
         sim_fail(s, TSL_ERROR, "the event loop failed");
     if (!s->failed) {
         settle(s, scn->duration + 1);

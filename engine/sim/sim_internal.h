@@ -176,6 +176,7 @@ typedef struct sim_client {
     int server;          /* -1 none */
     int tier;
     sim_cstate cstate;   /* at the last observation */
+    double attempt_since; /* the attempt in flight began */
     bool in_spell;       /* without a server since spell_since (waiting or stranded) */
     double spell_since;
     bool spell_stranded, spell_demanded;
@@ -209,6 +210,7 @@ typedef struct sim_counts {
     uint64_t registered_tier_at_end[SIM_TIERS];
     uint64_t list_requests, list_failures, failed_requests, reports_failed, cache_dropped;
     uint64_t attempts, failed_attempts, lost, left;
+    double attempt_max;  /* the longest registration attempt, seconds */
     uint64_t registered_at_end;
 } sim_counts;
 

@@ -281,7 +281,7 @@ void sim_metrics_event(sim *s, sim_client *c, tsl_agent_event ev, const tsl_agen
          * refused just before the broker came up carries the same time */
         tsl_agent_status st;
         tsl_agent_status_get(c->agent, &st);
-        if (s->broker_up && st.list_asked > s->broker_up_since) {
+        if (s->broker_up && st.list_asked - (double)s->epoch > s->broker_up_since) {
             COUNT(s, c, failed_requests, 1);
             if (s->all.failed_requests <= 5)
                 sim_logf(s, 1, "client %s: list request failed while the broker was up: %s",
@@ -296,11 +296,14 @@ void sim_metrics_event(sim *s, sim_client *c, tsl_agent_event ev, const tsl_agen
         break;
     case TSL_AGENT_EV_ATTEMPT:
         COUNT(s, c, attempts, 1);
+        c->attempt_since = now;
         break;
     case TSL_AGENT_EV_REG_FAILED:
         COUNT(s, c, failed_attempts, 1);
+        MAX3(s, c, attempt_max, now - c->attempt_since);
         break;
     case TSL_AGENT_EV_REGISTERED:
+        MAX3(s, c, attempt_max, now - c->attempt_since);
         if (!e || (t = sim_find_server(s, e->name)) < 0)
             break;
         if (c->server >= 0)
@@ -402,7 +405,7 @@ void sim_metrics_finish(sim *s)
                          c->site >= 0 ? s->sites[c->site].name : "none",
                          st.attempting ? "attempting " : "asking the broker for a list",
                          st.attempting ? st.attempting : "",
-                         st.attempting ? st.attempt_since : st.list_asked);
+                         (st.attempting ? st.attempt_since : st.list_asked) - (double)s->epoch);
             break;
         case CS_WAITING:
             COUNT(s, c, waiting_at_end, 1);
@@ -469,7 +472,8 @@ static const metric_def count_metrics[] = {
  * whole run only. */
 static const char *const real_metrics[] = {"fallback_registrations", "stranded_max_s",
                                            "stranded_mean_s", "waiting_max_s",
-                                           "waiting_mean_s", "requests_per_client_hour"};
+                                           "waiting_mean_s", "attempt_max_s",
+                                           "requests_per_client_hour"};
 static const char *const run_metrics[] = {"drain_max_s", "undrained", "spread_max",
                                           "admin_failures", "broker_outage_s"};
 static const char *const tier_metrics[] = {"registrations", "cross_site", "cross_country",
@@ -584,6 +588,10 @@ static bool metric_value(const sim *s, const sim_counts *c, const char *name, do
     }
     if (strcmp(name, "stranded_mean_s") == 0) {
         *out = c->episodes ? c->stranded_sum / (double)c->episodes : 0;
+        return true;
+    }
+    if (strcmp(name, "attempt_max_s") == 0) {
+        *out = c->attempt_max;
         return true;
     }
     if (strcmp(name, "waiting_max_s") == 0) {
@@ -713,9 +721,10 @@ static int counts_text(tsl_buf *out, const sim *s, const sim_counts *c, const ch
         indent, (unsigned long long)c->stranded, (unsigned long long)c->stranded_demanded,
         (unsigned long long)c->stranded_undemanded, (unsigned long long)c->episodes,
         c->stranded_max, c->episodes ? c->stranded_sum / (double)c->episodes : 0.0);
-    OUT("%sattempts %llu (%llu failed), servers lost %llu, left for a better entry %llu\n",
+    OUT("%sattempts %llu (%llu failed, the longest %.0f s), servers lost %llu, left for a better "
+        "entry %llu\n",
         indent, (unsigned long long)c->attempts, (unsigned long long)c->failed_attempts,
-        (unsigned long long)c->lost, (unsigned long long)c->left);
+        c->attempt_max, (unsigned long long)c->lost, (unsigned long long)c->left);
     OUT("%sbroker cost: %.2f list requests per client per hour (%llu requests, %llu failed "
         "while the broker was up, %llu caches dropped, %llu reports lost)\n",
         indent, per_client_hour((double)c->list_requests, c, dur),

@@ -50,6 +50,23 @@ const char *decide_unavailable_why(const decide_ctx *ctx, uint32_t server, char 
     return NULL;
 }
 
+int64_t decide_down_since(const decide_ctx *ctx, uint32_t server)
+{
+    const tsl_snapshot *s = ctx->snap;
+    const snap_server *sv = &s->servers[server];
+    int64_t since = INT64_MAX;
+    if (!sv->registered || !sv->running)
+        since = sv->down_since ? sv->down_since : sv->heartbeat;
+    /* stale: silent since its last heartbeat (or since the broker could hear it) */
+    if (sv->heartbeat && snap_heartbeat_age(s, sv, ctx->now) > s->settings.stale_after) {
+        int64_t last = sv->heartbeat < s->settings.heard_since ? s->settings.heard_since
+                                                               : sv->heartbeat;
+        if (last < since)
+            since = last;
+    }
+    return since == INT64_MAX ? 0 : since;
+}
+
 bool decide_recent_error(const decide_ctx *ctx, uint32_t server)
 {
     for (uint32_t i = 0; i < ctx->ndemoted; i++)
@@ -118,22 +135,6 @@ typedef struct rank_item {
     uint8_t demoted;  /* recent connection error: after all others */
 } rank_item;
 
-static double rank_key(const snap_server *sv, tsl_selection sel)
-{
-    switch (sel) {
-    case TSL_SELECT_RESPONSIVENESS:
-        return (double)sv->response_ms;
-    case TSL_SELECT_CONNECTIONS:
-        return (double)sv->connections;
-    case TSL_SELECT_CAPACITY:
-    default:
-        /* relative remaining capacity, highest first */
-        return sv->capacity > 0
-                   ? -((double)(sv->capacity - sv->connections) / (double)sv->capacity)
-                   : 0.0;
-    }
-}
-
 static bool rank_before(const rank_item *a, const rank_item *b)
 {
     if (a->demoted != b->demoted)
@@ -172,7 +173,7 @@ uint32_t decide_rank(tsl_worker *w, const decide_ctx *ctx, tsl_selection sel,
     bool sort_all = n > 64 && k * 4 >= n;
     for (uint32_t i = 0; i < n; i++) {
         const snap_server *sv = &ctx->snap->servers[in[i]];
-        rank_item it = {rank_key(sv, sel), tsl_hash_mix(ctx->client_hash, sv->hash), in[i],
+        rank_item it = {snap_rank_key(sv, sel), tsl_hash_mix(ctx->client_hash, sv->hash), in[i],
                         (uint8_t)decide_recent_error(ctx, in[i])};
         if (sort_all) {
             items[kept++] = it;
@@ -197,27 +198,7 @@ uint32_t decide_rank(tsl_worker *w, const decide_ctx *ctx, tsl_selection sel,
 
 double decide_rank_key(const tsl_snapshot *snap, tsl_selection sel, uint32_t server)
 {
-    return rank_key(&snap->servers[server], sel);
-}
-
-static int keyed_cmp(const void *pa, const void *pb)
-{
-    const decide_keyed *a = pa, *b = pb;
-    if (a->key != b->key)
-        return a->key < b->key ? -1 : 1;
-    return (a->server > b->server) - (a->server < b->server);
-}
-
-void decide_key_order(const tsl_snapshot *snap, tsl_selection sel, decide_keyed *tmp,
-                      uint32_t *out)
-{
-    for (uint32_t i = 0; i < snap->nservers; i++) {
-        tmp[i].key = rank_key(&snap->servers[i], sel);
-        tmp[i].server = i;
-    }
-    qsort(tmp, snap->nservers, sizeof *tmp, keyed_cmp);
-    for (uint32_t i = 0; i < snap->nservers; i++)
-        out[i] = tmp[i].server;
+    return snap_rank_key(&snap->servers[server], sel);
 }
 
 void decide_rank_key_text(const decide_ctx *ctx, tsl_selection sel, uint32_t server, char *buf,
@@ -431,6 +412,45 @@ static void trace_ranked(const decide_ctx *ctx, tsl_trace *tr, const uint32_t *r
     }
 }
 
+void decide_resolve(decide_ctx *ctx, tsl_result *res, tsl_trace *tr)
+{
+    resolve_site(ctx, res, tr);
+    collect_errors(ctx, tr);
+}
+
+/* The available servers that can make the first `max` of a list over the
+ * whole estate, into out[] (which holds nservers); returns how many.
+ * decide_rank orders them exactly as it would order every available server:
+ * the walk follows the snapshot's key order and stops once `max` servers
+ * without a recent connection error are held and the key has moved past
+ * the last of them.  Nothing later can rank ahead of those: its key is
+ * greater, and servers with a recent error rank after every other.  Every
+ * server sharing the boundary key is kept, since a hash breaks those ties.
+ * A client with no site costs about `max` servers, not the estate. */
+static uint32_t collect_best(const decide_ctx *ctx, uint32_t max, uint32_t *out)
+{
+    const tsl_snapshot *s = ctx->snap;
+    const uint32_t *ord = s->by_key[(unsigned)ctx->selection < 3 ? ctx->selection : 0];
+    uint32_t n = 0, good = 0;
+    double last = 0;
+
+    if (max == 0)
+        return 0;
+    for (uint32_t i = 0; i < s->nservers; i++) {
+        uint32_t sv = ord[i];
+        if (good >= max && snap_rank_key(&s->servers[sv], ctx->selection) != last)
+            break;
+        if (!decide_available(ctx, sv))
+            continue;
+        out[n++] = sv;
+        if (good < max && !decide_recent_error(ctx, sv)) {
+            good++;
+            last = snap_rank_key(&s->servers[sv], ctx->selection);
+        }
+    }
+    return n;
+}
+
 int decide_default(tsl_result *res, tsl_worker *w, const decide_ctx *ctx, tsl_trace *tr)
 {
     const tsl_snapshot *s = ctx->snap;
@@ -476,13 +496,15 @@ int decide_default(tsl_result *res, tsl_worker *w, const decide_ctx *ctx, tsl_tr
                        "(today's behaviour)");
     }
 
-    for (uint32_t i = 0; i < s->nservers; i++) {
-        if (decide_available(ctx, i))
-            avail[navail++] = i;
-    }
+    navail = collect_best(ctx, max, avail);
     n = decide_rank(w, ctx, ctx->selection, avail, navail, ranked, max);
-    trace_addf(tr, "ranked %u available server(s) by %s; listing %u", navail,
-               tsl_selection_name(ctx->selection), n);
+    if (tr) {
+        uint32_t all = 0;
+        for (uint32_t i = 0; i < s->nservers; i++)
+            all += decide_available(ctx, i);
+        trace_addf(tr, "ranked %u available server(s) by %s; listing %u", all,
+                   tsl_selection_name(ctx->selection), n);
+    }
     trace_ranked(ctx, tr, ranked, n, 1);
     const char *reason = ctx->site == TSL_NO_SITE ? REASON_NO_SITE : REASON_SITE_EMPTY;
     for (uint32_t i = 0; i < n && err == 0; i++)
@@ -515,7 +537,7 @@ int tsl_decide(tsl_result *res, tsl_worker *w, const tsl_plan *plan, const tsl_r
     if ((err = decide_context(&ctx, w, plan, req, tr)) < 0)
         return err;
 
-    resolve_site(&ctx, res, tr);
+    decide_resolve(&ctx, res, tr);
     /* A staged plan picks the sub-plan of the client's site (rollout_plan.c). */
     if (plan->stage && (err = plan_stage_pick(&plan, &w, ctx.site, tr)) < 0)
         return err;
@@ -523,7 +545,7 @@ int tsl_decide(tsl_result *res, tsl_worker *w, const tsl_plan *plan, const tsl_r
     res->site_name = ctx.site == TSL_NO_SITE ? NULL : plan->snap->sites[ctx.site].name;
     res->ttl = ctx.ttl;
     res->department_ignored = ctx.department_ignored;
-    collect_errors(&ctx, tr);
+    res->now = ctx.now;
     if ((err = decide_seen_reset(w, plan->snap->nservers)) < 0)
         return err;
 

@@ -42,24 +42,20 @@ TSL_INTERNAL bool decide_available(const decide_ctx *ctx, uint32_t server);
 TSL_INTERNAL const char *decide_unavailable_why(const decide_ctx *ctx, uint32_t server,
                                                 char *buf, size_t len);
 TSL_INTERNAL bool decide_recent_error(const decide_ctx *ctx, uint32_t server);
+/* Since when an unavailable server has been out, as far as the broker
+ * knows: the earliest of its stopped/unregistered report and its last
+ * sign of life before its heartbeat went stale; 0 when unknown (long
+ * ago).  Used for delayed fallback (usable_at). */
+TSL_INTERNAL int64_t decide_down_since(const decide_ctx *ctx, uint32_t server);
 
 /* Rule 4: writes to out[] the best min(k, n) of in[] in rank order, and
  * returns how many.  `in` and `out` may not overlap.  Uses the worker's
  * scratch space; never allocates once the worker is warm. */
 TSL_INTERNAL uint32_t decide_rank(tsl_worker *w, const decide_ctx *ctx, tsl_selection sel,
                                   const uint32_t *in, uint32_t n, uint32_t *out, uint32_t k);
-/* The ranking key of a server (lower ranks first; ties and recent errors
- * aside), and every server of the snapshot sorted by it, ascending, into
- * out[0..nservers): bound once per plan so that a tier over the whole
- * estate can walk best-first and stop early (policy_eval.c).  `tmp` holds
- * nservers pairs. */
-typedef struct decide_keyed {
-    double key;
-    uint32_t server;
-} decide_keyed;
+/* The ranking key of a server (snap_rank_key; the snapshot also keeps
+ * every server sorted by it, snap->by_key). */
 TSL_INTERNAL double decide_rank_key(const tsl_snapshot *snap, tsl_selection sel, uint32_t server);
-TSL_INTERNAL void decide_key_order(const tsl_snapshot *snap, tsl_selection sel, decide_keyed *tmp,
-                                   uint32_t *out);
 /* The ranking key in words, for explain ("free 75% (250/1000)"). */
 TSL_INTERNAL void decide_rank_key_text(const decide_ctx *ctx, tsl_selection sel, uint32_t server,
                                        char *buf, size_t len);
@@ -79,6 +75,9 @@ TSL_INTERNAL int decide_default(tsl_result *res, tsl_worker *w, const decide_ctx
 /* Resolves the context (rule 1 and the request's validation). */
 TSL_INTERNAL int decide_context(decide_ctx *ctx, tsl_worker *w, const tsl_plan *plan,
                                 const tsl_request *req, tsl_trace *tr);
+/* Rule 1 and the client's recent errors, after decide_context: ctx->site
+ * (how it was found goes into res and the trace) and ctx->demoted. */
+TSL_INTERNAL void decide_resolve(decide_ctx *ctx, tsl_result *res, tsl_trace *tr);
 
 /* ---- trace (trace.c) ---- */
 TSL_INTERNAL void trace_addf(tsl_trace *tr, const char *fmt, ...) TSL_PRINTF(2, 3);

@@ -19,6 +19,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 typedef enum { CHECK_PASS, CHECK_WARN, CHECK_FAIL } check_status;
@@ -126,7 +127,10 @@ static int emit(struct doctor *d, check_status st, const char *check, const char
 
 /* Registered, running, heartbeat: one check per candidate server, in the
  * words explain uses (decide_unavailable_why). */
-static int check_server(struct doctor *d, const tsl_snapshot *s, uint32_t server, int64_t now)
+static const tsl_entry *list_find(const tsl_result *res, const char *name, size_t *pos);
+
+static int check_server(struct doctor *d, const tsl_snapshot *s, uint32_t server, int64_t now,
+                        const tsl_result *res)
 {
     const snap_server *sv = &s->servers[server];
     decide_ctx ctx;
@@ -143,19 +147,34 @@ static int check_server(struct doctor *d, const tsl_snapshot *s, uint32_t server
         snprintf(age, sizeof age, "none recorded");
     else
         format_age(age, sizeof age, now - sv->heartbeat);
+    /* where it stands in this client's list (a policy may keep it out) */
+    char place[160] = "";
+    size_t pos = 0;
+    const tsl_entry *en = list_find(res, sv->name, &pos);
+    if (!tsl_result_policy(res))
+        ; /* the default logic lists every available candidate (up to max) */
+    else if (en)
+        snprintf(place, sizeof place, "; entry #%zu of its list (tier %d)", pos + 1, en->tier);
+    else
+        snprintf(place, sizeof place, "; not in this client's list (the policy keeps it out: "
+                                      "tsl explain says why)");
     if (sv->capacity > 0 && sv->connections >= sv->capacity)
         return emit(d, CHECK_WARN, check,
                     "registered, service running, heartbeat %s, but full (%" PRId64 "/%" PRId64
-                    " connections)", age, sv->connections, sv->capacity);
-    return emit(d, CHECK_PASS, check, "registered, service running, heartbeat %s", age);
+                    " connections)%s", age, sv->connections, sv->capacity, place);
+    return emit(d, CHECK_PASS, check, "registered, service running, heartbeat %s%s", age, place);
 }
 
-static int check_candidates(struct doctor *d, const tsl_snapshot *s, int32_t site, int64_t now)
+static int check_candidates(struct doctor *d, const tsl_snapshot *s, int32_t site, int64_t now,
+                            bool policy, const tsl_result *res)
 {
     int err;
     if (site == TSL_NO_SITE)
         return emit(d, CHECK_WARN, "candidates",
-                    "none without a site: every available server is a fallback candidate");
+                    policy ? "none without a site: the policy decides what such a client may "
+                             "use (see list)"
+                           : "none without a site: every available server is a fallback "
+                             "candidate");
     const snap_site *si = &s->sites[site];
     if (si->ncand == 0)
         return emit(d, CHECK_FAIL, "candidates",
@@ -169,50 +188,104 @@ static int check_candidates(struct doctor *d, const tsl_snapshot *s, int32_t sit
                     si->ncand, si->ncand == 1 ? "" : "s", avail)) < 0)
         return err;
     for (uint32_t i = 0; i < si->ncand; i++)
-        if ((err = check_server(d, s, si->cand[i], now)) < 0)
+        if ((err = check_server(d, s, si->cand[i], now, res)) < 0)
             return err;
     return 0;
+}
+
+/* The list as the client gets it, tier by tier: "ts-lon-01, ts-lon-02;
+ * tier 1 (usable after 600 s): ts-dub-02; tier 2 ...". */
+static void list_text(char *buf, size_t len, const tsl_result *res)
+{
+    size_t n = tsl_result_count(res), off = 0;
+    int tier = -1;
+    bool tiers = false; /* one plain tier 0 reads as a plain list */
+    for (size_t i = 0; i < n; i++)
+        tiers |= tsl_result_entry(res, i)->tier != 0 || tsl_result_entry(res, i)->after != 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && off < len; i++) {
+        const tsl_entry *en = tsl_result_entry(res, i);
+        int w;
+        if (!tiers) {
+            w = snprintf(buf + off, len - off, "%s%s", i ? ", " : "", en->name);
+        } else if (en->tier != tier) {
+            char after[48] = "";
+            if (en->after > 0)
+                snprintf(after, sizeof after, " (usable after %d s)", en->after);
+            w = snprintf(buf + off, len - off, "%stier %d%s: %s", i ? "; " : "", en->tier, after,
+                         en->name);
+            tier = en->tier;
+        } else {
+            w = snprintf(buf + off, len - off, ", %s", en->name);
+        }
+        off = w < 0 ? len : off + (size_t)w;
+    }
+    if (off >= len && len > 8)
+        memcpy(buf + len - 8, ", ...", 6);
 }
 
 static int check_list(struct doctor *d, const tsl_result *res)
 {
     size_t n = tsl_result_count(res);
-    char names[400];
-    size_t off = 0;
-    bool fallback = false;
+    char names[600];
 
-    names[0] = '\0';
-    for (size_t i = 0; i < n; i++) {
-        const tsl_entry *en = tsl_result_entry(res, i);
-        if (en->tier > 0)
-            fallback = true;
-        if (off < sizeof names - 8) {
-            int w = snprintf(names + off, sizeof names - off, "%s%s", i ? ", " : "", en->name);
-            off = w < 0 ? sizeof names : off + (size_t)w;
-            if (off >= sizeof names - 8) {
-                memcpy(names + sizeof names - 8, ", ...", 6);
-                off = sizeof names;
-            }
-        }
-    }
+    list_text(names, sizeof names, res);
     if (tsl_result_blocked(res)) {
         const char *why = tsl_result_blocked_reason(res);
-        return emit(d, CHECK_FAIL, "list", "blocked by the policy: %s",
+        return emit(d, CHECK_FAIL, "list", "empty, blocked by the policy: %s",
                     why ? why : "(no reason given)");
     }
     if (n == 0)
         return emit(d, CHECK_FAIL, "list",
                     "empty: no available Task Server anywhere, the agent cannot get tasks");
-    if (fallback && tsl_result_entry(res, 0)->tier > 0)
+    const char *strict = tsl_result_strict(res) ? ", strict order (try them in this order)" : "";
+    if (tsl_result_entry(res, 0)->tier > 0 && !tsl_result_policy(res))
+        return emit(d, CHECK_WARN, "list", "%zu server%s, all cross-site fallback (tier 1): %s",
+                    n, n == 1 ? "" : "s", names + strlen("tier 1: "));
+    if (tsl_result_entry(res, 0)->tier > 0)
         return emit(d, CHECK_WARN, "list",
-                    "%zu server%s, all cross-site fallback (tier 1): %s", n, n == 1 ? "" : "s",
-                    names);
-    return emit(d, CHECK_PASS, "list", "%zu server%s: %s", n, n == 1 ? "" : "s", names);
+                    "%zu server%s, none approved is available: every entry is a fallback%s: %s",
+                    n, n == 1 ? "" : "s", strict, names);
+    return emit(d, CHECK_PASS, "list", "%zu server%s%s: %s", n, n == 1 ? "" : "s", strict, names);
+}
+
+/* The entry of the list for a server name, or NULL; its position in *pos. */
+static const tsl_entry *list_find(const tsl_result *res, const char *name, size_t *pos)
+{
+    for (size_t i = 0; i < tsl_result_count(res); i++) {
+        const tsl_entry *en = tsl_result_entry(res, i);
+        if (strcasecmp(en->name, name) == 0) {
+            *pos = i;
+            return en;
+        }
+    }
+    return NULL;
+}
+
+/* The last registration, judged against the list the client gets now:
+ * tier 0 (its approved set) passes; a fallback tier or a server the list
+ * does not hold is outside the approved set. */
+static int check_last_registration(struct doctor *d, const tsl_result *res, const char *server)
+{
+    size_t pos = 0;
+    const tsl_entry *en = list_find(res, server, &pos);
+    if (en && en->tier == 0)
+        return emit(d, CHECK_PASS, "last registration", "on %s, in its approved set (tier 0, "
+                                                       "entry #%zu of its list)",
+                    server, pos + 1);
+    if (en)
+        return emit(d, CHECK_FAIL, "last registration",
+                    "on %s, outside its approved set: a fallback server (tier %d, entry #%zu; %s)",
+                    server, en->tier, pos + 1, en->reason ? en->reason : "");
+    return emit(d, CHECK_FAIL, "last registration",
+                "on %s, outside its approved set: not in the list it gets now (%s)", server,
+                tsl_result_count(res) ? "neither tier 0 nor a fallback tier"
+                                      : "the list is empty");
 }
 
 /* The last connection error, with its text from the store when given. */
 static int check_last_error(struct doctor *d, const tsl_snapshot *s, const snap_client *c,
-                            tsl_store *store, int64_t now)
+                            tsl_store *store, const tsl_result *res, int64_t now)
 {
     const char *server = NULL, *text = NULL;
     int64_t at = 0;
@@ -250,9 +323,22 @@ static int check_last_error(struct doctor *d, const tsl_snapshot *s, const snap_
     format_time(when, sizeof when, at);
     format_age(age, sizeof age, now - at);
     bool recent = now - at <= s->settings.error_window;
+    /* what the error does to the list, as the list shows it */
+    char effect[200] = "";
+    size_t pos = 0;
+    const tsl_entry *en = recent ? list_find(res, server, &pos) : NULL;
+    if (recent && !en)
+        snprintf(effect, sizeof effect, "; inside the error window (not in its list)");
+    else if (en && en->recent_error && tsl_result_strict(res) && strstr(en->reason, "order #"))
+        snprintf(effect, sizeof effect, "; inside the error window, but the policy's order "
+                                        "keeps it at entry #%zu",
+                 pos + 1);
+    else if (en)
+        snprintf(effect, sizeof effect, "; inside the error window: ranked behind the servers "
+                                        "without one in its tier (entry #%zu, tier %d)",
+                 pos + 1, en->tier);
     err = emit(d, CHECK_WARN, "last connection error", "%s (%s) on %s: %s%s", when, age,
-               server, text && text[0] ? text : "(no text recorded)",
-               recent ? "; inside the error window, that server ranks last" : "");
+               server, text && text[0] ? text : "(no text recorded)", effect);
 done:
     if (q)
         sqlite3_reset(q);
@@ -276,16 +362,49 @@ static int check_conflict(struct doctor *d, const tsl_snapshot *s, uint32_t ci)
     return err;
 }
 
-int tsl_doctor(tsl_buf *out, tsl_doctor_summary *summary, tsl_worker *w,
-               const tsl_plan *plan, tsl_store *store, const char *guid, tsl_format fmt,
-               int64_t now)
+/* The site check, in words that agree with the list the client gets. */
+static int check_site(struct doctor *d, const tsl_result *res, const char *ip, bool has_addr,
+                      bool policy)
+{
+    const char *site = tsl_result_site(res);
+    const char *source = tsl_result_site_source(res);
+    char then[200];
+
+    if (site)
+        return emit(d, CHECK_PASS, "site", "%s (%s)", site, source ? source : "?");
+    size_t n = tsl_result_count(res);
+    if (tsl_result_blocked(res))
+        snprintf(then, sizeof then, "the policy gives clients with no site nothing (see list)");
+    else if (n == 0)
+        snprintf(then, sizeof then, "its list is empty (see list)");
+    else if (tsl_result_entry(res, 0)->tier == 0)
+        snprintf(then, sizeof then, "the policy gives it %zu server%s of its own (see list)", n,
+                 n == 1 ? "" : "s");
+    else
+        snprintf(then, sizeof then, "it falls back to %s%zu server%s (see list)",
+                 policy ? "" : "every available server: ", n, n == 1 ? "" : "s");
+    if (!has_addr)
+        return emit(d, CHECK_FAIL, "site",
+                    "none: no explicit site and no IP address recorded for the client; %s",
+                    then);
+    return emit(d, CHECK_FAIL, "site",
+                "none: no explicit site and %s is in no site subnet; %s (add the subnet to a "
+                "site)",
+                ip, then);
+}
+
+/* The checklist for an inventory client (guid) or for the adapter IPs of
+ * a client the inventory does not know. */
+static int doctor_run(tsl_buf *out, tsl_doctor_summary *summary, tsl_worker *w,
+                      const tsl_plan *plan, tsl_store *store, const char *guid,
+                      const char *const *ips, size_t nips, tsl_format fmt, int64_t now)
 {
     struct doctor d = {out, fmt, {0, 0, 0}, 0, TSL_BUF_INIT};
     tsl_result *res = NULL;
     tsl_request req;
+    char who[400];
     int err;
 
-    TSL_ARG(out && w && plan && guid);
     if (summary)
         memset(summary, 0, sizeof *summary);
     if (now == 0)
@@ -295,10 +414,20 @@ int tsl_doctor(tsl_buf *out, tsl_doctor_summary *summary, tsl_worker *w,
     const tsl_policy *pol = tsl_plan_policy(plan);
     char when[32];
     format_time(when, sizeof when, now);
+    if (guid) {
+        snprintf(who, sizeof who, "%s", guid);
+    } else {
+        size_t o = 0;
+        who[0] = '\0';
+        for (size_t i = 0; i < nips && o < sizeof who; i++) {
+            int n = snprintf(who + o, sizeof who - o, "%s%s", i ? ", " : "", ips[i]);
+            o = n < 0 ? sizeof who : o + (size_t)n;
+        }
+    }
 
     if (fmt == TSL_FORMAT_JSON) {
-        if ((err = tsl_buf_puts(out, "{\"client\": ")) < 0 ||
-            (err = tsl_buf_json_str(out, guid)) < 0 ||
+        if ((err = tsl_buf_puts(out, guid ? "{\"client\": " : "{\"ips\": ")) < 0 ||
+            (err = tsl_buf_json_str(out, who)) < 0 ||
             (err = tsl_buf_printf(out, ", \"now\": \"%s\", \"policy\": ", when)) < 0 ||
             (err = tsl_buf_json_str(out, pol ? tsl_policy_version(pol) : NULL)) < 0 ||
             (err = tsl_buf_puts(out, ",\n  \"checks\": [")) < 0)
@@ -307,68 +436,78 @@ int tsl_doctor(tsl_buf *out, tsl_doctor_summary *summary, tsl_worker *w,
         if ((err = tsl_buf_puts(out, "status,check,detail\n")) < 0)
             goto done;
     } else {
-        if ((err = tsl_buf_puts(out, "doctor for client ")) < 0 ||
-            (err = tsl_buf_puts(out, guid)) < 0 ||
+        if ((err = tsl_buf_printf(out, "doctor for %s %s", guid ? "client" : "addresses",
+                                  who)) < 0 ||
             (err = tsl_buf_printf(out, " as of %s, under %s%s\n", when,
                                   pol ? "policy " : "the default logic",
                                   pol ? tsl_policy_version(pol) : "")) < 0)
             goto done;
     }
 
-    /* 1. the client is in the inventory (by GUID, or by computer name) */
-    const char *found = NULL;
-    int lookup = tsl_snapshot_find_client(&found, s, guid);
-    int32_t ci = found ? snap_find_client(s, found) : -1;
-    if (ci < 0 && lookup == TSL_EINVALID) {
-        err = emit(&d, CHECK_FAIL, "client", "%s", tsl_error_last());
-        goto footer;
-    }
-    if (ci < 0) {
-        err = emit(&d, CHECK_FAIL, "client",
-                   "no client with GUID %s in the inventory (%zu clients): import it, or "
-                   "check the GUID in the ITMS console", guid, (size_t)s->nclients);
-        goto footer;
-    }
-    const snap_client *c = &s->clients[ci];
-    if ((err = emit(&d, CHECK_PASS, "client", "%s, ip %s, department %s",
-                    c->name && c->name[0] ? c->name : "(no name)",
-                    c->ip && c->ip[0] ? c->ip : "(none)",
-                    c->department && c->department[0] ? c->department : "(none)")) < 0)
+    if ((err = tsl_result_new(&res)) < 0)
         goto done;
+    const snap_client *c = NULL;
+    int32_t ci = -1;
+    if (guid) {
+        /* 1. the client is in the inventory (by GUID, or by computer name) */
+        const char *found = NULL;
+        int lookup = tsl_snapshot_find_client(&found, s, guid);
+        ci = found ? snap_find_client(s, found) : -1;
+        if (ci < 0 && lookup == TSL_EINVALID) {
+            err = emit(&d, CHECK_FAIL, "client", "%s", tsl_error_last());
+            goto footer;
+        }
+        if (ci < 0) {
+            err = emit(&d, CHECK_FAIL, "client",
+                       "no client with GUID %s in the inventory (%zu clients): import it, "
+                       "check the GUID in the ITMS console, or check its addresses with "
+                       "--ip",
+                       guid, (size_t)s->nclients);
+            goto footer;
+        }
+        c = &s->clients[ci];
+        if ((err = emit(&d, CHECK_PASS, "client", "%s, ip %s, department %s",
+                        c->name && c->name[0] ? c->name : "(no name)",
+                        c->ip && c->ip[0] ? c->ip : "(none)",
+                        c->department && c->department[0] ? c->department : "(none)")) < 0)
+            goto done;
+        if ((err = tsl_snapshot_client_request(&req, s, (size_t)ci)) < 0)
+            goto done;
+    } else {
+        memset(&req, 0, sizeof req);
+        if (nips > TSL_MAX_IPS) {
+            err = tsl_seterr(TSL_EINVALID, "at most %d adapter addresses", TSL_MAX_IPS);
+            goto done;
+        }
+        for (size_t i = 0; i < nips; i++)
+            req.ips[i] = ips[i];
+        req.nips = nips;
+        if ((err = emit(&d, CHECK_WARN, "client",
+                        "not in the inventory: judged by its adapter address%s %s, with no "
+                        "department",
+                        nips == 1 ? "" : "es", who)) < 0)
+            goto done;
+    }
 
     /* 2. decide its list once: the site and its source come from the decision */
-    if ((err = tsl_result_new(&res)) < 0 ||
-        (err = tsl_snapshot_client_request(&req, s, (size_t)ci)) < 0)
-        goto done;
     req.now = now;
     if ((err = tsl_decide(res, w, plan, &req, NULL)) < 0)
         goto done;
-
     const char *site = tsl_result_site(res);
-    const char *source = tsl_result_site_source(res);
     int32_t si = site ? snap_find_site(s, site) : TSL_NO_SITE;
-    if (site)
-        err = emit(&d, CHECK_PASS, "site", "%s (%s)", site, source ? source : "?");
-    else if (!c->has_addr)
-        err = emit(&d, CHECK_FAIL, "site",
-                   "none: no explicit site and no IP address recorded for the client");
-    else
-        err = emit(&d, CHECK_FAIL, "site",
-                   "none: no explicit site and %s is in no site subnet; the client falls "
-                   "back to every available server (add the subnet to a site)", c->ip);
-    if (err < 0)
+    if ((err = check_site(&d, res, c ? c->ip : who, c ? c->has_addr : true, pol != NULL)) < 0)
         goto done;
-    if (site && (err = check_conflict(&d, s, (uint32_t)ci)) < 0)
+    if (site && ci >= 0 && (err = check_conflict(&d, s, (uint32_t)ci)) < 0)
         goto done;
 
-    /* 3. the candidates of its site, 4. its list, 5. its last error */
-    if ((err = check_candidates(&d, s, si, now)) < 0 ||
+    /* 3. the candidates of its site, 4. its list, 5. its last registration
+     * and error, judged against that list */
+    if ((err = check_candidates(&d, s, si, now, pol != NULL, res)) < 0 ||
         (err = check_list(&d, res)) < 0)
         goto done;
-    if (c->assigned &&
-        (err = emit(&d, CHECK_PASS, "last registration", "on %s", c->assigned)) < 0)
+    if (c && c->assigned && (err = check_last_registration(&d, res, c->assigned)) < 0)
         goto done;
-    if ((err = check_last_error(&d, s, c, store, now)) < 0)
+    if (c && (err = check_last_error(&d, s, c, store, res, now)) < 0)
         goto done;
 
 footer:
@@ -386,4 +525,20 @@ done:
     tsl_buf_free(&d.detail);
     tsl_result_free(res);
     return err < 0 ? err : 0;
+}
+
+int tsl_doctor(tsl_buf *out, tsl_doctor_summary *summary, tsl_worker *w,
+               const tsl_plan *plan, tsl_store *store, const char *guid, tsl_format fmt,
+               int64_t now)
+{
+    TSL_ARG(out && w && plan && guid);
+    return doctor_run(out, summary, w, plan, store, guid, NULL, 0, fmt, now);
+}
+
+int tsl_doctor_ips(tsl_buf *out, tsl_doctor_summary *summary, tsl_worker *w,
+                   const tsl_plan *plan, const char *const *ips, size_t nips, tsl_format fmt,
+                   int64_t now)
+{
+    TSL_ARG(out && w && plan && ips && nips > 0);
+    return doctor_run(out, summary, w, plan, NULL, NULL, ips, nips, fmt, now);
 }

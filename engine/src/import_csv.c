@@ -17,6 +17,7 @@
  */
 #include "store.h"
 #include "suggest.h"
+#include "text.h"
 
 #include <jansson.h>
 
@@ -291,36 +292,7 @@ static char *trim(char *s)
 
 static bool valid_utf8(const unsigned char *s)
 {
-    while (*s) {
-        unsigned c = *s, n, i, cp;
-
-        if (c < 0x80) {
-            s++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        for (i = 1; i <= n; i++) {
-            if ((s[i] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i] & 0x3f);
-        }
-        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-            (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-            return false;
-        s += n + 1;
-    }
-    return true;
+    return tsl_utf8_valid((const char *)s, strlen((const char *)s));
 }
 
 static json_t *int_or_text(const char *s)

@@ -123,6 +123,7 @@ struct tsl_policy {
 typedef struct policy_limits {
     size_t memory;           /* Lua heap ceiling while loading; 0 default */
     int64_t load_budget;     /* instructions while loading; 0 default */
+    int64_t load_time_ms;    /* wall-clock bound while loading; 0 default (1 s) */
     tsl_alloc_probe *probe;  /* allocation failure injection (tests) */
 } policy_limits;
 
@@ -196,11 +197,11 @@ typedef struct policy_bound {
     tsl_selection selection;
     int max, ttl;
     int64_t cap;                     /* defaults.cap, 0: the server's own capacity */
-    /* every server in ranking-key order, per selection mode (decide_key_order):
-     * "*" tiers and tier 1 of fallback "default" walk it best-first.  Valid
-     * because a snapshot never changes: new metrics mean a new snapshot
-     * (tsl_snapshot_derive) and so a new plan and a new bind. */
-    uint32_t *by_key[3];
+    /* every server in ranking-key order, per selection mode (the snapshot's
+     * by_key, borrowed): "*" tiers and tier 1 of fallback "default" walk it
+     * best-first.  Valid because a snapshot never changes: new metrics mean
+     * a new snapshot (tsl_snapshot_derive) and so a new plan and a new bind. */
+    const uint32_t *by_key[3];
     /* reasons of rule actions, per rule */
     const char **r_rule_moved, **r_rule_added, **r_rule_blocked;
 } policy_bound;
@@ -269,6 +270,9 @@ typedef struct pol_eval {
     pol_fb_kind fb;              /* fallback in force */
     int after;
     bool fb_blocked;             /* a block (policy or rule) forbids fallback */
+    int64_t outage_since;        /* latest decide_down_since of the unavailable approved */
+    uint32_t ndown;              /* approved servers unavailable */
+    int64_t usable_at;           /* delayed fallback entries: not before (0: the client counts) */
     const char *blocked_reason;
     bool strict;
     uint32_t rule;               /* index of the running rule */

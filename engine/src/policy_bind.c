@@ -459,19 +459,8 @@ static int bind_ex(void **out, const tsl_snapshot *snap, tsl_policy *pol, tsl_al
         if ((err = bind_fallback(&b, &pb->groups[i])) < 0)
             goto done;
 
-    decide_keyed *keyed = arena_alloc(&pb->arena, sizeof *keyed * (snap->nservers + 1));
-    if (!keyed) {
-        err = tsl_oom();
-        goto done;
-    }
-    for (int sel = 0; sel < 3; sel++) {
-        pb->by_key[sel] = arena_alloc(&pb->arena, sizeof(uint32_t) * (snap->nservers + 1));
-        if (!pb->by_key[sel]) {
-            err = tsl_oom();
-            goto done;
-        }
-        decide_key_order(snap, (tsl_selection)sel, keyed, pb->by_key[sel]);
-    }
+    for (int sel = 0; sel < 3; sel++)
+        pb->by_key[sel] = snap->by_key[sel];
 
     uint32_t nr = pol->nrules ? pol->nrules : 1;
     pb->r_rule_moved = arena_alloc(&pb->arena, sizeof(char *) * nr);

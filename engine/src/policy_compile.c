@@ -780,6 +780,8 @@ int policy_compile_ex(tsl_policy **out, const char *src, size_t len, const char 
 
     if ((err = sandbox_new(&sb, lim ? lim->memory : 0, probe)) < 0)
         goto done;
+    if (lim && lim->load_time_ms > 0)
+        sb->time_ms = lim->load_time_ms;
 
     memset(&ctx, 0, sizeof ctx);
     ctx.mode = MODE_COMPILE;

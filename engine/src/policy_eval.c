@@ -309,6 +309,10 @@ static void tier0_consider(build *b, uint32_t sv, uint32_t *nc)
     if (!decide_available(b->ctx, sv)) {
         if (ev->tr)
             trace_dropped(b, sv, decide_unavailable_why(b->ctx, sv, why, sizeof why));
+        int64_t since = decide_down_since(b->ctx, sv);
+        if (since > ev->outage_since)
+            ev->outage_since = since;
+        ev->ndown++;
         return;
     }
     b->ws->mark[sv] = b->ws->mark_gen;
@@ -506,8 +510,11 @@ static int emit(tsl_result *res, pol_eval *ev)
 
     for (uint32_t i = 0; i < n && err == 0; i++) {
         const pl_entry *e = &ws->list[i];
-        if ((err = result_push(res, ev->ctx, e->server, e->tier, e->reason, e->after)) == 0)
+        if ((err = result_push(res, ev->ctx, e->server, e->tier, e->reason, e->after)) == 0) {
             res->entries[res->n - 1].full = e->full;
+            if (e->tier > 0 && e->after > 0)
+                res->entries[res->n - 1].usable_at = ev->usable_at;
+        }
     }
     res->strict = ev->strict && n > 0;
     if (n == 0 && ev->fb_blocked) {
@@ -650,6 +657,16 @@ int policy_decide(tsl_result *res, tsl_worker *w, const tsl_plan *plan, struct d
 
         if ((err = build_tier0(&b)) < 0)
             return err;
+        /* A delay holds whoever notices the outage: when the broker already
+         * knows every approved server is down, the fallback is usable only
+         * `after` seconds after the last of them went, not at once. */
+        if (ws->n == 0 && ev.ndown > 0 && ev.outage_since > 0 && ev.after > 0) {
+            ev.usable_at = ev.outage_since + ev.after;
+            PTRACE(tr, "every approved server is down, the last since %lld: fallback usable "
+                       "from %lld (%lld s from now)",
+                   (long long)ev.outage_since, (long long)ev.usable_at,
+                   (long long)(ev.usable_at > ctx->now ? ev.usable_at - ctx->now : 0));
+        }
         if ((err = build_fallback(&b, winner)) < 0)
             return err;
     }

@@ -48,6 +48,7 @@ void result_reset(tsl_result *res)
     res->ttl = 0;
     res->policy = NULL;
     res->department_ignored = NULL;
+    res->now = 0;
 }
 
 int result_push(tsl_result *res, const struct decide_ctx *ctx, uint32_t server, int tier,
@@ -76,6 +77,7 @@ int result_push(tsl_result *res, const struct decide_ctx *ctx, uint32_t server, 
     e->reason = reason;
     e->tier = tier;
     e->after = after;
+    e->usable_at = 0;
     e->capacity = sv->capacity;
     e->connections = sv->connections;
     e->response_ms = sv->response_ms;
@@ -153,6 +155,12 @@ int tsl_result_json(tsl_buf *out, const tsl_result *res)
         INT(e->tier);
         PUT(",\"after\":");
         INT(e->after);
+        if (e->usable_at > 0) { /* the outage the broker saw: no sooner than this */
+            PUT(",\"usable_at\":");
+            INT(e->usable_at);
+            PUT(",\"usable_in\":");
+            INT(e->usable_at > res->now ? e->usable_at - res->now : 0);
+        }
         PUT(",\"reason\":");
         STR(e->reason);
         PUT(",\"capacity\":");

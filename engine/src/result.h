@@ -28,6 +28,7 @@ struct tsl_result {
     const char *policy;
     /* a known client's request named another department: not obeyed */
     const char *department_ignored;
+    int64_t now;           /* the decision's time (usable_in in the JSON) */
 };
 
 /* Empties the result for a new decision. */

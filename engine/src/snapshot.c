@@ -517,12 +517,49 @@ static int seal_candidates(tsl_snapshot *s)
     return 0;
 }
 
+typedef struct keyed {
+    double key;
+    uint32_t server;
+} keyed;
+
+static int keyed_cmp(const void *pa, const void *pb)
+{
+    const keyed *a = pa, *b = pb;
+    if (a->key != b->key)
+        return a->key < b->key ? -1 : 1;
+    return (a->server > b->server) - (a->server < b->server);
+}
+
+/* s->by_key: every server in ranking-key order, per selection mode. */
+static int seal_key_order(tsl_snapshot *s)
+{
+    keyed *tmp = malloc(((size_t)s->nservers + 1) * sizeof *tmp);
+    if (!tmp)
+        return tsl_oom();
+    for (int sel = 0; sel < 3; sel++) {
+        uint32_t *ord = arena_alloc(s, ((size_t)s->nservers + 1) * sizeof *ord);
+        if (!ord) {
+            free(tmp);
+            return tsl_oom();
+        }
+        for (uint32_t i = 0; i < s->nservers; i++)
+            tmp[i] = (keyed){snap_rank_key(&s->servers[i], (tsl_selection)sel), i};
+        qsort(tmp, s->nservers, sizeof *tmp, keyed_cmp);
+        for (uint32_t i = 0; i < s->nservers; i++)
+            ord[i] = tmp[i].server;
+        s->by_key[sel] = ord;
+    }
+    free(tmp);
+    return 0;
+}
+
 int tsl_snapshot_seal(tsl_snapshot *s)
 {
     int err;
     if (s->sealed)
         return 0;
-    if ((err = seal_candidates(s)) < 0 || (err = seal_errors(s)) < 0)
+    if ((err = seal_candidates(s)) < 0 || (err = seal_errors(s)) < 0 ||
+        (err = seal_key_order(s)) < 0)
         return err;
     s->sealed = true;
     return 0;
@@ -556,8 +593,11 @@ static int own_server_strings(tsl_snapshot *d, snap_server *sv)
     return 0;
 }
 
-static int apply_server_update(tsl_snapshot *d, snap_server *sv, const snap_server_update *u)
+static int apply_server_update(tsl_snapshot *d, snap_server *sv, const snap_server_update *u,
+                               int64_t now)
 {
+    bool was_up = sv->registered && sv->running;
+    int64_t last_heard = sv->heartbeat;
     int err;
     if (u->set & SNAP_UP_HOST) {
         if (!(sv->host = snap_strdup(d, u->host && *u->host ? u->host : sv->name)))
@@ -601,6 +641,13 @@ static int apply_server_update(tsl_snapshot *d, snap_server *sv, const snap_serv
         sv->response_ms = u->response_ms;
     if (u->set & SNAP_UP_HEARTBEAT)
         sv->heartbeat = u->heartbeat;
+    /* since when it is down, for delayed fallback (policy_eval.c) */
+    if (sv->registered && sv->running)
+        sv->down_since = 0;
+    else if (was_up)
+        sv->down_since = u->set & SNAP_UP_HEARTBEAT && u->heartbeat ? u->heartbeat : now;
+    else if (!sv->down_since) /* down already when loaded: since its last report then */
+        sv->down_since = last_heard ? last_heard : now;
     return 0;
 }
 
@@ -702,12 +749,12 @@ int tsl_snapshot_derive(tsl_snapshot **out, tsl_snapshot *base, const snap_serve
             si = (int32_t)d->nservers - 1;
             d->servers[si].own_strings = true;
         }
-        if ((err = apply_server_update(d, &d->servers[si], u)) < 0)
+        if ((err = apply_server_update(d, &d->servers[si], u, now)) < 0)
             goto done;
     }
 
     if ((err = derive_errors(d, base, errs, nerrs, now)) < 0 ||
-        (err = seal_candidates(d)) < 0)
+        (err = seal_candidates(d)) < 0 || (err = seal_key_order(d)) < 0)
         goto done;
     d->sealed = true;
     *out = d;

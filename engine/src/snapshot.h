@@ -39,6 +39,8 @@ typedef struct snap_server {
     bool running;          /* service == "running" */
     int64_t capacity, connections, response_ms;
     int64_t heartbeat;     /* Unix seconds, 0 = none recorded */
+    int64_t down_since;    /* when a heartbeat or update made it unregistered or stopped
+                            * (derived snapshots); 0 unknown (see decide_down_since) */
     uint64_t hash;         /* of the name, for the tie-break */
     bool own_strings;      /* derived snapshots: name, host, ip and sites live in this
                             * snapshot's arena, not the root's (see tsl_snapshot_derive) */
@@ -81,6 +83,11 @@ struct tsl_snapshot {
     struct snap_arena *arena;
     uint32_t cap_sites, cap_servers, cap_clients, cap_errors; /* while building */
     struct snap_pending_error *pending; /* errors added before seal */
+    /* Every server, sorted by its ranking key (snap_rank_key) and then by
+     * index, one order per selection mode: sealing and deriving build them,
+     * so a list over the whole estate walks best-first and stops early
+     * (the default logic's fallback, the policy layer's tiers). */
+    uint32_t *by_key[3];
     bool sealed;
     /* Derived snapshots only (tsl_snapshot_derive): the root lends its
      * sites' names and subnets, trie, site and client indexes, clients and
@@ -89,6 +96,24 @@ struct tsl_snapshot {
     tsl_snapshot *root;
     struct snap_extra_error *extra; uint32_t nextra;
 };
+
+/* A server's ranking key under a selection mode: lower ranks first (ties
+ * and recent connection errors are the decision's to break). */
+static inline double snap_rank_key(const snap_server *sv, tsl_selection sel)
+{
+    switch (sel) {
+    case TSL_SELECT_RESPONSIVENESS:
+        return (double)sv->response_ms;
+    case TSL_SELECT_CONNECTIONS:
+        return (double)sv->connections;
+    case TSL_SELECT_CAPACITY:
+    default:
+        /* relative remaining capacity, highest first */
+        return sv->capacity > 0
+                   ? -((double)(sv->capacity - sv->connections) / (double)sv->capacity)
+                   : 0.0;
+    }
+}
 
 /* ---- lookups (snapshot.c) ---- */
 TSL_INTERNAL int32_t snap_find_site(const tsl_snapshot *s, const char *name);
