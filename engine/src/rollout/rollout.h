@@ -1,9 +1,10 @@
 /*
  * rollout.h - internals shared by the rollout files: comparing results
  * (rollout_shadow.c), the dry-run (dryrun.c) and the store side of policy
- * versions, activation and shadow mode (rollout.c).
+ * versions, activation and shadow mode (rollout.c, rollout_versions.c,
+ * rollout_load.c, rollout_shadow_store.c).
  *
- * Used by: rollout.c, rollout_plan.c, rollout_shadow.c, dryrun*.c.
+ * Used by: rollout*.c, dryrun*.c.
  * Needs: decide.h, store.h.
  */
 #ifndef TSL_ROLLOUT_H
@@ -42,6 +43,11 @@ TSL_INTERNAL int rollout_shadow_store(tsl_store *st, const char *version, const 
  * (policy_store.c), so every change of the active policy can be rolled
  * back.  Site names are checked against the inventory. */
 TSL_INTERNAL int rollout_activate_txn(tsl_store *st, int64_t id, const tsl_activate_options *opt);
+
+/* The shadow's version id and hash (*id 0 when none) and since when it
+ * runs (since may be NULL) (rollout_shadow_store.c; rollout_load.c). */
+TSL_INTERNAL int rollout_shadow_get(int64_t *id, char *hash, size_t len, int64_t *since,
+                                    tsl_store *st);
 
 /* Compiles stored version `id` (policy_store.c): what the rollout, the
  * active policy and the broker run.  TSL_ENOTFOUND when there is none. */
