@@ -175,4 +175,9 @@ TSL_INTERNAL int sandbox_error(lua_State *L, const char *fmt, ...);
 /* The sandbox of a state (stored in its extra space). */
 TSL_INTERNAL sandbox *sandbox_of(lua_State *L);
 
+/* Opens the allowed libraries, wraps and freezes them and stores the
+ * frozen base in sb->base_ref; the sandbox is the light userdata argument.
+ * Run only through lua_pcall (sandbox_new; sandbox_libs.c). */
+TSL_INTERNAL int sandbox_setup_p(lua_State *L);
+
 #endif
