@@ -13,8 +13,14 @@
  * byte-order mark is skipped.  Cells are parsed in place in the file
  * buffer (unquoting never makes a field longer).
  *
- * Used by: tsl_store_import_csv.  Needs: jansson, store.h.
+ * The reader is csv_reader.c; cells become JSON values, and ITMS's subnet
+ * masks and DNS suffixes fold into their fields, in import_csv_cells.c.
+ * Here: the column spellings, each file's header and rows, site rows
+ * merged, and the entry point.
+ *
+ * Used by: tsl_store_import_csv.  Needs: jansson, store.h, import_csv.h.
  */
+#include "import_csv.h"
 #include "store.h"
 #include "suggest.h"
 #include "text.h"
@@ -31,20 +37,6 @@
 
 /* Refuse files past this size rather than read them all into memory. */
 #define CSV_MAX_BYTES (512u * 1024u * 1024u)
-
-/* How a cell becomes a JSON value.  A cell that does not parse as its type
- * stays a string, so the shared validation reports it with the text. */
-typedef enum col_type {
-    COL_TEXT,
-    COL_INT,      /* "5000" or "5,000" */
-    COL_REAL,
-    COL_BOOL,
-    COL_TIME,     /* digits: Unix seconds; otherwise a time as text */
-    COL_CIDRS,    /* split on ';', ',' and white space */
-    COL_NAMES,    /* split on ';' (site names may hold spaces) */
-    COL_MASK,     /* sites: the subnet mask of the "Subnet" cell (dotted, or bits) */
-    COL_SUFFIX    /* task servers: primary DNS suffix, appended to a bare host name */
-} col_type;
 
 /* One field and the column spellings that give it: ours first, then those
  * of ITMS reports and console exports.  Spellings compare ignoring case,
@@ -161,224 +153,6 @@ static void spellings(const col_spec *col, char *dst, size_t n)
     }
 }
 
-/* ------------------------------------------------------------------------
- * Reading
- * ---------------------------------------------------------------------- */
-
-typedef struct csv_reader {
-    const char *path;
-    char *buf;          /* the file, NUL-terminated, unquoted in place */
-    size_t pos, len;
-    unsigned line;      /* physical line at pos */
-    char **fields;      /* the current record's cells, pointing into buf */
-    size_t nfields, cap;
-    size_t nul_field;   /* 1 + the field of the current record holding a NUL byte, or 0 */
-    unsigned nul_line;
-} csv_reader;
-
-static int push_field(csv_reader *r, char *field)
-{
-    if (r->nfields == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 16;
-        char **nf = realloc(r->fields, cap * sizeof *nf);
-        if (!nf)
-            return tsl_oom();
-        r->fields = nf;
-        r->cap = cap;
-    }
-    r->fields[r->nfields++] = field;
-    return 0;
-}
-
-/* Reads one record.  1 when a record was read (its first line in
- * *out_line), 0 at the end of the file, negative on a malformed file. */
-static int next_record(csv_reader *r, unsigned *out_line)
-{
-    char *b = r->buf;
-    int err;
-
-    r->nfields = 0;
-    r->nul_field = 0;
-    *out_line = r->line;
-    if (r->pos >= r->len)
-        return 0;
-    for (;;) {
-        size_t w = r->pos;
-        char *start = b + w;
-        char delim;
-
-        if (b[r->pos] == '"') {
-            unsigned qline = r->line;
-            r->pos++;
-            for (;;) {
-                if (r->pos >= r->len)
-                    return tsl_seterr(TSL_EINVALID,
-                                      "%s line %u: quoted field is never closed", r->path,
-                                      qline);
-                if (b[r->pos] == '"') {
-                    if (b[r->pos + 1] != '"') {
-                        r->pos++;
-                        break;
-                    }
-                    r->pos++;
-                }
-                if (b[r->pos] == '\n')
-                    r->line++;
-                if (!b[r->pos] && !r->nul_field) {
-                    r->nul_field = r->nfields + 1;
-                    r->nul_line = r->line;
-                }
-                b[w++] = b[r->pos++];
-            }
-            delim = b[r->pos];
-            if (r->pos < r->len && delim != ',' && delim != '\n' && delim != '\r')
-                return tsl_seterr(TSL_EINVALID,
-                                  "%s line %u: unexpected text after a closing quote",
-                                  r->path, r->line);
-        } else {
-            while (r->pos < r->len && b[r->pos] != ',' && b[r->pos] != '\n' &&
-                   b[r->pos] != '\r') {
-                if (b[r->pos] == '"')
-                    return tsl_seterr(TSL_EINVALID,
-                                      "%s line %u: a quote inside an unquoted field (quote "
-                                      "the whole field and double the inner quotes)",
-                                      r->path, r->line);
-                /* a NUL would cut the cell short where C strings end */
-                if (!b[r->pos] && !r->nul_field) {
-                    r->nul_field = r->nfields + 1;
-                    r->nul_line = r->line;
-                }
-                b[w++] = b[r->pos++];
-            }
-            delim = r->pos < r->len ? b[r->pos] : '\0';
-        }
-        /* w <= pos: the terminator only overwrites bytes already read. */
-        b[w] = '\0';
-        if ((err = push_field(r, start)) < 0)
-            return err;
-        if (r->pos >= r->len)
-            return 1;
-        r->pos++;
-        if (delim == ',')
-            continue;
-        if (delim == '\r' && r->pos < r->len && b[r->pos] == '\n')
-            r->pos++;
-        r->line++;
-        return 1;
-    }
-}
-
-/* A line holding nothing but white space. */
-static bool blank_record(const csv_reader *r)
-{
-    return r->nfields == 1 && r->fields[0][strspn(r->fields[0], " \t")] == '\0';
-}
-
-/* ------------------------------------------------------------------------
- * Cells to JSON
- * ---------------------------------------------------------------------- */
-
-static char *trim(char *s)
-{
-    char *e;
-
-    while (*s == ' ' || *s == '\t')
-        s++;
-    e = s + strlen(s);
-    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-        *--e = '\0';
-    return s;
-}
-
-static bool valid_utf8(const unsigned char *s)
-{
-    return tsl_utf8_valid((const char *)s, strlen((const char *)s));
-}
-
-static json_t *int_or_text(const char *s)
-{
-    const char *p = s;
-    long long v;
-    int64_t count;
-    char *end;
-
-    if (strchr(s, ',') && tsl_parse_count(s, &count))
-        return json_integer((json_int_t)count);
-    if (*p == '-' || *p == '+')
-        p++;
-    if (!isdigit((unsigned char)*p))
-        return json_string(s);
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno || *end)
-        return json_string(s);
-    return json_integer((json_int_t)v);
-}
-
-static json_t *real_or_text(const char *s)
-{
-    char *end;
-    double v;
-
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno || *end || end == s || !isfinite(v))
-        return json_string(s);
-    return json_real(v);
-}
-
-static json_t *bool_or_text(const char *s)
-{
-    if (!strcasecmp(s, "true") || !strcasecmp(s, "yes") || !strcmp(s, "1"))
-        return json_true();
-    if (!strcasecmp(s, "false") || !strcasecmp(s, "no") || !strcmp(s, "0"))
-        return json_false();
-    return json_string(s);
-}
-
-static json_t *split(char *s, const char *seps)
-{
-    json_t *arr = json_array();
-    char *tok, *save = NULL;
-
-    if (!arr)
-        return NULL;
-    for (tok = strtok_r(s, seps, &save); tok; tok = strtok_r(NULL, seps, &save)) {
-        tok = trim(tok);
-        if (*tok && json_array_append_new(arr, json_string(tok)) < 0) {
-            json_decref(arr);
-            return NULL;
-        }
-    }
-    return arr;
-}
-
-static json_t *cell_value(char *s, col_type type)
-{
-    switch (type) {
-    case COL_INT:
-        return int_or_text(s);
-    case COL_REAL:
-        return real_or_text(s);
-    case COL_BOOL:
-        return bool_or_text(s);
-    case COL_TIME: {
-        const char *p = s;
-        while (isdigit((unsigned char)*p))
-            p++;
-        return *p ? json_string(s) : int_or_text(s);
-    }
-    case COL_CIDRS:
-        return split(s, "; ,\t");
-    case COL_NAMES:
-        return split(s, ";");
-    case COL_MASK:
-    case COL_SUFFIX:
-    case COL_TEXT:
-    default:
-        return json_string(s);
-    }
-}
 
 /* ------------------------------------------------------------------------
  * One file
@@ -419,109 +193,6 @@ typedef struct csv_ctx {
     json_t *site_rows;  /* folded site name -> index in doc.sites */
     tsl_buf notes;
 } csv_ctx;
-
-/* "255.255.240.0", "20" or "/20" -> 20 (IPv4 bits); -1 when not a mask,
- * -2 when dotted but not contiguous. */
-static int mask_bits(const char *m)
-{
-    unsigned a, b, c, d;
-    char tail;
-    uint32_t v;
-    int bits = 0;
-
-    if (*m == '/')
-        m++;
-    if (strchr(m, '.') == NULL) {
-        int64_t n;
-        if (!tsl_parse_count(m, &n) || strchr(m, ',') || n > 32)
-            return -1;
-        return (int)n;
-    }
-    if (sscanf(m, "%3u.%3u.%3u.%3u%c", &a, &b, &c, &d, &tail) != 4 || a > 255 || b > 255 ||
-        c > 255 || d > 255)
-        return -1;
-    v = a << 24 | b << 16 | c << 8 | d;
-    while (bits < 32 && (v & (UINT32_C(1) << (31 - bits))))
-        bits++;
-    if (bits < 32 && (v << bits) != 0)
-        return -2;
-    return bits;
-}
-
-/* Sites: a "Subnet" address plus a "Subnet Mask" becomes "a.b.c.d/n". */
-static int apply_mask(json_t *row, const char *loc)
-{
-    json_t *mask = json_object_get(row, "subnet_mask"), *subnets = json_object_get(row, "subnets");
-    const char *m = json_string_value(mask), *net;
-    char cidr[96];
-    const char *slash;
-    int bits;
-
-    if (!mask) {
-        for (size_t i = 0; i < json_array_size(subnets); i++) {
-            net = json_string_value(json_array_get(subnets, i));
-            if (net && !strchr(net, '/'))
-                return tsl_seterr(TSL_EINVALID,
-                                  "%s: field \"Subnet\": \"%.60s\" has no prefix length: write "
-                                  "it as %.60s/16, or add a \"Subnet Mask\" column",
-                                  loc, net, net);
-        }
-        return 0;
-    }
-    if (json_array_size(subnets) != 1)
-        return tsl_seterr(TSL_EINVALID,
-                          "%s: field \"Subnet Mask\": give exactly one subnet in the row's "
-                          "\"Subnet\" cell (got %zu)",
-                          loc, json_array_size(subnets));
-    bits = mask_bits(m);
-    if (bits == -2)
-        return tsl_seterr(TSL_EINVALID,
-                          "%s: field \"Subnet Mask\": \"%.60s\" is not contiguous (its one bits "
-                          "must all come first, as in 255.255.240.0)",
-                          loc, m);
-    if (bits < 0)
-        return tsl_seterr(TSL_EINVALID,
-                          "%s: field \"Subnet Mask\": \"%.60s\" is not a mask like "
-                          "255.255.0.0 or a prefix length like 16",
-                          loc, m);
-    net = json_string_value(json_array_get(subnets, 0));
-    if ((slash = strchr(net, '/')) != NULL) {
-        if (atoi(slash + 1) != bits || !slash[1])
-            return tsl_seterr(TSL_EINVALID,
-                              "%s: field \"Subnet Mask\": %s says /%d but the subnet is "
-                              "written %.60s",
-                              loc, m, bits, net);
-        snprintf(cidr, sizeof cidr, "%.60s", net);
-    } else {
-        snprintf(cidr, sizeof cidr, "%.60s/%d", net, bits);
-    }
-    if (json_array_set_new(subnets, 0, json_string(cidr)) < 0 ||
-        json_object_del(row, "subnet_mask") < 0)
-        return tsl_oom();
-    return 0;
-}
-
-/* Task servers: a bare host name (or, without one, the server's name)
- * plus the primary DNS suffix becomes the host's FQDN. */
-static int apply_suffix(json_t *row)
-{
-    const char *suffix = json_string_value(json_object_get(row, "dns_suffix"));
-    const char *host = json_string_value(json_object_get(row, "host"));
-    char fqdn[600];
-
-    if (!suffix)
-        return 0;
-    if (!host)
-        host = json_string_value(json_object_get(row, "name"));
-    while (*suffix == '.')
-        suffix++;
-    if (host && *suffix && !strchr(host, '.')) {
-        snprintf(fqdn, sizeof fqdn, "%.255s.%.255s", host, suffix);
-        if (json_object_set_new(row, "host", json_string(fqdn)) < 0)
-            return tsl_oom();
-    }
-    return json_object_del(row, "dns_suffix") < 0 ? tsl_oom() : 0;
-}
 
 /* Sites: rows naming a site already seen add their subnets to it; its
  * other fields must agree.  *merged true when the row was taken in. */
@@ -622,11 +293,11 @@ static int import_file(csv_ctx *x, const char *path, const kind_spec *kind)
 
     /* The header: the first non-blank record. */
     do {
-        if ((rc = next_record(&r, &line)) < 0) {
+        if ((rc = csv_next_record(&r, &line)) < 0) {
             err = rc;
             goto done;
         }
-    } while (rc == 1 && blank_record(&r));
+    } while (rc == 1 && csv_blank_record(&r));
     if (rc == 0) {
         err = tsl_seterr(TSL_EINVALID, "%s: no header row (expected columns like \"%s\")", path,
                          kind->cols[0].field);
@@ -645,10 +316,10 @@ static int import_file(csv_ctx *x, const char *path, const kind_spec *kind)
     for (k = 0; k < sizeof best / sizeof *best; k++)
         best[k] = -1;
     for (i = 0; i < ncols; i++) {
-        char *h = trim(r.fields[i]);
+        char *h = csv_trim(r.fields[i]);
         int col, rank = 0;
 
-        if (!valid_utf8((const unsigned char *)h)) {
+        if (!csv_valid_utf8((const unsigned char *)h)) {
             err = tsl_seterr(TSL_EINVALID, "%s line %u: header column %zu is not valid UTF-8",
                              path, line, i + 1);
             goto done;
@@ -694,12 +365,12 @@ static int import_file(csv_ctx *x, const char *path, const kind_spec *kind)
         goto done;
 
     /* The rows. */
-    while ((rc = next_record(&r, &line)) == 1) {
+    while ((rc = csv_next_record(&r, &line)) == 1) {
         json_t *row;
         char loc[512];
         bool merged = false;
 
-        if (blank_record(&r) && !r.nul_field)
+        if (csv_blank_record(&r) && !r.nul_field)
             continue;
         snprintf(loc, sizeof loc, "%s line %u", path, line);
         if (r.nul_field) {
@@ -727,25 +398,25 @@ static int import_file(csv_ctx *x, const char *path, const kind_spec *kind)
             if (colmap[i] < 0 || best[colmap[i]] != (int)i)
                 continue;
             col = &kind->cols[colmap[i]];
-            cell = trim(r.fields[i]);
+            cell = csv_trim(r.fields[i]);
             /* An empty cell is an unknown value: the field is left out. */
             if (!*cell)
                 continue;
-            if (!valid_utf8((const unsigned char *)cell)) {
+            if (!csv_valid_utf8((const unsigned char *)cell)) {
                 err = tsl_seterr(TSL_EINVALID, "%s: field \"%s\" is not valid UTF-8", loc,
                                  col->field);
                 json_decref(row);
                 goto done;
             }
-            if (!(v = cell_value(cell, col->type)) || json_object_set_new(row, col->field, v) < 0) {
+            if (!(v = csv_cell_value(cell, col->type)) || json_object_set_new(row, col->field, v) < 0) {
                 err = tsl_oom();
                 json_decref(row);
                 goto done;
             }
         }
-        if ((kind->cols == site_cols && ((err = apply_mask(row, loc)) < 0 ||
+        if ((kind->cols == site_cols && ((err = csv_apply_mask(row, loc)) < 0 ||
                                          (err = merge_site(x, row, loc, &merged)) < 0)) ||
-            (kind->cols == server_cols && (err = apply_suffix(row)) < 0)) {
+            (kind->cols == server_cols && (err = csv_apply_suffix(row)) < 0)) {
             json_decref(row);
             goto done;
         }
