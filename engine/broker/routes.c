@@ -250,7 +250,7 @@ static void log_list(bworker *w, const tsl_request *r, const tsl_result *res)
         err = tsl_buf_printf(l, ", department %s, task %s", log_str(r->department),
                              log_str(r->task));
     if (err == 0)
-        broker_log_line(w->b, TSL_LOG_INFO, l->ptr);
+        broker_log_request(w, l->ptr);
     tsl_buf_clear(l);
     err = tsl_buf_printf(l, "Sent Task Server list: client %s, site %s, policy %s, servers ",
                          log_str(r->client), log_str(tsl_result_site(res)),
@@ -260,7 +260,7 @@ static void log_list(bworker *w, const tsl_request *r, const tsl_result *res)
     if (err == 0 && tsl_result_blocked(res))
         err = tsl_buf_printf(l, " (blocked: %s)", log_str(tsl_result_blocked_reason(res)));
     if (err == 0)
-        broker_log_line(w->b, TSL_LOG_INFO, l->ptr);
+        broker_log_request(w, l->ptr);
 }
 
 /* Queues one decision_log row, within the per-second budget. */
