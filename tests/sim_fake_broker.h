@@ -306,6 +306,6 @@ done:
 /* No settle: the fake broker answers from the simulator's own loop, so
  * nothing of it is pending between requests. */
 static const tsl_sim_broker_ops fake_broker_ops = {"fake broker (tests)", fake_start, fake_stop,
-                                                   NULL, NULL};
+                                                   NULL, NULL, NULL};
 
 #endif

@@ -36,8 +36,10 @@ static bool start(fixture *f)
     tsl_store *st = NULL;
     tsl_broker_config cfg;
 
+    static int n;
+
     memset(f, 0, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "%s/b", tsl_test_tmpdir());
+    snprintf(f->dir, sizeof f->dir, "%s/b%d", tsl_test_tmpdir(), n++);
     mkdir(f->dir, 0700);
     snprintf(f->db, sizeof f->db, "%s/store.db", f->dir);
     if (tsl_store_open(&st, f->db, 0) < 0 ||
@@ -119,8 +121,36 @@ TEST(broker__subnet_conflicts_report_lists_conflicts_and_their_clients)
     http_resp_free(&r2);
 }
 
+TEST(broker__inventory_import_answers_its_warnings_and_refuses_typos)
+{
+    fixture f;
+    http_resp r1, r2;
+
+    CHECK(start(&f));
+    int s1 = http_do(f.port, "POST", "/v1/inventory", f.auth,
+                     "{\"sites\":[{\"name\":\"Rome\",\"subnets\":[\"10.20.0.0/16\"]}],"
+                     "\"clients\":[{\"guid\":\"Z1\",\"name\":\"NO-IP\"}]}",
+                     &r1);
+    int s2 = http_do(f.port, "POST", "/v1/inventory", f.auth,
+                     "{\"clients\":[{\"guid\":\"Z2\",\"ips\":[\"10.1.1.1\"]}]}", &r2);
+    stop(&f);
+    CHECK_INT(s1, 200);
+    CHECK_CONTAINS(r1.body, "\"warnings\":[\"warning: 2 subnets are claimed by more than one "
+                            "site");
+    CHECK_CONTAINS(r1.body, "\"warning:   10.20.0.0/16 of site Paris, also in Rome "
+                            "(10.20.0.0/16), UK (10.0.0.0/8): its clients get Paris\"");
+    CHECK_CONTAINS(r1.body, "\"warning: 1 client has neither an IP nor a site, so the default "
+                            "logic offers it every Task Server: NO-IP\"]}");
+    CHECK_INT(s2, 400);
+    CHECK_CONTAINS(r2.body, "POST /v1/inventory: clients[0] \\\"Z2\\\": unknown field "
+                            "\\\"ips\\\": did you mean \\\"ip\\\"?");
+    http_resp_free(&r1);
+    http_resp_free(&r2);
+}
+
 int main(void)
 {
+    RUN(broker__inventory_import_answers_its_warnings_and_refuses_typos);
     RUN(broker__explain_takes_a_computer_name_and_refuses_an_ambiguous_one);
     RUN(broker__subnet_conflicts_report_lists_conflicts_and_their_clients);
     return tsl_test_main();

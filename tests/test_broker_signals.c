@@ -150,14 +150,24 @@ TEST(serve__sigterm_saves_every_acknowledged_write_and_exits_0)
     CHECK(make_store(db, inventory));
     CHECK(spawn(&c, db, NULL, NULL));
     int acked = 0, s;
+    char ts_auth[256], token[128] = "", tpath[600];
+    snprintf(tpath, sizeof tpath, "%s.ts-token", db); /* the Task Servers' token */
+    char *tok = slurp(tpath);
+    sscanf(tok, "%127s", token);
+    free(tok);
+    snprintf(ts_auth, sizeof ts_auth, "Authorization: Bearer %s\r\n", token);
     http_get_body(c.port, "/v1/task-servers?client=A1", NULL, &s);
     for (int i = 0; i < 150; i++) {
-        char path[80];
-        snprintf(path, sizeof path, "/v1/task-servers/ts-new-%03d/heartbeat", i);
-        if (http_do(c.port, "POST", path, NULL, "{\"connections\":1}", &r) == 200)
+        char path[80], body[64];
+        snprintf(body, sizeof body, "{\"connections\":%d}", i);
+        if (http_do(c.port, "POST", "/v1/task-servers/ts-lon-01/heartbeat", ts_auth, body, &r) == 200)
             acked++;
         http_resp_free(&r);
-        if (http_do(c.port, "POST", "/v1/clients/A1/registration", NULL,
+        /* A1 first, then a client each: reports are rate-limited per client */
+        snprintf(path, sizeof path, "/v1/clients/%s%03d/registration", i ? "X" : "A1", i);
+        if (!i)
+            snprintf(path, sizeof path, "/v1/clients/A1/registration");
+        if (http_do(c.port, "POST", path, NULL,
                     "{\"server\":\"ts-lon-01\",\"ok\":false,\"error\":\"timeout\"}", &r) == 200)
             acked++;
         http_resp_free(&r);
@@ -167,7 +177,7 @@ TEST(serve__sigterm_saves_every_acknowledged_write_and_exits_0)
     CHECK_INT(s, 200);
     CHECK_INT(acked, 300);
     CHECK_INT(code, 0);
-    CHECK_INT(db_int(db, "SELECT count(*) FROM task_servers WHERE name LIKE 'ts-new-%'"), 150);
+    CHECK_INT(db_int(db, "SELECT connections FROM task_servers WHERE name = 'ts-lon-01'"), 149);
     CHECK_INT(db_int(db, "SELECT count(*) FROM registrations WHERE ok = 0"), 150);
     CHECK_CONTAINS(log, "info: Received Task Server list request: client A1, ip -, department -, task -\n");
     CHECK_CONTAINS(log, "info: Sent Task Server list: client A1, site London, policy none, servers ts-lon-01\n");
@@ -410,6 +420,7 @@ TEST(serve__new_user_story_on_the_demo)
     http_resp r;
     int s;
     char tmp[600], token[128] = "", auth[256], version[64] = "", first[3][64];
+    char ts_token[128] = "", ts_auth[256];
     snprintf(tmp, sizeof tmp, "%s/story-tmp", tsl_test_tmpdir());
     mkdir(tmp, 0700);
     CHECK(spawn(&c, NULL, tmp, NULL));
@@ -417,15 +428,19 @@ TEST(serve__new_user_story_on_the_demo)
     const char *t = strstr(log, "admin token: ");
     if (t)
         sscanf(t + 13, "%127s", token);
+    if ((t = strstr(log, "task server token: ")))
+        sscanf(t + 19, "%127s", ts_token);
     free(log);
     snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", token);
+    snprintf(ts_auth, sizeof ts_auth, "Authorization: Bearer %s\r\n", ts_token);
 
     /* the first server of a London client's list, three times */
     const char *body = http_get_body(c.port, "/v1/task-servers?ip=10.10.4.22", NULL, &s);
     const char *p = strstr(body, "\"servers\":[{\"name\":\"");
     snprintf(first[0], sizeof first[0], "%.9s", p ? p + 20 : "");
     /* ts-lon-01 reports it is stopped: the next list starts elsewhere */
-    int hs = http_do(c.port, "POST", "/v1/task-servers/ts-lon-01/heartbeat", NULL, "{\"service\":\"stopped\"}", &r);
+    int hs = http_do(c.port, "POST", "/v1/task-servers/ts-lon-01/heartbeat", ts_auth,
+                     "{\"service\":\"stopped\"}", &r);
     http_resp_free(&r);
     first[1][0] = '\0';
     for (int i = 0; i < 100; i++) { /* 1 s at most */

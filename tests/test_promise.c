@@ -275,6 +275,21 @@ TEST(promise__exclusive_group_falls_back_by_the_site_rules_inside_its_servers)
     CHECK_STR(run("C-TOK-FIN", NULL), "ts-fin-02/1 ts-fin-01/1");
 }
 
+TEST(promise__a_rule_cannot_add_an_exclusive_groups_server_for_anyone_else)
+{
+    char src[1024];
+    snprintf(src, sizeof src, "%s"
+             "rule(\"add\", function(req, list)\n"
+             "  local ok, why = list:add(\"ts-fin-01\")\n"
+             "  if not ok and why == \"denied by the policy\" then list:add(\"ts-tok-01\") end\n"
+             "end)\n",
+             APART);
+    USE(src, 0);
+    CHECK_STR(run("C-LON-SALES", NULL), "ts-lon-01/0 ts-lon-02/0 ts-man-01/1 ts-tok-01/1");
+    /* Finance may have it (it is already listed there) */
+    CHECK_STR(run("C-LON-FIN", NULL), "ts-fin-01/0 ts-fin-02/1");
+}
+
 TEST(promise__group_order_precedes_the_site_order_and_the_site_own_servers_come_first)
 {
     USE("site \"London\" { order = { \"ts-lon-01\" }, allow = { \"ts-lon-*\", \"ts-fin-02\" } }\n"
@@ -967,6 +982,7 @@ int main(void)
     RUN(promise__exclusive_servers_are_never_listed_for_anyone_else);
     RUN(promise__exclusive_group_falls_back_by_the_site_rules_inside_its_servers);
     RUN(promise__group_order_precedes_the_site_order_and_the_site_own_servers_come_first);
+    RUN(promise__a_rule_cannot_add_an_exclusive_groups_server_for_anyone_else);
     RUN(promise__request_department_never_changes_a_known_client_list);
     RUN(promise__request_department_scopes_an_unknown_client);
     RUN(promise__broker_ignores_and_counts_a_conflicting_department);

@@ -9,6 +9,8 @@
  *                                  client-assignments, subnet-conflicts,
  *                                  fallback
  *   POST /v1/inventory             import, then reload the inventory
+ *   GET  /v1/task-servers/pending  Task Servers waiting for approval
+ *   POST /v1/task-servers/NAME/approve|reject   decide one (then reload)
  *
  * A job's life: the worker checks the request, copies what the job needs
  * (the request object itself stays on the worker's thread), creates the
@@ -21,6 +23,7 @@
  * Needs: broker_internal.h.
  */
 #include "broker_internal.h"
+#include "text.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +108,11 @@ static bool copy_param(bworker *w, struct evhttp_request *req, route_ctx *c, cha
     if (strlen(p->value) >= size) {
         http_error(w, req, c->route, 400, "parameter \"%s\" is longer than %zu characters",
                    p->key, size - 1);
+        return false;
+    }
+    /* it is stored and shown in JSON (history, versions): UTF-8 text only */
+    if (!tsl_utf8_valid(p->value, strlen(p->value))) {
+        http_error(w, req, c->route, 400, "parameter \"%s\" is not valid UTF-8", p->key);
         return false;
     }
     snprintf(dst, size, "%s", p->value);
@@ -254,6 +262,75 @@ fail:
     job_discard(j);
 }
 
+/* GET /v1/task-servers/pending[?format=json|csv|text] */
+void route_servers_pending(bworker *w, struct evhttp_request *req, route_ctx *c)
+{
+    http_param p[HTTP_MAX_PARAMS];
+    job *j = NULL;
+    int n = http_query(w, req, c->route, c->query, p, HTTP_MAX_PARAMS);
+    if (n < 0 || !(j = job_new(w, req, c, JOB_SERVERS_PENDING)))
+        goto fail;
+    snprintf(j->format, sizeof j->format, "json");
+    for (int i = 0; i < n; i++) {
+        if (strcmp(p[i].key, "format") != 0 ||
+            (strcmp(p[i].value, "json") != 0 && strcmp(p[i].value, "csv") != 0 &&
+             strcmp(p[i].value, "text") != 0)) {
+            http_error(w, req, c->route, 400,
+                       strcmp(p[i].key, "format") ? "unknown parameter \"%s\" (expected format)"
+                                                  : "parameter \"%s\" must be json, csv or text",
+                       p[i].key);
+            goto fail;
+        }
+        snprintf(j->format, sizeof j->format, "%s", p[i].value);
+    }
+    broker_post_job(w->b, j);
+    return;
+fail:
+    job_discard(j);
+}
+
+/* POST /v1/task-servers/NAME/approve|reject[?author=A] */
+static void server_decide_route(bworker *w, struct evhttp_request *req, route_ctx *c,
+                                job_kind kind)
+{
+    http_param p[HTTP_MAX_PARAMS];
+    job *j = NULL;
+    const char *why;
+    int n = http_query(w, req, c->route, c->query, p, HTTP_MAX_PARAMS);
+    if (n < 0)
+        goto fail;
+    if ((why = tsl_text_name_problem(c->arg, 255))) {
+        http_error(w, req, c->route, 400, "the task server name %s", why);
+        goto fail;
+    }
+    if (!(j = job_new(w, req, c, kind)))
+        goto fail;
+    snprintf(j->author, sizeof j->author, "api");
+    for (int i = 0; i < n; i++) {
+        if (strcmp(p[i].key, "author") != 0) {
+            http_error(w, req, c->route, 400, "unknown parameter \"%s\" (expected author)",
+                       p[i].key);
+            goto fail;
+        }
+        if (!copy_param(w, req, c, j->author, sizeof j->author, &p[i]))
+            goto fail;
+    }
+    broker_post_job(w->b, j);
+    return;
+fail:
+    job_discard(j);
+}
+
+void route_server_approve(bworker *w, struct evhttp_request *req, route_ctx *c)
+{
+    server_decide_route(w, req, c, JOB_SERVER_APPROVE);
+}
+
+void route_server_reject(bworker *w, struct evhttp_request *req, route_ctx *c)
+{
+    server_decide_route(w, req, c, JOB_SERVER_REJECT);
+}
+
 /* ------------------------------------------------------------------------
  * Control side
  * ---------------------------------------------------------------------- */
@@ -333,24 +410,77 @@ void admin_report_job(tsl_broker *b, job *j)
 
 void admin_inventory_job(tsl_broker *b, job *j)
 {
+    tsl_buf notes = TSL_BUF_INIT;
+    tsl_import_options opt = {false, NULL, &notes};
     int err;
 
     writer_flush(b);
-    if ((err = tsl_store_import_json(b->store, j->body, j->body_len, "POST /v1/inventory")) < 0) {
+    if ((err = tsl_store_import_json_opt(b->store, j->body, j->body_len, "POST /v1/inventory",
+                                         &opt)) < 0) {
         job_error(j, err == TSL_ENOTFOUND ? 400 : status_for_error(err), "%s", tsl_error_last());
+        tsl_buf_free(&notes);
         return;
     }
     if ((err = broker_reload(b)) < 0) {
         job_error(j, 500, "imported, but the inventory cannot be loaded: %s", tsl_error_last());
+        tsl_buf_free(&notes);
         return;
     }
-    if (tsl_buf_printf(&j->out, "{\"imported\":true,\"sites\":%zu,\"task_servers\":%zu,"
-                                "\"clients\":%zu}\n",
-                       tsl_snapshot_site_count(b->snap), tsl_snapshot_server_count(b->snap),
-                       tsl_snapshot_client_count(b->snap)) < 0) {
+    /* the import's warnings (overlapping subnets, clients with neither IP
+     * nor site), one string each, as `tsl import` prints them */
+    err = tsl_buf_printf(&j->out, "{\"imported\":true,\"sites\":%zu,\"task_servers\":%zu,"
+                                  "\"clients\":%zu,\"warnings\":[",
+                         tsl_snapshot_site_count(b->snap), tsl_snapshot_server_count(b->snap),
+                         tsl_snapshot_client_count(b->snap));
+    for (size_t at = 0, n = 0; err == 0 && at < notes.len; n++) {
+        char *nl = memchr(notes.ptr + at, '\n', notes.len - at);
+        size_t len = nl ? (size_t)(nl - (notes.ptr + at)) : notes.len - at;
+        notes.ptr[at + len] = '\0';
+        broker_log(b, TSL_LOG_WARNING, "Inventory import: %s", notes.ptr + at);
+        if ((err = tsl_buf_puts(&j->out, n ? "," : "")) == 0)
+            err = tsl_buf_json_str(&j->out, notes.ptr + at);
+        at += len + 1;
+    }
+    if (err == 0)
+        err = tsl_buf_puts(&j->out, "]}\n");
+    tsl_buf_free(&notes);
+    if (err < 0) {
         job_error(j, 500, "%s", tsl_error_last());
         return;
     }
     j->status = 200;
     broker_log(b, TSL_LOG_INFO, "Inventory imported through the API (%zu bytes)", j->body_len);
+}
+
+void admin_servers_job(tsl_broker *b, job *j)
+{
+    int err;
+    if (j->kind == JOB_SERVERS_PENDING) {
+        tsl_format fmt = strcmp(j->format, "csv") == 0    ? TSL_FORMAT_CSV
+                         : strcmp(j->format, "text") == 0 ? TSL_FORMAT_TEXT
+                                                          : TSL_FORMAT_JSON;
+        writer_flush(b); /* the latest heartbeats count too */
+        if ((err = tsl_store_servers_pending(&j->out, b->store, fmt)) < 0) {
+            job_error(j, status_for_error(err), "%s", tsl_error_last());
+            return;
+        }
+        j->status = 200;
+        j->content_type = content_type(fmt);
+        return;
+    }
+    bool approve = j->kind == JOB_SERVER_APPROVE;
+    writer_flush(b);
+    if ((err = tsl_store_server_decide(b->store, j->arg, approve, j->author, broker_now(b))) < 0) {
+        job_error(j, status_for_error(err), "%s", tsl_error_last());
+        return;
+    }
+    writer_poll_approvals(b); /* adopts it now: reloads the inventory */
+    if (tsl_buf_puts(&j->out, "{\"server\":") < 0 || tsl_buf_json_str(&j->out, j->arg) < 0 ||
+        tsl_buf_printf(&j->out, ",\"%s\":true}\n", approve ? "approved" : "rejected") < 0) {
+        job_error(j, 500, "%s", tsl_error_last());
+        return;
+    }
+    j->status = 200;
+    broker_log(b, TSL_LOG_INFO, "Task Server %s %s by %s through the API", j->arg,
+               approve ? "approved" : "rejected", j->author);
 }

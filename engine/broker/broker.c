@@ -52,6 +52,11 @@ void tsl_broker_config_init(tsl_broker_config *cfg)
     cfg->decision_log_rate = 1000;
     cfg->registrations_keep_days = 90;
     cfg->log_level = TSL_LOG_INFO;
+    cfg->heartbeat_rate = 20;
+    cfg->heartbeat_burst = 200;
+    cfg->max_servers = 10000;
+    cfg->registration_rate = 1;
+    cfg->registration_burst = 20;
 }
 
 bool broker_trusted_proxy(const tsl_broker *b, const uint8_t addr[16])
@@ -272,6 +277,11 @@ void broker_run_job(tsl_broker *b, job *j)
     case JOB_INVENTORY:
         admin_inventory_job(b, j);
         break;
+    case JOB_SERVERS_PENDING:
+    case JOB_SERVER_APPROVE:
+    case JOB_SERVER_REJECT:
+        admin_servers_job(b, j);
+        break;
     }
     atomic_fetch_add(&b->jobs_done, 1);
     event_active(j->reply_ev, EV_TIMEOUT, 1);
@@ -352,6 +362,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (now_ms / 1000 != (uint64_t)b->last_rollout_poll) { /* real seconds, not the clock */
         b->last_rollout_poll = (int64_t)(now_ms / 1000);
         bpolicy_poll(b);
+        writer_poll_approvals(b);
     }
     if (now - b->last_retention >= hour) {
         b->last_retention = now;
@@ -683,6 +694,25 @@ int tsl_broker_new(tsl_broker **out, const tsl_broker_config *cfg)
     }
     if (err < 0)
         goto done;
+    if (cfg->ts_token_file) {
+        b->ts_token_path = dup_or_null(cfg->ts_token_file, &err);
+    } else {
+        size_t n = strlen(cfg->db_path) + sizeof ".ts-token";
+        if ((b->ts_token_path = malloc(n)))
+            snprintf(b->ts_token_path, n, "%s.ts-token", cfg->db_path);
+        else
+            err = tsl_oom();
+    }
+    if (err < 0)
+        goto done;
+    if (strcmp(b->ts_token_path, b->token_path) == 0) {
+        err = tsl_seterr(TSL_EINVALID, "the task server token file and the admin token file "
+                                       "must differ (both are %s)", b->token_path);
+        goto done;
+    }
+    if ((err = ratelimit_new(&b->hb_limit, cfg->heartbeat_rate, cfg->heartbeat_burst)) < 0 ||
+        (err = ratelimit_new(&b->reg_limit, cfg->registration_rate, cfg->registration_burst)) < 0)
+        goto done;
     if ((err = parse_proxies(b, cfg->trusted_proxies)) < 0)
         goto done;
     b->cfg.trusted_proxies = NULL; /* parsed into b->proxies */
@@ -690,6 +720,9 @@ int tsl_broker_new(tsl_broker **out, const tsl_broker_config *cfg)
     b->cfg.listen = b->listen;
     b->cfg.policy_path = b->policy_path;
     b->cfg.admin_token_file = b->token_path;
+    b->cfg.ts_token_file = b->ts_token_path;
+    if (b->cfg.max_servers < 1)
+        b->cfg.max_servers = 1;
     b->cfg.tls_cert = b->tls_cert;
     b->cfg.tls_key = b->tls_key;
     if (b->cfg.threads <= 0)
@@ -833,6 +866,9 @@ void tsl_broker_free(tsl_broker *b)
     free(b->listen);
     free(b->policy_path);
     free(b->token_path);
+    free(b->ts_token_path);
+    ratelimit_free(b->hb_limit);
+    ratelimit_free(b->reg_limit);
     free(b->tls_cert);
     free(b->tls_key);
     edge_free(b);
@@ -842,6 +878,8 @@ void tsl_broker_free(tsl_broker *b)
 int tsl_broker_bound_port(const tsl_broker *b) { return b->port; }
 const char *tsl_broker_admin_token(const tsl_broker *b) { return b->token; }
 const char *tsl_broker_admin_token_path(const tsl_broker *b) { return b->token_path; }
+const char *tsl_broker_ts_token(const tsl_broker *b) { return b->ts_token; }
+const char *tsl_broker_ts_token_path(const tsl_broker *b) { return b->ts_token_path; }
 
 /* ------------------------------------------------------------------------
  * Running

@@ -65,6 +65,15 @@ typedef struct tsl_broker_config {
     const char *listen;           /* "HOST:PORT", "[v6]:PORT"; port 0 picks a free one ("127.0.0.1:8080") */
     const char *policy_path;      /* a policy file to store and activate at start (and on SIGHUP); NULL: the store's active version */
     const char *admin_token_file; /* NULL: DB_PATH.token; created 0600 with a random token if absent */
+    const char *ts_token_file;    /* the Task Servers' bearer token for heartbeats; NULL:
+                                     DB_PATH.ts-token; created 0600 with a random token if absent */
+    bool heartbeat_registration;  /* a heartbeat from a name the inventory lacks makes it a
+                                     pending server (an admin approves it) instead of 403 */
+    double heartbeat_rate;        /* heartbeats a second per peer address (token bucket); 0: no limit (20) */
+    int heartbeat_burst;          /* that bucket's size (200) */
+    int max_servers;              /* task servers, known and pending, at most (10000) */
+    double registration_rate;     /* registration reports a second per client GUID; 0: no limit (1) */
+    int registration_burst;       /* that bucket's size (20) */
     tsl_settings settings;        /* the default logic's tunables (stale_after, error_window, ...) */
     int threads;                  /* HTTP worker threads; 0: one per CPU */
     int refresh_ms;               /* at most this often a new plan from heartbeats/registrations (500) */
@@ -113,6 +122,9 @@ int tsl_broker_bound_port(const tsl_broker *b);
 const char *tsl_broker_admin_token(const tsl_broker *b);
 /* Where the admin token file is (borrowed). */
 const char *tsl_broker_admin_token_path(const tsl_broker *b);
+/* The Task Servers' bearer token, and its file (borrowed). */
+const char *tsl_broker_ts_token(const tsl_broker *b);
+const char *tsl_broker_ts_token_path(const tsl_broker *b);
 
 /* Runs the broker in the calling thread until tsl_broker_stop() or a
  * SIGTERM/SIGINT (with handle_signals): then stops accepting, answers the

@@ -50,6 +50,8 @@
     X(ROUTE_EXPLAIN, "explain")                                                \
     X(ROUTE_REPORT, "reports")                                                 \
     X(ROUTE_INVENTORY, "inventory")                                            \
+    X(ROUTE_SERVERS_PENDING, "servers-pending")                                \
+    X(ROUTE_SERVER_DECIDE, "server-decide")                                    \
     X(ROUTE_HEALTHZ, "healthz")                                                \
     X(ROUTE_METRICS, "metrics")                                                \
     X(ROUTE_OTHER, "other")
@@ -65,8 +67,9 @@ extern const char *const broker_route_names[ROUTE__COUNT];
 
 /* The status codes the broker sends, for the requests-by-status counters. */
 #define BROKER_STATUSES(X)                                                     \
-    X(200) X(201) X(400) X(401) X(403) X(404) X(405) X(408) X(409) X(413)       \
-    X(414) X(415) X(417) X(422) X(431) X(500) X(501) X(503) X(505)
+    X(200) X(201) X(202) X(400) X(401) X(403) X(404) X(405) X(408) X(409)      \
+    X(413) X(414) X(415) X(417) X(422) X(429) X(431) X(500) X(501) X(503)      \
+    X(505)
 
 enum {
 #define BROKER_STATUS_ENUM_(code) STATUS_##code,
@@ -137,12 +140,14 @@ typedef struct wrec {
     struct evhttp_request *req;
     int status;
     char why[240]; /* the store's reason when not saved */
-    bool is_new;   /* heartbeat: a name the inventory did not have */
+    bool is_new;   /* heartbeat: a name the inventory did not have (pending) */
+    int verdict;   /* the writer refused it without failing the batch: the status */
     bool changes_service; /* heartbeat: running <-> stopped (logged) */
     union {
         struct {   /* POST /v1/task-servers/NAME/heartbeat */
             snap_server_update up;   /* name and the fields the body gave */
             const char *service;     /* "running" | "stopped" when given */
+            const char *peer;        /* the address it came from (pending servers) */
         } hb;
         struct {   /* POST /v1/clients/GUID/registration */
             const char *client, *server, *error, *site, *policy;
@@ -180,6 +185,31 @@ typedef struct wrec {
       " department, task, site, policy, servers, blocked)"                     \
       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")                \
     X(W_DLOG_NEXT, "SELECT coalesce(max(seq) + 1, 0) FROM decision_log")       \
+    /* a pending server (schema 006): its latest claim, while not approved */ \
+    X(W_PENDING_UPSERT,                                                        \
+      "INSERT INTO task_servers(name, host, ip, registered, service, capacity,"\
+      " connections, response_ms, last_heartbeat, approved, requested_at,"     \
+      " requested_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?9, ?10)"  \
+      " ON CONFLICT(name) DO UPDATE SET"                                       \
+      "  host = CASE WHEN ?11 & 1 THEN excluded.host ELSE host END,"           \
+      "  ip = CASE WHEN ?11 & 2 THEN excluded.ip ELSE ip END,"                 \
+      "  registered = CASE WHEN ?11 & 4 THEN excluded.registered"              \
+      "   ELSE registered END,"                                                \
+      "  service = CASE WHEN ?11 & 8 THEN excluded.service ELSE service END,"  \
+      "  capacity = CASE WHEN ?11 & 16 THEN excluded.capacity ELSE capacity END,"\
+      "  connections = CASE WHEN ?11 & 32 THEN excluded.connections"           \
+      "   ELSE connections END,"                                               \
+      "  response_ms = CASE WHEN ?11 & 64 THEN excluded.response_ms"           \
+      "   ELSE response_ms END,"                                               \
+      "  last_heartbeat = excluded.last_heartbeat,"                            \
+      "  requested_by = excluded.requested_by WHERE approved = 0"              \
+      " RETURNING id") /* ?11: the SERVER_UPSERT mask's bits */                \
+    /* 1 when a new name would take the server count past ?2 */               \
+    X(W_SERVERS_FULL,                                                          \
+      "SELECT count(*) >= ?2 AND NOT EXISTS"                                   \
+      " (SELECT 1 FROM task_servers WHERE name = ?1) FROM task_servers")       \
+    X(W_PENDING_COUNT, "SELECT count(*) FROM task_servers WHERE approved = 0")  \
+    X(W_APPROVALS_LAST, "SELECT coalesce(max(id), 0) FROM server_approvals")    \
     X(W_DLOG_TRIM, "DELETE FROM decision_log WHERE slot >= ?1")                \
     X(W_REG_RETENTION, "DELETE FROM registrations WHERE at < ?1")
 /* The fallback report is the engine's (tsl_report_fallback).
@@ -207,6 +237,9 @@ typedef enum job_kind {
     JOB_POLICY_LIST,
     JOB_REPORT,
     JOB_INVENTORY,
+    JOB_SERVERS_PENDING,
+    JOB_SERVER_APPROVE,
+    JOB_SERVER_REJECT,
     JOB_SYNC /* tsl_broker_sync: no request */
 } job_kind;
 
@@ -288,11 +321,15 @@ struct bworker {
 
 struct tsl_broker {
     tsl_broker_config cfg;     /* strings below are the broker's own copies */
-    char *db_path, *listen, *policy_path, *token_path, *tls_cert, *tls_key;
+    char *db_path, *listen, *policy_path, *token_path, *ts_token_path, *tls_cert, *tls_key;
     tsl_ip proxies[BROKER_MAX_PROXIES]; /* cfg.trusted_proxies, parsed (128-bit prefixes) */
     int proxy_bits[BROKER_MAX_PROXIES];
     int nproxies;
     char token[80];
+    char ts_token[80];         /* the Task Servers' (heartbeats) */
+    struct ratelimit *hb_limit, *reg_limit; /* per peer, per client GUID (ratelimit.c) */
+    _Atomic size_t pending_servers; /* task servers waiting for approval (control writes) */
+    int64_t approvals_seen;    /* control: the last server_approvals row adopted */
     evutil_socket_t listen_fd;
     int port;
     int64_t started_at;
@@ -418,6 +455,8 @@ int overlay_add(tsl_broker *b, wrec *r);
  * referenced again, when the overlay is empty).  The overlay is emptied on
  * success. */
 int overlay_apply(tsl_broker *b, tsl_snapshot *base, tsl_snapshot **out);
+/* Reloads when `tsl servers approve|reject` changed the store (once a second). */
+void writer_poll_approvals(tsl_broker *b);
 /* Deletes registrations older than registrations_keep_days. */
 void writer_retention(tsl_broker *b, int64_t now);
 void writer_close(tsl_broker *b);
@@ -477,6 +516,9 @@ void route_policy_activate(bworker *w, struct evhttp_request *req, route_ctx *c)
 void route_policy_rollback(bworker *w, struct evhttp_request *req, route_ctx *c);
 void route_report(bworker *w, struct evhttp_request *req, route_ctx *c);
 void route_inventory(bworker *w, struct evhttp_request *req, route_ctx *c);
+void route_servers_pending(bworker *w, struct evhttp_request *req, route_ctx *c);
+void route_server_approve(bworker *w, struct evhttp_request *req, route_ctx *c);
+void route_server_reject(bworker *w, struct evhttp_request *req, route_ctx *c);
 
 /* Replies 400 when the request has any query parameter (routes that take none). */
 bool http_no_params(bworker *w, struct evhttp_request *req, route_ctx *c);
@@ -526,8 +568,22 @@ void broker_log_worker_leave(bworker *w);
 void broker_log_worker_free(bworker *w);
 
 /* ---- token.c ---- */
+/* Loads (or creates, 0600) the admin token and the Task Servers' token. */
 int token_load_or_create(tsl_broker *b);
 bool token_matches(const tsl_broker *b, const char *given);
+/* Constant-time comparison of a token with what a request gave (NULL: none). */
+bool token_equal(const char *want, const char *given);
+/* The token of an "Authorization: Bearer TOKEN" header, or NULL. */
+const char *token_bearer(struct evhttp_request *req);
+
+/* ---- ratelimit.c: token buckets by key, shared by the workers ---- */
+typedef struct ratelimit ratelimit;
+/* rate per second, burst the bucket's size; rate <= 0: never limits. */
+int ratelimit_new(ratelimit **out, double rate, int burst);
+void ratelimit_free(ratelimit *rl);
+/* true when `key` may have one more now (monotonic ns); else false and
+ * *retry_s the whole seconds until it may. */
+bool ratelimit_take(ratelimit *rl, const char *key, uint64_t now_ns, int *retry_s);
 
 /* ---- bpolicy.c (control thread) ---- */
 int bpolicy_start(tsl_broker *b);   /* --policy stored and active, then the rollout */
@@ -550,6 +606,7 @@ void bpolicy_free(tsl_broker *b);
 /* ---- admin.c (control thread) ---- */
 void admin_report_job(tsl_broker *b, job *j);
 void admin_inventory_job(tsl_broker *b, job *j);
+void admin_servers_job(tsl_broker *b, job *j);
 /* Sets j->status and a {"error": ...} body. */
 void job_error(job *j, int status, const char *fmt, ...) TSL_PRINTF(3, 4);
 /* Maps an engine error code to an HTTP status. */

@@ -149,6 +149,7 @@ struct edge_conn {
     /* the request being received */
     enum edge_state state;
     bool started;                /* its first byte is here: the deadline runs */
+    bool armed;                  /* the timer holds that deadline */
     bool expect_continue, sent_continue;
     size_t pos;                  /* bytes of `hold` parsed */
     size_t head_len;             /* ST_HEAD: bytes of head scanned so far (line starts) */
@@ -236,6 +237,7 @@ static void refuse(edge_conn *c, int status, int kind, const char *fmt, ...)
     c->refused = true;
     evbuffer_drain(c->hold, evbuffer_get_length(c->hold));
     event_del(c->timer);
+    c->armed = false;
     atomic_fetch_add_explicit(&c->w->b->edge_refused[kind], 1, memory_order_relaxed);
     to_evhttp(c, NULL, (size_t)n, req);
     broker_log(c->w->b, TSL_LOG_DEBUG, "Refused a connection's request (%d): %s", status, msg);
@@ -492,18 +494,22 @@ static void request_done(edge_conn *c)
     c->state = ST_HEAD;
     c->pos = c->head_len = 0;
     c->started = c->expect_continue = c->sent_continue = false;
-    event_del(c->timer);
+    if (c->armed) {
+        event_del(c->timer);
+        c->armed = false;
+    }
 }
 
 static void arm_deadline(edge_conn *c)
 {
     struct timeval tv = {c->w->b->cfg.timeout_s, 0};
     event_add(c->timer, &tv);
+    c->armed = true;
 }
 
 /* Parses what `hold` has; hands each whole request on.  Returns after a
  * refusal or when more bytes are needed. */
-static void parse(edge_conn *c)
+static void parse_some(edge_conn *c)
 {
     tsl_broker *b = c->w->b;
     size_t head_limit = b->cfg.max_headers_size * 4 + EDGE_URI_MAX + 64;
@@ -523,10 +529,7 @@ static void parse(edge_conn *c)
             }
             if (!have)
                 return;
-            if (!c->started) {
-                c->started = true;
-                arm_deadline(c);
-            }
+            c->started = true; /* the deadline is armed below if it must wait */
             /* head_len: where the next line starts; the head ends at an
              * empty line */
             for (;;) {
@@ -655,6 +658,16 @@ static void parse(edge_conn *c)
         c->pos += (size_t)c->body_left + 2;
         c->state = ST_CHUNK_SIZE;
     }
+}
+
+static void parse(edge_conn *c)
+{
+    parse_some(c);
+    /* a request begun and not whole: its deadline runs from now (the same
+     * turn its first byte came in); most requests arrive whole in one read
+     * and never arm it */
+    if (!c->refused && c->started && !c->armed)
+        arm_deadline(c);
     /* a body still to come after Expect: 100-continue: ask for it (plain
      * HTTP only, and only when nothing else is being written) */
     if (!c->refused && c->expect_continue && !c->sent_continue && !c->tls && c->settled &&
@@ -815,6 +828,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         conn_free(c);
         return;
     }
+    c->armed = false; /* it fired */
     if (c->refused || !c->started)
         return;
     /* evhttp is busy with an earlier request and reads nothing meanwhile:

@@ -40,6 +40,9 @@ static const struct route_def {
 } routes[] = {
     {"v1/task-servers", M_GET, ROUTE_TASK_SERVERS, false, route_task_servers},
     {"v1/task-servers/*/heartbeat", M_POST, ROUTE_HEARTBEAT, false, route_heartbeat},
+    {"v1/task-servers/pending", M_GET, ROUTE_SERVERS_PENDING, true, route_servers_pending},
+    {"v1/task-servers/*/approve", M_POST, ROUTE_SERVER_DECIDE, true, route_server_approve},
+    {"v1/task-servers/*/reject", M_POST, ROUTE_SERVER_DECIDE, true, route_server_reject},
     {"v1/clients/*/registration", M_POST, ROUTE_REGISTRATION, false, route_registration},
     {"v1/policy", M_POST, ROUTE_POLICY_UPLOAD, true, route_policy_upload},
     {"v1/policy", M_GET, ROUTE_POLICY_LIST, true, route_policy_list},
@@ -76,6 +79,7 @@ static const char *reason(int status)
     switch (status) {
     case 200: return "OK";
     case 201: return "Created";
+    case 202: return "Accepted";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -88,6 +92,7 @@ static const char *reason(int status)
     case 415: return "Unsupported Media Type";
     case 417: return "Expectation Failed";
     case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 501: return "Not Implemented";
     case 503: return "Service Unavailable";

@@ -198,8 +198,11 @@ int metrics_render(tsl_broker *b, tsl_buf *out)
                 W(registrations_outside)));
 
     TRY(gauge(out, "tsl_write_queue_length",
-              "Acknowledged writes not yet committed to the store.",
+              "Writes queued and not yet committed (heartbeats and reports wait for it).",
               (double)atomic_load(&b->q_len)));
+    TRY(gauge(out, "tsl_pending_task_servers",
+              "Task servers that announced themselves, waiting for an admin's approval.",
+              (double)atomic_load(&b->pending_servers)));
     TRY(counter(out, "tsl_writes_total", "Records committed to the store.",
                 atomic_load(&b->writes_committed)));
     TRY(counter(out, "tsl_write_errors_total", "Failed store transactions (retried).",

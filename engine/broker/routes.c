@@ -16,6 +16,7 @@
  * Used by: http.c's route table.  Needs: broker_internal.h, jansson.
  */
 #include "broker_internal.h"
+#include "text.h"
 
 #include <stdarg.h>
 #include <arpa/inet.h>
@@ -24,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define NAME_MAX_LEN 255
 
@@ -47,16 +49,23 @@ static const char *put_str(char **cur, const char *s)
     return p;
 }
 
-/* Checks a name from the path or a body: 1..255 printable characters. */
+/* Why a name from the path, the query or a body is refused (NULL: it is
+ * fine): 1..255 bytes of UTF-8 without control characters (text.h, the
+ * rule import applies too). */
+static const char *name_problem(const char *s)
+{
+    return tsl_text_name_problem(s, NAME_MAX_LEN);
+}
+
 static bool valid_name(const char *s)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > NAME_MAX_LEN)
-        return false;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if (*p < 0x20 || *p == 0x7f)
-            return false;
-    return true;
+    return name_problem(s) == NULL;
+}
+
+/* " (it is not valid UTF-8)" when that is the problem, else "". */
+static const char *utf8_note(const char *why)
+{
+    return why && strcmp(why, "is not valid UTF-8") == 0 ? " (it is not valid UTF-8)" : "";
 }
 
 /* ------------------------------------------------------------------------
@@ -100,9 +109,11 @@ static int parse_list_request(bworker *w, struct evhttp_request *req, route_ctx 
             http_error(w, req, c->route, 400, "parameter \"%s\" is given twice", k);
             return -1;
         }
-        if (!valid_name(v)) {
+        const char *why = name_problem(v);
+        if (why) {
             http_error(w, req, c->route, 400,
-                       "parameter \"%s\" must be 1 to %d printable characters", k, NAME_MAX_LEN);
+                       "parameter \"%s\" must be 1 to %d printable characters%s", k,
+                       NAME_MAX_LEN, utf8_note(why));
             return -1;
         }
         *slot = v;
@@ -501,22 +512,127 @@ static bool get_count(bworker *w, struct evhttp_request *req, route_ctx *c, cons
  * POST /v1/task-servers/NAME/heartbeat
  * ---------------------------------------------------------------------- */
 
+/* The sender's address, for per-peer limits and the pending list: the
+ * peer, or behind a trusted proxy the address it forwards for. */
+static const char *peer_of(const tsl_broker *b, struct evhttp_request *req, char *buf,
+                           size_t len)
+{
+    tsl_ip ip;
+    if (client_address(b, req, &ip, buf, len))
+        return buf;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    if (evcon)
+        evhttp_connection_get_peer(evcon, &addr, &port);
+    snprintf(buf, len, "%s", addr && *addr ? addr : "-");
+    return buf;
+}
+
+/* 429 with Retry-After and a JSON body. */
+static void too_many(bworker *w, struct evhttp_request *req, broker_route route, int retry_s,
+                     const char *what)
+{
+    char ra[24];
+    snprintf(ra, sizeof ra, "%d", retry_s > 0 ? retry_s : 1);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", ra);
+    http_error(w, req, route, 429, "%s; try again in %s s", what, ra);
+}
+
+/* A heartbeat's identity field that differs from the inventory: 409. */
+static void identity_refused(bworker *w, struct evhttp_request *req, route_ctx *c,
+                             const char *field, const char *given, const char *stored)
+{
+    http_error(w, req, c->route, 409,
+               "field \"%s\": \"%s\" is not what the inventory has (\"%s\"): a heartbeat reports "
+               "load and service state only; a Task Server's host, ip and sites change through "
+               "import or the admin API",
+               field, given, stored);
+}
+
+/* The identity fields a known server's heartbeat carries must be the
+ * inventory's (they may be sent, as Task Servers always did, but change
+ * nothing); replies 409 naming the first that differs. */
+static bool identity_matches(bworker *w, struct evhttp_request *req, route_ctx *c,
+                             const tsl_snapshot *snap, const snap_server *sv,
+                             const snap_server_update *up, const int32_t *site_idx)
+{
+    char have[512];
+    if (up->set & SNAP_UP_HOST) {
+        const char *h = sv->host && *sv->host ? sv->host : "";
+        if (strcasecmp(h, up->host) != 0) {
+            identity_refused(w, req, c, "host", up->host, h);
+            return false;
+        }
+    }
+    if (up->set & SNAP_UP_IP) {
+        tsl_ip ip;
+        tsl_ip_parse(&ip, up->ip); /* checked already */
+        if (!sv->has_addr || memcmp(ip.b, sv->addr.b, sizeof ip.b) != 0) {
+            identity_refused(w, req, c, "ip", up->ip, sv->ip ? sv->ip : "");
+            return false;
+        }
+    }
+    if (up->set & SNAP_UP_SITES) {
+        bool same = up->nsites == sv->nsites;
+        for (size_t i = 0; same && i < up->nsites; i++)
+            same = site_idx[i] == sv->sites[i];
+        if (!same) {
+            size_t off = 0;
+            have[0] = '\0';
+            for (uint32_t i = 0; i < sv->nsites && off < sizeof have; i++)
+                off += (size_t)snprintf(have + off, sizeof have - off, "%s%s", i ? "," : "",
+                                        snap->sites[sv->sites[i]].name);
+            char given[512];
+            off = 0;
+            given[0] = '\0';
+            for (size_t i = 0; i < up->nsites && off < sizeof given; i++)
+                off += (size_t)snprintf(given + off, sizeof given - off, "%s%s", i ? "," : "",
+                                        up->sites[i]);
+            identity_refused(w, req, c, "sites", given, have);
+            return false;
+        }
+    }
+    return true;
+}
+
 void route_heartbeat(bworker *w, struct evhttp_request *req, route_ctx *c)
 {
+    tsl_broker *b = w->b;
     const tsl_snapshot *snap = tsl_plan_snapshot(w->plan);
     snap_server_update up;
-    const char *service = NULL;
+    const char *service = NULL, *why;
     const char *sites[64];
+    int32_t site_idx[64];
     json_t *doc = NULL, *v;
     const char *key;
     wrec *rec = NULL;
+    int retry;
 
     memset(&up, 0, sizeof up);
     if (!http_no_params(w, req, c))
         goto done;
-    if (!valid_name(c->arg)) {
-        http_error(w, req, c->route, 400, "a task server name is 1 to %d printable characters",
-                   NAME_MAX_LEN);
+    /* who: the Task Servers' token, then the per-peer rate */
+    if (!token_equal(b->ts_token, token_bearer(req))) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+                          "Bearer realm=\"tsl task servers\"");
+        http_error(w, req, c->route, 401,
+                   token_bearer(req)
+                       ? "wrong task server token (send Authorization: Bearer TOKEN, the token "
+                         "in the broker's task server token file)"
+                       : "a heartbeat needs the task server token: send Authorization: Bearer "
+                         "TOKEN (the token is in the broker's task server token file)");
+        goto done;
+    }
+    char peer_text[64];
+    const char *peer = peer_of(b, req, peer_text, sizeof peer_text);
+    if (!ratelimit_take(b->hb_limit, peer, broker_mono_ns(), &retry)) {
+        too_many(w, req, c->route, retry, "too many heartbeats from this address");
+        goto done;
+    }
+    if ((why = name_problem(c->arg))) {
+        http_error(w, req, c->route, 400, "a task server name is 1 to %d printable characters%s",
+                   NAME_MAX_LEN, utf8_note(why));
         goto done;
     }
     if (!(doc = json_body(w, req, c)))
@@ -552,7 +668,7 @@ void route_heartbeat(bworker *w, struct evhttp_request *req, route_ctx *c)
             up.registered = json_is_true(v);
             up.set |= SNAP_UP_REGISTERED;
         } else if (strcmp(key, "host") == 0) {
-            if (!json_is_string(v) || !valid_name(json_string_value(v))) {
+            if (!json_is_string(v) || name_problem(json_string_value(v))) {
                 http_error(w, req, c->route, 400,
                            "field \"host\" must be a host name of 1 to %d characters",
                            NAME_MAX_LEN);
@@ -579,15 +695,25 @@ void route_heartbeat(bworker *w, struct evhttp_request *req, route_ctx *c)
                 goto done;
             }
             json_array_foreach(v, i, s) {
-                int32_t si = json_is_string(s) ? snap_find_site(snap, json_string_value(s)) : -1;
-                if (si < 0) {
-                    if (json_is_string(s))
-                        http_error(w, req, c->route, 422, "sites[%zu]: unknown site \"%s\"", i,
-                                   json_string_value(s));
-                    else
-                        http_error(w, req, c->route, 400, "sites[%zu] must be a site name", i);
+                if (!json_is_string(s)) {
+                    http_error(w, req, c->route, 400, "sites[%zu] must be a site name", i);
                     goto done;
                 }
+                sites[i] = json_string_value(s);
+            }
+            /* the rule import applies: no site twice, whatever its case */
+            if (tsl_text_site_list("sites", sites, json_array_size(v), NAME_MAX_LEN) < 0) {
+                http_error(w, req, c->route, 400, "%s", tsl_error_last());
+                goto done;
+            }
+            json_array_foreach(v, i, s) {
+                int32_t si = snap_find_site(snap, sites[i]);
+                if (si < 0) {
+                    http_error(w, req, c->route, 422, "sites[%zu]: unknown site \"%s\"", i,
+                               sites[i]);
+                    goto done;
+                }
+                site_idx[i] = si;
                 sites[i] = snap->sites[si].name; /* the inventory's spelling */
             }
             up.sites = sites;
@@ -602,15 +728,33 @@ void route_heartbeat(bworker *w, struct evhttp_request *req, route_ctx *c)
         }
     }
 
-    /* the inventory's spelling of a known name; a new name registers it */
+    /* the inventory's spelling of a known name; its identity stays the
+     * inventory's.  A new name is refused, or waits for approval. */
     int32_t known = snap_find_server(snap, c->arg);
     const snap_server *sv = known >= 0 ? &snap->servers[known] : NULL;
+    if (sv) {
+        if (!identity_matches(w, req, c, snap, sv, &up, site_idx))
+            goto done;
+        up.set &= ~(unsigned)(SNAP_UP_HOST | SNAP_UP_IP | SNAP_UP_SITES);
+        up.host = up.ip = NULL;
+        up.sites = NULL;
+        up.nsites = 0;
+    } else if (!b->cfg.heartbeat_registration) {
+        http_error(w, req, c->route, 403,
+                   "unknown task server \"%s\": a heartbeat registers no server (an admin adds "
+                   "it by import, or runs the broker with --heartbeat-registration and "
+                   "approves it)",
+                   c->arg);
+        goto done;
+    }
+    /* --max-servers is the writer's to judge (it knows whether this name is
+     * pending already): a 429 from there writes nothing and costs no sync */
     up.name = sv ? sv->name : c->arg;
-    up.heartbeat = broker_now(w->b);
+    up.heartbeat = broker_now(b);
     up.set |= SNAP_UP_HEARTBEAT;
 
     size_t extra = up.nsites * sizeof(char *) + str_size(up.name) + str_size(up.host) +
-                   str_size(up.ip) + str_size(service);
+                   str_size(up.ip) + str_size(service) + str_size(peer);
     for (size_t i = 0; i < up.nsites; i++)
         extra += str_size(up.sites[i]);
     if (!(rec = calloc(1, sizeof *rec + extra))) {
@@ -629,6 +773,7 @@ void route_heartbeat(bworker *w, struct evhttp_request *req, route_ctx *c)
         rsites[i] = put_str(&cur, up.sites[i]);
     rec->u.hb.up.sites = up.nsites ? rsites : NULL;
     rec->u.hb.service = put_str(&cur, service);
+    rec->u.hb.peer = put_str(&cur, peer);
     rec->is_new = !sv;
     rec->changes_service = sv && service && up.running != sv->running;
     /* answered by route_write_done once it is committed */
@@ -654,16 +799,20 @@ static void heartbeat_done(bworker *w, wrec *r)
     METRIC_INC(w->m.heartbeats);
     tsl_buf_clear(&w->out);
     if (tsl_buf_puts(&w->out, "{\"server\":") < 0 || tsl_buf_json_str(&w->out, up->name) < 0 ||
-        tsl_buf_printf(&w->out, ",\"new\":%s,\"at\":%lld}\n", r->is_new ? "true" : "false",
-                       (long long)up->heartbeat) < 0) {
+        tsl_buf_printf(&w->out, ",\"new\":%s,%s\"at\":%lld}\n", r->is_new ? "true" : "false",
+                       r->is_new ? "\"pending\":true," : "", (long long)up->heartbeat) < 0) {
         http_error(w, r->req, ROUTE_HEARTBEAT, 500, "%s", tsl_error_last());
         return;
     }
-    http_reply(w, r->req, ROUTE_HEARTBEAT, 200, "application/json", w->out.ptr, w->out.len);
+    /* 202: stored, but in no list until an admin approves it */
+    http_reply(w, r->req, ROUTE_HEARTBEAT, r->is_new ? 202 : 200, "application/json", w->out.ptr,
+               w->out.len);
 
     if (r->is_new)
-        broker_log(w->b, TSL_LOG_INFO, "New Task Server %s registered by its heartbeat (service %s)",
-                   up->name, service ? service : "running");
+        broker_log(w->b, TSL_LOG_WARNING,
+                   "Task Server %s (unknown to the inventory) announced itself from %s: pending "
+                   "until an admin approves it (tsl servers approve %s)",
+                   up->name, r->u.hb.peer ? r->u.hb.peer : "-", up->name);
     else if (r->changes_service)
         broker_log(w->b, TSL_LOG_INFO, "Task Server %s reports service %s: it %s the lists",
                    up->name, service, up->running ? "rejoins" : "leaves");
@@ -687,9 +836,22 @@ void route_registration(bworker *w, struct evhttp_request *req, route_ctx *c)
     memset(&r, 0, sizeof r);
     if (!http_no_params(w, req, c))
         goto done;
-    if (!valid_name(c->arg) || strlen(c->arg) > TSL_GUID_MAX) {
-        http_error(w, req, c->route, 400, "a client GUID is 1 to %d printable characters",
-                   TSL_GUID_MAX);
+    const char *why = name_problem(c->arg);
+    if (why || strlen(c->arg) > TSL_GUID_MAX) {
+        http_error(w, req, c->route, 400, "a client GUID is 1 to %d printable characters%s",
+                   TSL_GUID_MAX, utf8_note(why));
+        goto done;
+    }
+    /* reports stay open (no credential, as in ITMS), but each client has
+     * its own budget; the GUID's case does not make a new client */
+    char folded[TSL_GUID_MAX + 1];
+    size_t fl = 0;
+    for (; c->arg[fl]; fl++)
+        folded[fl] = (char)((c->arg[fl] >= 'A' && c->arg[fl] <= 'Z') ? c->arg[fl] + 32 : c->arg[fl]);
+    folded[fl] = '\0';
+    int retry;
+    if (!ratelimit_take(w->b->reg_limit, folded, broker_mono_ns(), &retry)) {
+        too_many(w, req, c->route, retry, "too many registration reports for this client");
         goto done;
     }
     if (!(doc = json_body(w, req, c)))
@@ -880,8 +1042,9 @@ void route_write_done(bworker *w, wrec *r)
 {
     broker_route route = r->kind == WREC_HEARTBEAT ? ROUTE_HEARTBEAT : ROUTE_REGISTRATION;
     if (r->status != 200) {
-        if (r->status == 503)
-            evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", "1");
+        if (r->status == 503 || r->status == 429)
+            evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After",
+                              r->status == 429 ? "60" : "1");
         http_error(w, r->req, route, r->status, "not saved, nothing changed: %s%s", r->why,
                    r->status == 503 ? " (try again shortly)" : "");
         return;

@@ -69,6 +69,8 @@ int broker_stmt_run(tsl_broker *b, sqlite3_stmt *st, const char *what)
     return err;
 }
 
+static int64_t query_int(tsl_broker *b, broker_stmt_id id, const char *name, int64_t n);
+
 int writer_open(tsl_broker *b)
 {
     sqlite3_stmt *st;
@@ -88,6 +90,13 @@ int writer_open(tsl_broker *b)
     if (sqlite3_exec(tsl_store_db(b->store), "PRAGMA synchronous = FULL", NULL, NULL, NULL) !=
         SQLITE_OK)
         return tsl_store_err(b->store, "setting synchronous = FULL");
+    /* pending servers (the cap counts them) and approvals already made */
+    int64_t pending = query_int(b, W_PENDING_COUNT, NULL, -1);
+    int64_t approvals = query_int(b, W_APPROVALS_LAST, NULL, -1);
+    if (pending < 0 || approvals < 0)
+        return TSL_ESTORE;
+    atomic_store(&b->pending_servers, (size_t)pending);
+    b->approvals_seen = approvals;
     /* a smaller ring than last time: drop the slots past its end */
     if (b->cfg.decision_log_max > 0) {
         if (!(st = broker_stmt(b, W_DLOG_TRIM)))
@@ -153,7 +162,8 @@ static void complete(tsl_broker *b, wrec *r, int status, const char *why)
         return;
     }
     r->status = status;
-    snprintf(r->why, sizeof r->why, "%s", why ? why : "");
+    if (why != r->why) /* a verdict's reason is already there */
+        snprintf(r->why, sizeof r->why, "%s", why ? why : "");
     bworker *w = r->w;
     pthread_mutex_lock(&w->done_mu);
     *w->done_tail = r;
@@ -231,19 +241,99 @@ static int bind_opt_int(sqlite3_stmt *st, int idx, bool has, int64_t v)
     return has ? sqlite3_bind_int64(st, idx, v) : sqlite3_bind_null(st, idx);
 }
 
-static int write_heartbeat(tsl_broker *b, const wrec *r)
+/* One integer from a cached statement with `name` bound to ?1 and `n` to
+ * ?2 (when n >= 0); -1 with the error set on failure. */
+static int64_t query_int(tsl_broker *b, broker_stmt_id id, const char *name, int64_t n)
+{
+    sqlite3_stmt *st = broker_stmt(b, id);
+    int64_t v = -1;
+    if (!st)
+        return -1;
+    if (name)
+        tsl_store_bind_text(st, 1, name);
+    if (n >= 0)
+        sqlite3_bind_int64(st, 2, n);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    else
+        tsl_store_err(b->store, "counting task servers");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return v;
+}
+
+/* The fields a heartbeat gave, as TSL_STMT_SERVER_UPSERT's ?10 mask. */
+static int heartbeat_mask(const snap_server_update *u)
+{
+    return 128 | (u->set & SNAP_UP_HOST ? 1 : 0) | (u->set & SNAP_UP_IP ? 2 : 0) |
+           (u->set & SNAP_UP_REGISTERED ? 4 : 0) | (u->set & SNAP_UP_RUNNING ? 8 : 0) |
+           (u->set & SNAP_UP_CAPACITY ? 16 : 0) | (u->set & SNAP_UP_CONNECTIONS ? 32 : 0) |
+           (u->set & SNAP_UP_RESPONSE ? 64 : 0);
+}
+
+/* A heartbeat from a name the inventory lacks (--heartbeat-registration):
+ * stored as pending with what it claims, within --max-servers.  *id 0 when
+ * the name was approved meanwhile (the caller writes a plain heartbeat). */
+static int write_pending(tsl_broker *b, wrec *r, int64_t *id)
 {
     const snap_server_update *u = &r->u.hb.up;
-    sqlite3_stmt *st = tsl_store_stmt(b->store, TSL_STMT_SERVER_UPSERT);
-    int64_t id = 0;
-    int err = 0, mask = 128; /* last_heartbeat, always */
+    sqlite3_stmt *st;
+    int err = 0;
 
-    if (!st)
+    *id = 0;
+    int64_t full = query_int(b, W_SERVERS_FULL, u->name, b->cfg.max_servers);
+    if (full < 0)
         return TSL_ESTORE;
-    mask |= (u->set & SNAP_UP_HOST ? 1 : 0) | (u->set & SNAP_UP_IP ? 2 : 0) |
-            (u->set & SNAP_UP_REGISTERED ? 4 : 0) | (u->set & SNAP_UP_RUNNING ? 8 : 0) |
-            (u->set & SNAP_UP_CAPACITY ? 16 : 0) | (u->set & SNAP_UP_CONNECTIONS ? 32 : 0) |
-            (u->set & SNAP_UP_RESPONSE ? 64 : 0);
+    if (full) {
+        r->verdict = 429;
+        snprintf(r->why, sizeof r->why,
+                 "the broker has as many task servers as it takes (--max-servers %d, known "
+                 "and pending)", b->cfg.max_servers);
+        return 0;
+    }
+    if (!(st = broker_stmt(b, W_PENDING_UPSERT)))
+        return TSL_ESTORE;
+    tsl_store_bind_text(st, 1, u->name);
+    tsl_store_bind_text(st, 2, u->set & SNAP_UP_HOST ? u->host : NULL);
+    tsl_store_bind_text(st, 3, u->set & SNAP_UP_IP ? u->ip : NULL);
+    sqlite3_bind_int(st, 4, u->set & SNAP_UP_REGISTERED ? u->registered : 1);
+    tsl_store_bind_text(st, 5, u->set & SNAP_UP_RUNNING && !u->running ? "stopped" : "running");
+    sqlite3_bind_int64(st, 6, u->set & SNAP_UP_CAPACITY ? u->capacity : 5000);
+    sqlite3_bind_int64(st, 7, u->set & SNAP_UP_CONNECTIONS ? u->connections : 0);
+    sqlite3_bind_int64(st, 8, u->set & SNAP_UP_RESPONSE ? u->response_ms : 0);
+    sqlite3_bind_int64(st, 9, u->heartbeat);
+    tsl_store_bind_text(st, 10, r->u.hb.peer);
+    sqlite3_bind_int(st, 11, heartbeat_mask(u));
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *id = sqlite3_column_int64(st, 0);
+    else if (rc != SQLITE_DONE)
+        err = tsl_store_err(b->store, "saving a pending task server");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return err;
+}
+
+static int write_server_sites(tsl_broker *b, int64_t id, const snap_server_update *u);
+
+static int write_heartbeat(tsl_broker *b, wrec *r)
+{
+    snap_server_update *u = &r->u.hb.up;
+    sqlite3_stmt *st;
+    int64_t id = 0;
+    int err = 0;
+
+    if (r->is_new) {
+        if ((err = write_pending(b, r, &id)) < 0 || r->verdict)
+            return err;
+        if (id)
+            return u->set & SNAP_UP_SITES ? write_server_sites(b, id, u) : 0;
+        /* approved since the worker looked: its identity is the inventory's */
+        r->is_new = false;
+        u->set &= ~(unsigned)(SNAP_UP_HOST | SNAP_UP_IP | SNAP_UP_SITES);
+    }
+    if (!(st = tsl_store_stmt(b->store, TSL_STMT_SERVER_UPSERT)))
+        return TSL_ESTORE;
     /* a new server: defaults where the heartbeat says nothing (as the schema) */
     tsl_store_bind_text(st, 1, u->name);
     tsl_store_bind_text(st, 2, u->set & SNAP_UP_HOST && u->host && *u->host ? u->host : NULL);
@@ -254,7 +344,7 @@ static int write_heartbeat(tsl_broker *b, const wrec *r)
     sqlite3_bind_int64(st, 7, u->set & SNAP_UP_CONNECTIONS ? u->connections : 0);
     sqlite3_bind_int64(st, 8, u->set & SNAP_UP_RESPONSE ? u->response_ms : 0);
     sqlite3_bind_int64(st, 9, u->heartbeat);
-    sqlite3_bind_int(st, 10, mask);
+    sqlite3_bind_int(st, 10, heartbeat_mask(u));
     if (sqlite3_step(st) == SQLITE_ROW)
         id = sqlite3_column_int64(st, 0);
     else
@@ -262,8 +352,15 @@ static int write_heartbeat(tsl_broker *b, const wrec *r)
     sqlite3_reset(st);
     if (err < 0 || !(u->set & SNAP_UP_SITES))
         return err;
+    return write_server_sites(b, id, u);
+}
 
-    /* manual site assignments, in the order given */
+/* Manual site assignments, in the order given (a pending server's claim). */
+static int write_server_sites(tsl_broker *b, int64_t id, const snap_server_update *u)
+{
+    sqlite3_stmt *st;
+    int err;
+
     if (!(st = tsl_store_stmt(b->store, TSL_STMT_SERVER_SITES_CLEAR)))
         return TSL_ESTORE;
     sqlite3_bind_int64(st, 1, id);
@@ -352,8 +449,9 @@ static int write_decision(tsl_broker *b, const wrec *r)
  * Flushing
  * ---------------------------------------------------------------------- */
 
-static int write_one(tsl_broker *b, const wrec *r)
+static int write_one(tsl_broker *b, wrec *r)
 {
+    r->verdict = 0; /* a batch written again decides again */
     switch (r->kind) {
     case WREC_HEARTBEAT:
         return write_heartbeat(b, r);
@@ -378,7 +476,18 @@ static bool record_error(tsl_broker *b)
  * lists show is only ever what the store holds), then its reply. */
 static void committed(tsl_broker *b, wrec *r)
 {
-    if (r->kind == WREC_HEARTBEAT || (r->kind == WREC_REGISTRATION && !r->u.reg.ok)) {
+    if (r->verdict) { /* refused, nothing of it written */
+        complete(b, r, r->verdict, r->why);
+        return;
+    }
+    if (r->kind == WREC_HEARTBEAT && r->is_new) { /* pending: in no list */
+        int64_t n = query_int(b, W_PENDING_COUNT, NULL, -1);
+        if (n >= 0)
+            atomic_store(&b->pending_servers, (size_t)n);
+        complete(b, r, 200, NULL);
+        return;
+    }
+    if ((r->kind == WREC_HEARTBEAT) || (r->kind == WREC_REGISTRATION && !r->u.reg.ok)) {
         if (overlay_add(b, r) < 0)
             broker_log(b, TSL_LOG_ERROR, "out of memory: a heartbeat or registration "
                                          "shows in lists only after the next reload");
@@ -592,4 +701,22 @@ int writer_fallback_report(tsl_broker *b, tsl_buf *out, tsl_format fmt, int64_t 
 {
     /* the engine's, shared with `tsl report fallback` */
     return tsl_report_fallback(out, b->store, fmt, since);
+}
+
+/* ------------------------------------------------------------------------
+ * Approvals made beside the broker (`tsl servers approve`)
+ * ---------------------------------------------------------------------- */
+
+void writer_poll_approvals(tsl_broker *b)
+{
+    int64_t last = query_int(b, W_APPROVALS_LAST, NULL, -1);
+    if (last < 0 || last == b->approvals_seen)
+        return;
+    b->approvals_seen = last;
+    int64_t pending = query_int(b, W_PENDING_COUNT, NULL, -1);
+    if (pending >= 0)
+        atomic_store(&b->pending_servers, (size_t)pending);
+    broker_log(b, TSL_LOG_INFO, "Task server approvals changed in the store: reloading");
+    if (broker_reload(b) < 0)
+        broker_log(b, TSL_LOG_ERROR, "Cannot reload after an approval: %s", tsl_error_last());
 }

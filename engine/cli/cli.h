@@ -60,6 +60,8 @@ int cmd_dryrun(const struct cli_global *g, int argc, char **argv);
  * status, activate, rollback) and shadow mode; cmd_policy.c. */
 int cmd_policy(const struct cli_global *g, int argc, char **argv);
 int cmd_serve(const struct cli_global *g, int argc, char **argv);
+/* Pending Task Servers: pending, approve, reject; cmd_servers.c. */
+int cmd_servers(const struct cli_global *g, int argc, char **argv);
 int cmd_agent(const struct cli_global *g, int argc, char **argv);
 int cmd_simulate(const struct cli_global *g, int argc, char **argv);
 

@@ -29,7 +29,8 @@
 
 static const char serve_usage[] =
     "usage: tsl [--db FILE] serve [--listen ADDR:PORT] [--policy FILE]\n"
-    "                             [--admin-token-file FILE] [options]\n"
+    "                             [--admin-token-file FILE] [--ts-token-file FILE]\n"
+    "                             [options]\n"
     "\n"
     "Runs the broker: an HTTP service that answers every Client Task Agent's\n"
     "Task Server list request (GET /v1/task-servers) from an in-memory snapshot,\n"
@@ -46,6 +47,17 @@ static const char serve_usage[] =
     "                          default logic\n"
     "  --admin-token-file F    the admin bearer token (default DB.token; created\n"
     "                          with mode 0600 and a random token when absent)\n"
+    "  --ts-token-file F       the Task Servers' bearer token for heartbeats\n"
+    "                          (default DB.ts-token; created like the admin's)\n"
+    "  --heartbeat-registration  a heartbeat from a name the inventory lacks makes\n"
+    "                          it a pending server for an admin to approve\n"
+    "                          (`tsl servers approve`); without it: 403\n"
+    "  --heartbeat-rate N      heartbeats a second per peer address, 0 no limit (20)\n"
+    "  --heartbeat-burst N     ... in a burst (200)\n"
+    "  --max-servers N         task servers, known and pending, at most (10000)\n"
+    "  --registration-rate N   registration reports a second per client, 0 no\n"
+    "                          limit (1)\n"
+    "  --registration-burst N  ... in a burst (20)\n"
     "  --threads N             HTTP worker threads (default: one per CPU)\n"
     "  --log-level LEVEL       error, warning, info (default: a line per request\n"
     "                          and event) or debug\n"
@@ -177,6 +189,7 @@ int cmd_serve(const struct cli_global *g, int argc, char **argv)
     enum {
         O_LISTEN = 256, O_POLICY, O_TOKEN, O_THREADS, O_LEVEL, O_SYSLOG, O_STALE, O_WINDOW,
         O_MAX, O_TTL, O_SELECTION, O_REFRESH, O_DLOG, O_DLOG_RATE, O_KEEP, O_BODY, O_TIMEOUT,
+        O_TS_TOKEN, O_HB_REG, O_HB_RATE, O_HB_BURST, O_MAX_SERVERS, O_REG_RATE, O_REG_BURST,
         O_PER_ADDR, O_TLS_CERT, O_TLS_KEY, O_BEHIND_PROXY,
         O_PEER, O_PROXY
     };
@@ -198,6 +211,13 @@ int cmd_serve(const struct cli_global *g, int argc, char **argv)
         {"keep-registrations", required_argument, NULL, O_KEEP},
         {"max-body", required_argument, NULL, O_BODY},
         {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"ts-token-file", required_argument, NULL, O_TS_TOKEN},
+        {"heartbeat-registration", no_argument, NULL, O_HB_REG},
+        {"heartbeat-rate", required_argument, NULL, O_HB_RATE},
+        {"heartbeat-burst", required_argument, NULL, O_HB_BURST},
+        {"max-servers", required_argument, NULL, O_MAX_SERVERS},
+        {"registration-rate", required_argument, NULL, O_REG_RATE},
+        {"registration-burst", required_argument, NULL, O_REG_BURST},
         {"max-connections-per-address", required_argument, NULL, O_PER_ADDR},
         {"tls-cert", required_argument, NULL, O_TLS_CERT},
         {"tls-key", required_argument, NULL, O_TLS_KEY},
@@ -222,6 +242,8 @@ int cmd_serve(const struct cli_global *g, int argc, char **argv)
         case O_LISTEN: cfg.listen = optarg; break;
         case O_POLICY: cfg.policy_path = optarg; break;
         case O_TOKEN: cfg.admin_token_file = optarg; break;
+        case O_TS_TOKEN: cfg.ts_token_file = optarg; break;
+        case O_HB_REG: cfg.heartbeat_registration = true; break;
         case O_SYSLOG: use_syslog = true; break;
         case O_TLS_CERT: cfg.tls_cert = optarg; break;
         case O_TLS_KEY: cfg.tls_key = optarg; break;
@@ -253,6 +275,11 @@ int cmd_serve(const struct cli_global *g, int argc, char **argv)
         UINT_OPT(O_KEEP, "--keep-registrations", 36500, cfg.registrations_keep_days, int)
         UINT_OPT(O_BODY, "--max-body", 64u << 20, cfg.max_body, size_t)
         UINT_OPT(O_TIMEOUT, "--timeout", 3600, cfg.timeout_s, int)
+        UINT_OPT(O_HB_RATE, "--heartbeat-rate", 1000000, cfg.heartbeat_rate, double)
+        UINT_OPT(O_HB_BURST, "--heartbeat-burst", 1000000, cfg.heartbeat_burst, int)
+        UINT_OPT(O_MAX_SERVERS, "--max-servers", 10000000, cfg.max_servers, int)
+        UINT_OPT(O_REG_RATE, "--registration-rate", 1000000, cfg.registration_rate, double)
+        UINT_OPT(O_REG_BURST, "--registration-burst", 1000000, cfg.registration_burst, int)
         UINT_OPT(O_PER_ADDR, "--max-connections-per-address", 1000000, cfg.max_conns_per_addr, int)
 #undef UINT_OPT
         case 'h':
@@ -299,9 +326,11 @@ int cmd_serve(const struct cli_global *g, int argc, char **argv)
         fprintf(stderr,
                 "tsl serve: listening on port %d; try:\n"
                 "  curl 'http://127.0.0.1:%d/v1/task-servers?ip=10.10.3.17'\n"
-                "  admin token: %s (in %s)\n",
+                "  admin token: %s (in %s)\n"
+                "  task server token: %s (in %s)\n",
                 tsl_broker_bound_port(b), tsl_broker_bound_port(b), tsl_broker_admin_token(b),
-                tsl_broker_admin_token_path(b));
+                tsl_broker_admin_token_path(b), tsl_broker_ts_token(b),
+                tsl_broker_ts_token_path(b));
     if ((err = tsl_broker_run(b)) < 0)
         rc = cli_engine_error(g, err, "the broker stopped on an error");
 

@@ -46,6 +46,7 @@ static const struct command {
      "versions and rollout: load | list | show | diff | activate | rollback | shadow"},
     /* the broker */
     {"serve", cmd_serve, "run the broker: the HTTP service CTAs ask for their lists"},
+    {"servers", cmd_servers, "Task Servers waiting for approval: pending | approve | reject"},
     {"agent", cmd_agent, "run one reference Client Task Agent against a broker"},
     {"simulate", cmd_simulate, "run fleet simulations: broker, Task Servers, thousands of CTAs"},
 };

@@ -618,6 +618,22 @@ TSL_API int tsl_store_policy_active(tsl_policy **out, tsl_store *st);
 TSL_API int tsl_store_policy_list(tsl_buf *out, tsl_store *st, tsl_format fmt);
 
 /* ------------------------------------------------------------------------
+ * Task Servers waiting for approval (server_approval.c, schema 006)
+ * ---------------------------------------------------------------------- */
+
+/* Appends the pending Task Servers (names a heartbeat announced under the
+ * broker's --heartbeat-registration, in no list until approved), oldest
+ * first, as a table, JSON or CSV: name, the host, ip and sites it claimed,
+ * when and from which address it first came, its last heartbeat. */
+TSL_API int tsl_store_servers_pending(tsl_buf *out, tsl_store *st, tsl_format fmt);
+/* Approves a pending server (it enters lists at the next inventory load; a
+ * running broker reloads within a second) or rejects it (deleted), and
+ * records who did which when.  TSL_ENOTFOUND when no pending server has
+ * that name.  `now` 0 means the current time. */
+TSL_API int tsl_store_server_decide(tsl_store *st, const char *name, bool approve,
+                                    const char *author, int64_t now);
+
+/* ------------------------------------------------------------------------
  * The rollout (rollout.c): activation, staged per site, rollback, dry-run
  * records and shadow mode, kept in the store.  The base of the rollout is
  * the policy layer's active policy (tsl_store_policy_active).

@@ -204,6 +204,8 @@ static int broker_start(sim *s, bool first)
     const char *tok = s->ops->admin_token ? s->ops->admin_token(s->broker) : NULL;
     if (tok)
         snprintf(s->token, sizeof s->token, "%s", tok);
+    const char *ts_tok = s->ops->ts_token ? s->ops->ts_token(s->broker) : NULL;
+    snprintf(s->ts_token, sizeof s->ts_token, "%s", ts_tok ? ts_tok : "");
     return 0;
 }
 

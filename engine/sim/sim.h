@@ -77,6 +77,8 @@ typedef struct tsl_sim_broker_ops {
      * acknowledged in one second shows in its answers from the next, at any
      * speed.  NULL: the broker has nothing pending between requests. */
     int (*settle)(void *broker);
+    /* The bearer token its heartbeats must carry (borrowed), or NULL: none. */
+    const char *(*ts_token)(void *broker);
 } tsl_sim_broker_ops;
 
 /* The in-process tsl broker, or NULL when this build has none. */

@@ -49,7 +49,7 @@ static void forward_log(void *ud, tsl_log_level level, const char *line)
 
 static int fresh_store(const char *db, const tsl_sim_broker_config *cfg)
 {
-    static const char *const suffixes[] = {"", "-wal", "-shm", ".token"};
+    static const char *const suffixes[] = {"", "-wal", "-shm", ".token", ".ts-token"};
     char path[4200];
     tsl_store *st = NULL;
     int err;
@@ -114,6 +114,9 @@ static int real_start(void **out, struct event_base *base, const tsl_sim_broker_
     bc.drain_ms = 20;
     bc.timeout_s = 30;
     bc.decision_log_max = 0;
+    /* every simulated Task Server heartbeats from 127.0.0.1, many times
+     * faster than real ones: no per-peer limit */
+    bc.heartbeat_rate = 0;
     bc.log_level = cfg->log ? TSL_LOG_INFO : TSL_LOG_ERROR;
     bc.log_fn = forward_log;
     bc.log_ud = rb;
@@ -135,6 +138,12 @@ static const char *real_token(void *p)
     return rb && rb->b ? tsl_broker_admin_token(rb->b) : NULL;
 }
 
+static const char *real_ts_token(void *p)
+{
+    real_broker *rb = p;
+    return rb && rb->b ? tsl_broker_ts_token(rb->b) : NULL;
+}
+
 static int real_settle(void *p)
 {
     real_broker *rb = p;
@@ -142,7 +151,7 @@ static int real_settle(void *p)
 }
 
 static const tsl_sim_broker_ops real_ops = {"tsl broker (in-process)", real_start, real_stop,
-                                            real_token, real_settle};
+                                            real_token, real_settle, real_ts_token};
 
 const tsl_sim_broker_ops *tsl_sim_broker_real(void)
 {

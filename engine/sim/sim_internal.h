@@ -241,6 +241,7 @@ struct sim {
     bool broker_dirty;       /* it took in something that changes lists since */
     int64_t epoch;           /* Unix seconds at simulated second 0 */
     char token[160];
+    char ts_token[160];      /* the Task Servers' heartbeat token, "" when none */
 
     sim_site *sites;
     size_t nsites;

@@ -139,7 +139,7 @@ static void on_heartbeat_done(const ahttp_result *r, void *arg)
 static void send_heartbeat(sim_ts *t, const char *service)
 {
     sim *s = t->sim;
-    char target[256], esc[200], body[256];
+    char target[256], esc[200], body[256], auth[200] = "";
     if (!s->broker_up || t->h_heartbeat)
         return;
     if (!ahttp_query_escape(esc, sizeof esc, t->name))
@@ -151,8 +151,11 @@ static void send_heartbeat(sim_ts *t, const char *service)
     snprintf(body, sizeof body,
              "{\"connections\":%ld,\"capacity\":%lld,\"response_ms\":%lld,\"service\":\"%s\"}",
              t->connections, (long long)t->capacity, resp, service);
-    if (ahttp_start(&t->h_heartbeat, s->base, "127.0.0.1", s->broker_port, "POST", target, NULL,
-                    body, strlen(body), s->scn->agent.request_timeout, s->clock,
+    if (s->ts_token[0]) /* the broker's Task Server credential */
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", s->ts_token);
+    if (ahttp_start(&t->h_heartbeat, s->base, "127.0.0.1", s->broker_port, "POST", target,
+                    auth[0] ? auth : NULL, body, strlen(body), s->scn->agent.request_timeout,
+                    s->clock,
                     on_heartbeat_done, t) < 0)
         t->heartbeat_failures++;
     else

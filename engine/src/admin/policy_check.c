@@ -193,7 +193,15 @@ static void check_patterns(chk *c, const tsl_snapshot *s, const pol_block *b, co
                            const char *field)
 {
     char hint[128];
-    const char *kind = b->kind == POL_SITE ? "site" : b->kind == POL_GROUP ? "group" : "defaults";
+    const char *kind = b->kind == POL_SITE        ? "site"
+                       : b->kind == POL_GROUP      ? "group"
+                       : b->kind == POL_UNASSIGNED ? "unassigned"
+                                                   : "defaults";
+    char label[200];
+    if (b->kind == POL_UNASSIGNED)
+        snprintf(label, sizeof label, "unassigned");
+    else
+        snprintf(label, sizeof label, "%s \"%s\"", kind, b->name);
     for (uint32_t i = 0; i < v->n; i++) {
         bool hit = false;
         for (uint32_t k = 0; k < s->nservers && !hit; k++)
@@ -201,12 +209,12 @@ static void check_patterns(chk *c, const tsl_snapshot *s, const pol_block *b, co
         if (hit)
             continue;
         if (policy_is_glob(v->v[i]))
-            finding(c, 1, b->line, "%s \"%s\": %s pattern \"%s\" matches no server", kind,
-                    b->name, field, v->v[i]);
+            finding(c, 1, b->line, "%s: %s pattern \"%s\" matches no server", label, field,
+                    v->v[i]);
         else
-            finding(c, 1, b->line, "%s \"%s\": %s names \"%s\", which is not a server in the "
+            finding(c, 1, b->line, "%s: %s names \"%s\", which is not a server in the "
                                    "inventory%s",
-                    kind, b->name, field, v->v[i], suggest_server(hint, sizeof hint, s, v->v[i]));
+                    label, field, v->v[i], suggest_server(hint, sizeof hint, s, v->v[i]));
     }
 }
 
@@ -609,6 +617,13 @@ int tsl_policy_check(int *out_worst, tsl_buf *out, const char *src, size_t len,
                         b->name);
         }
         check_fallback_names(&c, snap, &pol->defaults);
+        if (pol->has_unassigned) {
+            const pol_block *u = &pol->unassigned;
+            check_patterns(&c, snap, u, &u->allow, "allow");
+            check_patterns(&c, snap, u, &u->order, "order");
+            check_patterns(&c, snap, u, &u->deny, "deny");
+            check_fallback_names(&c, snap, u);
+        }
         for (int kind = 0; kind < 2; kind++) {
             uint32_t n = kind ? pol->ngroups : pol->nsites;
             for (uint32_t i = 0; i < n; i++) {

@@ -77,8 +77,9 @@ static int row_put(row_writer *rw, const char *const *names, const char *const *
             if (rw->fmt == TSL_FORMAT_CSV) {
                 if (i)
                     err = tsl_buf_puts(rw->out, ",");
-                if (err == 0)
-                    err = tsl_buf_csv_field(rw->out, vals[i]);
+                if (err == 0) /* numbers as they are; text never as a formula */
+                    err = numeric[i] && vals[i] ? tsl_buf_puts(rw->out, vals[i])
+                                                : tsl_buf_csv_field(rw->out, vals[i]);
             } else {
                 err = tsl_buf_printf(rw->out, "%-*s%s", widths[i], vals[i] ? vals[i] : "-",
                                      i + 1 < n ? "  " : "");

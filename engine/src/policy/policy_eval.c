@@ -142,7 +142,7 @@ typedef struct build {
 
 /* Never listed for this request: denied by its site or group, reserved by
  * an exclusive group it is not in, or outside its own exclusive group. */
-static bool denied(const pol_eval *ev, uint32_t s)
+bool policy_denied(const pol_eval *ev, uint32_t s)
 {
     if ((ev->site_blk && pol_bit(ev->site_blk->deny_bits, s)) ||
         (ev->group_blk && pol_bit(ev->group_blk->deny_bits, s)))
@@ -299,7 +299,7 @@ static void tier0_consider(build *b, uint32_t sv, uint32_t *nc)
             trace_dropped(b, sv, "outside the group's allow");
         return;
     }
-    if (denied(ev, sv)) {
+    if (policy_denied(ev, sv)) {
         if (ev->tr)
             trace_dropped(b, sv, pol_bit(ev->pb->reserved_bits, sv) && !ev->only_bits
                                      ? "reserved for an exclusive group"
@@ -388,7 +388,7 @@ static uint32_t collect_all(build *b)
 {
     uint32_t nc = 0;
     for (uint32_t s = 0; s < b->snap->nservers; s++)
-        if (!decide_seen_has(b->w, s) && !denied(b->ev, s) && decide_available(b->ctx, s))
+        if (!decide_seen_has(b->w, s) && !policy_denied(b->ev, s) && decide_available(b->ctx, s))
             b->cand[nc++] = s;
     return nc;
 }
@@ -416,7 +416,7 @@ static uint32_t collect_best(build *b)
         uint32_t s = ord[i];
         if (good >= room && decide_rank_key(snap, sel, s) != last)
             break;
-        if (decide_seen_has(b->w, s) || denied(b->ev, s) || !decide_available(b->ctx, s))
+        if (decide_seen_has(b->w, s) || policy_denied(b->ev, s) || !decide_available(b->ctx, s))
             continue;
         b->cand[nc++] = s;
         if (!is_full(b, s) && !decide_recent_error(b->ctx, s) && good < room) {
@@ -484,7 +484,7 @@ static int build_fallback(build *b, const bound_block *winner)
         uint32_t nsrc = f->blk ? f->blk->napproved : b->snap->sites[f->site].ncand;
         for (uint32_t k = 0; k < nsrc; k++) {
             uint32_t s = src[k];
-            if (!decide_seen_has(b->w, s) && !denied(ev, s) && decide_available(b->ctx, s))
+            if (!decide_seen_has(b->w, s) && !policy_denied(ev, s) && decide_available(b->ctx, s))
                 b->cand[nc++] = s;
         }
         PTRACE(ev->tr, "fallback tier %d: site \"%s\" (%s), %u available server(s)",

@@ -54,7 +54,10 @@ TSL_INTERNAL int tsl_buf_printf(tsl_buf *b, const char *fmt, ...) TSL_PRINTF(2, 
 TSL_INTERNAL int tsl_buf_put_i64(tsl_buf *b, int64_t v);
 /* Appends s as a JSON string literal, quotes included; NULL gives null. */
 TSL_INTERNAL int tsl_buf_json_str(tsl_buf *b, const char *s);
-/* Appends s as one CSV field (quoted when it holds , " or a line break). */
+/* Appends s as one CSV field (quoted when it holds , " or a line break);
+ * a text that a spreadsheet would run as a formula (first character =, +,
+ * -, @, tab or CR) is prefixed with a single quote.  Numbers: print them
+ * as they are, not through this. */
 TSL_INTERNAL int tsl_buf_csv_field(tsl_buf *b, const char *s);
 
 /* ---- hashing (hash.c) ---- */

@@ -286,6 +286,10 @@ typedef struct pol_eval {
 } pol_eval;
 
 TSL_INTERNAL int policy_wstate_get(policy_wstate **out, tsl_worker *w, uint32_t nservers);
+/* Never listed for this request: denied by its site or group block,
+ * reserved by an exclusive group it is not in, or (in an exclusive group)
+ * outside its allow.  Rules cannot add such a server either. */
+TSL_INTERNAL bool policy_denied(const pol_eval *ev, uint32_t server);
 /* Is the server in the request's tier-0 approved set (marked while building)? */
 TSL_INTERNAL bool policy_in_approved(const policy_wstate *ws, uint32_t server);
 /* Runs the policy's rules over ws->list.  Returns 0, or the index+1 of

@@ -535,8 +535,7 @@ static int l_add(lua_State *L)
         no = "no such server";
     else if (find_pos(ws, (uint32_t)s) >= 0)
         no = "already listed";
-    else if ((ev->site_blk && pol_bit(ev->site_blk->deny_bits, (uint32_t)s)) ||
-             (ev->group_blk && pol_bit(ev->group_blk->deny_bits, (uint32_t)s)))
+    else if (policy_denied(ev, (uint32_t)s)) /* deny, or an exclusive group's server */
         no = "denied by the policy";
     else if (!decide_available(ev->ctx, (uint32_t)s))
         no = decide_unavailable_why(ev->ctx, (uint32_t)s, why, sizeof why);

@@ -5,6 +5,7 @@
  * warm; every parse of outside input goes through jansson.
  */
 #include "common.h"
+#include "text.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,8 +129,20 @@ int tsl_buf_json_str(tsl_buf *b, const char *s)
             o[4] = hex[c >> 4];
             o[5] = hex[c & 15];
             o += 6;
-        } else {
+        } else if (c < 0x80) {
             *o++ = (char)c;
+        } else {
+            /* JSON is UTF-8: a byte that starts no well-formed sequence (a
+             * message echoing bad input) becomes U+FFFD, never raw */
+            size_t len = tsl_text_utf8_seq((const char *)p, n - (size_t)(p - (const unsigned char *)s));
+            if (!len) {
+                memcpy(o, "\\ufffd", 6);
+                o += 6;
+            } else {
+                memcpy(o, p, len);
+                o += len;
+                p += len - 1;
+            }
         }
     }
     *o++ = '"';
@@ -142,9 +155,15 @@ int tsl_buf_csv_field(tsl_buf *b, const char *s)
 {
     if (!s)
         return 0;
-    if (!strpbrk(s, ",\"\r\n"))
+    /* a cell a spreadsheet would run as a formula (=, +, -, @, tab, CR
+     * first) gets a leading single quote, as OWASP recommends: it shows
+     * as text, and =HYPERLINK(...) in a server name stays a name */
+    bool formula = strchr("=+-@\t\r", *s) && *s;
+    if (!formula && !strpbrk(s, ",\"\r\n"))
         return tsl_buf_puts(b, s);
     int err = tsl_buf_put(b, "\"", 1);
+    if (err == 0 && formula)
+        err = tsl_buf_put(b, "'", 1);
     for (const char *p = s; err == 0 && *p; p++)
         err = *p == '"' ? tsl_buf_put(b, "\"\"", 2) : tsl_buf_put(b, p, 1);
     return err < 0 ? err : tsl_buf_put(b, "\"", 1);

@@ -172,7 +172,9 @@ static int check_keys(import_ctx *c, const json_t *obj, const char *const *field
         }
         snprintf(tag, sizeof tag, "%s/%.200s", c->section ? c->section : "", key);
         if ((seen = json_object_get(c->ignored, tag)) != NULL) {
-            json_array_set_new(seen, 0, json_integer(json_integer_value(json_array_get(seen, 0)) + 1));
+            json_int_t n = json_integer_value(json_array_get(seen, 0)) + 1;
+            if (json_array_set_new(seen, 0, json_integer(n)) < 0)
+                return tsl_oom();
             continue;
         }
         if (!(seen = json_pack("[i,s]", 1, where)) ||

@@ -62,12 +62,27 @@
       "  response_ms = CASE WHEN ?10 & 64 THEN excluded.response_ms"           \
       "   ELSE response_ms END,"                                               \
       "  last_heartbeat = CASE WHEN ?10 & 128 THEN excluded.last_heartbeat"    \
-      "   ELSE last_heartbeat END"                                             \
+      "   ELSE last_heartbeat END,"                                            \
+      "  approved = 1" /* an import names it: the admin's own inventory */    \
       " RETURNING id")                                                         \
     X(TSL_STMT_SERVER_ID, "SELECT id FROM task_servers WHERE name = ?1")       \
     X(TSL_STMT_SERVER_SITES_CLEAR, "DELETE FROM server_sites WHERE server_id = ?1")\
     X(TSL_STMT_SERVER_SITE_INSERT,                                             \
       "INSERT INTO server_sites(server_id, site_id, position) VALUES (?1, ?2, ?3)")\
+    /* ---- pending task servers (server_approval.c, schema 006) ---- */     \
+    X(TSL_STMT_PENDING_LIST,                                                   \
+      "SELECT t.name, t.host, t.ip, t.requested_at, t.requested_by,"           \
+      " t.last_heartbeat, (SELECT group_concat(s.name, ',') FROM"              \
+      " (SELECT s.name FROM server_sites ss JOIN sites s ON s.id = ss.site_id" \
+      "  WHERE ss.server_id = t.id ORDER BY ss.position) s)"                   \
+      " FROM task_servers t WHERE t.approved = 0 ORDER BY t.requested_at, t.id")\
+    X(TSL_STMT_PENDING_APPROVE,                                                \
+      "UPDATE task_servers SET approved = 1 WHERE name = ?1 AND approved = 0") \
+    X(TSL_STMT_PENDING_REJECT,                                                 \
+      "DELETE FROM task_servers WHERE name = ?1 AND approved = 0")             \
+    X(TSL_STMT_APPROVAL_INSERT,                                                \
+      "INSERT INTO server_approvals(server, at, author, action)"               \
+      " VALUES (?1, ?2, ?3, ?4)")                                              \
     /* ---- clients ---- */                                                   \
     /* ?6 mask: 1 name, 2 ip, 4 department, 8 site. */                        \
     X(TSL_STMT_CLIENT_UPSERT,                                                  \
@@ -106,7 +121,8 @@
       " ORDER BY n.site_id, n.rowid")                                          \
     X(TSL_STMT_LOAD_SERVERS,                                                   \
       "SELECT id, name, host, ip, registered, service, capacity, connections,"\
-      " response_ms, last_heartbeat FROM task_servers ORDER BY id")            \
+      " response_ms, last_heartbeat FROM task_servers WHERE approved = 1"     \
+      " ORDER BY id") /* pending servers (schema 006) enter no snapshot */     \
     X(TSL_STMT_LOAD_SERVER_SITES,                                              \
       "SELECT ss.server_id, s.name FROM server_sites ss"                       \
       " JOIN sites s ON s.id = ss.site_id ORDER BY ss.server_id, ss.position") \
@@ -116,7 +132,7 @@
     X(TSL_STMT_LOAD_ERRORS,                                                    \
       "SELECT c.guid, t.name, e.at FROM connection_errors e"                   \
       " JOIN clients c ON c.id = e.client_id"                                  \
-      " JOIN task_servers t ON t.id = e.server_id"                             \
+      " JOIN task_servers t ON t.id = e.server_id AND t.approved = 1"          \
       " ORDER BY e.client_id, e.at, e.id")                                  \
     /* ---- policy versions (policy_store.c) ---- */                         \
     X(TSL_STMT_POLICY_INSERT,                                                  \
