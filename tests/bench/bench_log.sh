@@ -42,7 +42,7 @@ for r in $(seq "$rounds"); do
             log=$WORKDIR/serve.log
             bench_serve "$bin" "$port" "$log" --threads "${THREADS:-2}" --log-level "$level" \
                 --policy "$policy"
-            bench_wrk "$port" 2 "$conns" "$WORKDIR/warm.out" >/dev/null
+            bench_wrk "$port" 2 "$conns" "$WORKDIR/warm.out" warm >/dev/null
             size0=$(stat -c %s "$log")
             c0=$(awk '{print $14 + $15}' "/proc/$serve_pid/stat")
             rate=$(bench_wrk "$port" "$secs" "$conns" "$WORKDIR/wrk.out")

@@ -103,14 +103,14 @@ printf '%-6s %-6s %12s %16s\n' round server requests/s "cpu us/request"
 ratios=()
 for r in $(seq "$rounds"); do
     # nginx (kept running, idle while tsl runs)
-    bench_wrk "$nport" 2 "$conns" "$WORKDIR/warm.out" >/dev/null
+    bench_wrk "$nport" 2 "$conns" "$WORKDIR/warm.out" warm >/dev/null
     c0=$(cpu_ticks "$nginx_worker")
     nrate=$(bench_wrk "$nport" "$secs" "$conns" "$WORKDIR/wrk.out")
     nreq=$(awk '/^requests / {print $2}' "$WORKDIR/wrk.out")
     ncpu=$(( $(cpu_ticks "$nginx_worker") - c0 ))
     # tsl
     bench_serve "$tsl" "$port" "$WORKDIR/serve.log" "${serve_args[@]}"
-    bench_wrk "$port" 2 "$conns" "$WORKDIR/warm.out" >/dev/null
+    bench_wrk "$port" 2 "$conns" "$WORKDIR/warm.out" warm >/dev/null
     c0=$(cpu_ticks "$serve_pid")
     trate=$(bench_wrk "$port" "$secs" "$conns" "$WORKDIR/wrk.out")
     treq=$(awk '/^requests / {print $2}' "$WORKDIR/wrk.out")
