@@ -16,6 +16,8 @@
 #include "sim_fake_broker.h"
 #include "sim_internal.h"
 
+#include <math.h>
+
 #define ESTATE TSL_SOURCE_DIR "/tests/scenarios/estates/europe.json"
 
 static tsl_sim_scenario *scenario(const char *text)
@@ -85,6 +87,7 @@ TEST(simulate__scenario_reads_every_directive)
         "clients inventory name=inv\n"
         "at 10m stop ts-a\nat 5m cut London ts-b\nat 1h activate next.lua\nat 20 broker-restart\n"
         "promise site=London department=Finance only ts-fin-* ts-lon-01 from 30m\n"
+        "promise site=London only ts-lon-* until 10m\n"
         "expect lon:outside_approved == 0\n"
         "expect stranded_max_s <= 120.5\n");
     CHECK(s);
@@ -112,9 +115,10 @@ TEST(simulate__scenario_reads_every_directive)
     CHECK_STR(s->faults[1].b, "ts-b");
     CHECK_INT(s->faults[3].kind, SCN_ACTIVATE);
     CHECK_CONTAINS(s->faults[3].a, "/next.lua");
-    CHECK_INT(s->npromises, 1);
+    CHECK_INT(s->npromises, 2);
     CHECK_INT(s->promises[0].nglobs, 2);
-    CHECK(s->promises[0].from == 1800);
+    CHECK(s->promises[0].from == 1800 && isinf(s->promises[0].until));
+    CHECK(s->promises[1].from == 0 && s->promises[1].until == 600);
     CHECK_STR(s->promises[0].sel.department, "Finance");
     CHECK_INT(s->nexpects, 2);
     CHECK_STR(s->expects[0].group, "lon");
@@ -143,6 +147,10 @@ TEST(simulate__scenario_errors_name_the_line)
         {"inventory e.json\nclients 1 site=A\npromise site=A ts-a\n", "\"ts-a\" is not key=value"},
         {"inventory e.json\nclients 1 site=A\npromise site=A\n", "usage: promise"},
         {"inventory e.json\nclients 1 site=A\npromise site=A only\n", "needs at least one server"},
+        {"inventory e.json\nclients 1 site=A\npromise site=A only x from 10 until 5\n",
+         "\"until\" must come after \"from\""},
+        {"inventory e.json\nclients 1 site=A\npromise site=A only x until 5 y\n",
+         "end the line"},
         {"inventory e.json\nclients 1 site=A\nselection fastest\n", "not capacity, responsiveness"},
         {"inventory e.json\nclients 1 site=A\nduration 10\nat 20 stop x\n", "after the end of the run"},
         {"inventory e.json\nclients 1 site=A\nagent poll=0\n", "must be more than 0"},

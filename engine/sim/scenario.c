@@ -324,12 +324,20 @@ static int d_promise(struct parser *p, char **w, int n, char *text)
     }
     if (i >= n)
         return perr(p, "promise: usage: promise [site=S] [department=D] [task=T] [group=G] "
-                       "only GLOB... [from TIME]");
+                       "only GLOB... [from TIME] [until TIME]");
+    pr->until = INFINITY;
     for (i++; i < n; i++) {
-        if (strcmp(w[i], "from") == 0) {
-            if (i + 2 != n)
-                return perr(p, "promise: \"from TIME\" ends the line");
-            return parse_time(p, "promise from", w[i + 1], &pr->from);
+        if (strcmp(w[i], "from") == 0 || strcmp(w[i], "until") == 0) {
+            bool from = w[i][0] == 'f';
+            if (i + 1 >= n || (from && pr->from > 0) || (!from && isfinite(pr->until)))
+                return perr(p, "promise: \"%s TIME\", once", w[i]);
+            if ((err = parse_time(p, from ? "promise from" : "promise until", w[i + 1],
+                                  from ? &pr->from : &pr->until)) < 0)
+                return err;
+            i++;
+            if (i + 1 < n && strcmp(w[i + 1], "from") != 0 && strcmp(w[i + 1], "until") != 0)
+                return perr(p, "promise: \"from TIME\" and \"until TIME\" end the line");
+            continue;
         }
         char **g = realloc(pr->globs, (pr->nglobs + 1) * sizeof *g);
         if (!g)
@@ -341,6 +349,8 @@ static int d_promise(struct parser *p, char **w, int n, char *text)
     }
     if (pr->nglobs == 0)
         return perr(p, "promise: \"only\" needs at least one server name or glob");
+    if (pr->until <= pr->from)
+        return perr(p, "promise: \"until\" must come after \"from\"");
     return 0;
 }
 

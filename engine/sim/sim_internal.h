@@ -58,6 +58,7 @@ typedef struct scn_promise {
     char **globs;
     size_t nglobs;
     double from;     /* simulated second it starts to hold */
+    double until;    /* ... and stops (INFINITY: to the end) */
     char *text;      /* as written, for the report */
     int line;
 } scn_promise;

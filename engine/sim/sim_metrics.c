@@ -80,7 +80,7 @@ static const scn_promise *broken_promise(const sim *s, const sim_client *c, size
 {
     for (size_t i = 0; i < s->scn->npromises; i++) {
         const scn_promise *p = &s->scn->promises[i];
-        if (now + 1e-9 < p->from || !sim_selector_match(s, &p->sel, c))
+        if (now + 1e-9 < p->from || now >= p->until || !sim_selector_match(s, &p->sel, c))
             continue;
         bool ok = false;
         for (size_t k = 0; k < p->nglobs && !ok; k++)
