@@ -2,7 +2,7 @@
  * suggest.h - "did you mean": the closest known word to a misspelt one, by
  * case-insensitive edit distance.  Used wherever an admin's name or field
  * is refused: policy names (policy_check.c), inventory fields and keys
- * (import_json.c), CSV columns (import_csv.c).
+ * (import_fields.c), CSV columns (import_csv.c).
  *
  * Needs: nothing.
  */

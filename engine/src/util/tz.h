@@ -7,7 +7,7 @@
  * search in memory, with no process-wide state (no TZ variable, no tzset),
  * so imports on several threads with different zones do not interfere.
  *
- * Used by: import_json.c (tsl_parse_time_in), import_csv.c.  Needs: file.c.
+ * Used by: import_time.c (tsl_parse_time_in), import_csv.c.  Needs: file.c.
  */
 #ifndef TSL_TZ_H
 #define TSL_TZ_H
