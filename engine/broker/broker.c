@@ -12,9 +12,12 @@
  * worker held when it started, so a swap never fails a request; idle
  * workers are poked (refresh_ev) so an old plan does not linger.
  *
- * Used by: broker.h's callers.  Needs: broker_internal.h.
+ * Used by: broker.h's callers.  Needs: control_internal.h, http.h and
+ * edge.h (a worker's setup; never routes.h).
  */
-#include "broker_internal.h"
+#include "control_internal.h"
+#include "edge.h"
+#include "http.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -31,10 +31,10 @@
  * is gone when its descriptor is closed or names another socket (fstat's
  * inode), checked before each use and by a sweep timer.
  *
- * Used by: http.c (stand-ins), broker.c (setup).  Needs: broker_internal.h,
+ * Used by: http.c (tracking; it answers the stand-ins), broker.c (setup).  Needs: edge.h,
  * libevent (bufferevent_openssl), OpenSSL.
  */
-#include "broker_internal.h"
+#include "edge.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -985,36 +985,6 @@ void edge_worker_free(bworker *w)
     free(w->byfd);
     w->byfd = NULL;
     w->nbyfd = 0;
-}
-
-bool edge_stand_in(bworker *w, struct evhttp_request *req)
-{
-    const char *uri = evhttp_request_get_uri(req);
-    size_t plen = strlen(w->b->edge_prefix);
-    if (!uri || uri[0] != '/' || strncmp(uri + 1, w->b->edge_prefix, plen) != 0 ||
-        uri[1 + plen] != '/')
-        return false;
-    const char *p = uri + 2 + plen;
-    int status = atoi(p);
-    const char *q = strchr(p, '?');
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", q ? q + 1 : "");
-    if (status < 400 || status > 599 || !http_decode(msg, false))
-        return false;
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Connection", "close");
-    if (status == 503)
-        evhttp_add_header(h, "Retry-After", "1");
-    /* logged by refuse() at debug level: a flood of refusals is no flood
-     * of error lines */
-    tsl_buf out = TSL_BUF_INIT;
-    if (tsl_buf_puts(&out, "{\"error\":") < 0 || tsl_buf_json_str(&out, msg) < 0 ||
-        tsl_buf_puts(&out, "}\n") < 0)
-        http_error(w, req, ROUTE_OTHER, 500, "out of memory");
-    else
-        http_reply(w, req, ROUTE_OTHER, status, "application/json", out.ptr, out.len);
-    tsl_buf_free(&out);
-    return true;
 }
 
 int edge_check_plain(const tsl_broker *b, const struct sockaddr *sa)

@@ -13,9 +13,10 @@
  * commit, writer.c) and is sent by route_write_done on this worker's
  * thread, so an acknowledged write is in the store whatever happens next.
  *
- * Used by: http.c's route table.  Needs: broker_internal.h, jansson.
+ * Used by: http.c's route table.  Needs: routes.h, control.h (the
+ * write queue), jansson.
  */
-#include "broker_internal.h"
+#include "routes.h"
 #include "text.h"
 
 #include <arpa/inet.h>
@@ -764,6 +765,7 @@ void route_heartbeat(bworker *w, struct evhttp_request *req, route_ctx *c)
     rec->changes_service = sv && service && up.running != sv->running;
     /* answered by route_write_done once it is committed */
     rec->w = w;
+    rec->done = route_write_done;
     rec->req = req;
     if (writer_enqueue(w->b, rec) < 0) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
@@ -955,6 +957,7 @@ void route_registration(bworker *w, struct evhttp_request *req, route_ctx *c)
     rec->u.reg.error_window = tsl_snapshot_settings(snap)->error_window;
     /* answered by route_write_done once it is committed */
     rec->w = w;
+    rec->done = route_write_done;
     rec->req = req;
     if (writer_enqueue(w->b, rec) < 0) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
