@@ -267,7 +267,9 @@ struct tsl_broker {
     _Atomic int64_t accept_log_at;     /* monotonic ms of that line */
 };
 
-/* ---- broker.c: the clock and the proxies, for every file ---- */
+/* ---- config.c: the clock and the proxies, for every file ---- */
+/* cfg.trusted_proxies "ADDR[/BITS],..." into b->proxies (broker.c). */
+int broker_parse_proxies(tsl_broker *b, const char *list);
 /* true when addr (IPv4 as ::ffff:a.b.c.d) is in cfg.trusted_proxies. */
 bool broker_trusted_proxy(const tsl_broker *b, const uint8_t addr[16]);
 int64_t broker_now(const tsl_broker *b);

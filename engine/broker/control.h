@@ -6,7 +6,7 @@
  *
  * Used by: the route handlers (routes.c, admin_routes.c), http.c (the plan
  * a request decides against), and the control thread's own files through
- * control_internal.h.  Implemented by: broker.c, writer.c, admin_jobs.c.
+ * control_internal.h.  Implemented by: plan.c, jobs.c, writer.c, admin_jobs.c.
  * Needs: broker_internal.h.
  */
 #ifndef TSL_BROKER_CONTROL_H
@@ -121,7 +121,7 @@ int writer_worker_init(bworker *w);
 /* Frees the worker's completions without replying (the worker has stopped). */
 void writer_worker_free(bworker *w);
 
-/* ---- admin jobs (broker.c posts, admin_jobs.c answers) ---- */
+/* ---- admin jobs (jobs.c queues, admin_jobs.c answers) ---- */
 /* Hands a job to the control thread (worker side). */
 void broker_post_job(tsl_broker *b, job *j);
 /* Sets j->status and a {"error": ...} body. */
@@ -129,7 +129,7 @@ void job_error(job *j, int status, const char *fmt, ...) TSL_PRINTF(3, 4);
 /* Maps an engine error code to an HTTP status. */
 int status_for_error(int rc);
 
-/* ---- the published plan (broker.c) ---- */
+/* ---- the published plan (plan.c) ---- */
 /* Takes the worker's reference on the current plan if it changed. */
 void worker_refresh_plan(bworker *w);
 

@@ -73,7 +73,7 @@ typedef enum broker_stmt_id {
     B_STMT__COUNT
 } broker_stmt_id;
 
-/* ---- broker.c ---- */
+/* ---- plan.c ---- */
 /* Publishes a new plan and the shadow plan beside it (NULL: none), taking
  * both references, and pokes the workers. */
 void broker_publish(tsl_broker *b, tsl_plan *plan, tsl_plan *shadow_plan);
@@ -82,8 +82,14 @@ void broker_publish(tsl_broker *b, tsl_plan *plan, tsl_plan *shadow_plan);
 int broker_bind(tsl_broker *b, tsl_snapshot *snap, tsl_plan **plan, tsl_plan **shadow);
 /* Loads the whole inventory again (after flushing) and rebinds the rollout. */
 int broker_reload(tsl_broker *b);
+
+/* ---- jobs.c ---- */
 /* Runs a job (control side). */
 void broker_run_job(tsl_broker *b, job *j);
+/* The control loop's job event: runs every job queued. */
+void jobs_on_event(evutil_socket_t fd, short what, void *arg);
+/* Takes the whole queue (the caller owns the list). */
+job *jobs_take(tsl_broker *b);
 
 /* ---- writer.c ---- */
 /* A cached statement (borrowed; NULL with the error set); reset it after use. */
