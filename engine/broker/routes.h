@@ -3,9 +3,9 @@
  * route table dispatches to.  The handlers reach the control thread only
  * through control.h.
  *
- * Used by: http.c.  Implemented by: routes.c (the hot path, heartbeats,
- * registrations, health, metrics, explain), admin_routes.c (the routes
- * run as admin jobs).  Needs: http.h, control.h.
+ * Used by: http.c.  Implemented by: routes.c (the hot path, explain,
+ * health, metrics), heartbeat.c, registration.c, admin_routes.c (the
+ * routes run as admin jobs).  Needs: http.h, control.h.
  */
 #ifndef TSL_BROKER_ROUTES_H
 #define TSL_BROKER_ROUTES_H
@@ -19,9 +19,6 @@ void route_registration(bworker *w, struct evhttp_request *req, route_ctx *c);
 void route_explain(bworker *w, struct evhttp_request *req, route_ctx *c);
 void route_healthz(bworker *w, struct evhttp_request *req, route_ctx *c);
 void route_metrics(bworker *w, struct evhttp_request *req, route_ctx *c);
-/* Replies to a heartbeat or registration once the writer has its verdict
- * (worker thread; the record's done callback). */
-void route_write_done(bworker *w, wrec *r);
 /* admin_routes.c: these hand the request to the control thread as a job */
 void route_policy_upload(bworker *w, struct evhttp_request *req, route_ctx *c);
 void route_policy_list(bworker *w, struct evhttp_request *req, route_ctx *c);
