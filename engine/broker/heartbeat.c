@@ -284,16 +284,8 @@ void route_heartbeat(bworker *w, struct evhttp_request *req, route_ctx *c)
     rec->u.hb.peer = put_str(&cur, peer);
     rec->is_new = !sv;
     rec->changes_service = sv && service && up.running != sv->running;
-    /* answered by its done callback once it is committed */
-    rec->w = w;
-    rec->done = heartbeat_written;
-    rec->req = req;
-    if (writer_enqueue(w->b, rec) < 0) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-        http_error(w, req, c->route, 503, "%s: try again shortly", tsl_error_last());
-        goto done;
-    }
-    rec = NULL;
+    if (route_submit_write(w, req, c, rec, heartbeat_written))
+        rec = NULL; /* the writer's now */
 
 done:
     free(rec);

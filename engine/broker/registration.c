@@ -171,16 +171,8 @@ void route_registration(bworker *w, struct evhttp_request *req, route_ctx *c)
     rec->u.reg.judged = judged;
     rec->u.reg.outside_approved = outside;
     rec->u.reg.error_window = tsl_snapshot_settings(snap)->error_window;
-    /* answered by its done callback once it is committed */
-    rec->w = w;
-    rec->done = registration_written;
-    rec->req = req;
-    if (writer_enqueue(w->b, rec) < 0) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-        http_error(w, req, c->route, 503, "%s: try again shortly", tsl_error_last());
-        goto done;
-    }
-    rec = NULL;
+    if (route_submit_write(w, req, c, rec, registration_written))
+        rec = NULL; /* the writer's now */
 
 done:
     free(rec);

@@ -191,6 +191,21 @@ void too_many(bworker *w, struct evhttp_request *req, broker_route route, int re
  * A write's verdict
  * ---------------------------------------------------------------------- */
 
+bool route_submit_write(bworker *w, struct evhttp_request *req, route_ctx *c, wrec *rec,
+                        void (*done)(bworker *w, wrec *r))
+{
+    /* answered by `done` once it is committed */
+    rec->w = w;
+    rec->done = done;
+    rec->req = req;
+    if (writer_enqueue(w->b, rec) < 0) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        http_error(w, req, c->route, 503, "%s: try again shortly", tsl_error_last());
+        return false;
+    }
+    return true;
+}
+
 bool route_write_refused(bworker *w, wrec *r)
 {
     broker_route route = r->kind == WREC_HEARTBEAT ? ROUTE_HEARTBEAT : ROUTE_REGISTRATION;

@@ -40,6 +40,12 @@ bool get_count(bworker *w, struct evhttp_request *req, route_ctx *c, const char 
 void too_many(bworker *w, struct evhttp_request *req, broker_route route, int retry_s,
               const char *what);
 
+/* Queues a heartbeat or registration for the writer, answered by `done`
+ * on this worker once its transaction has committed: true when queued
+ * (the record is the writer's), false after replying 503 (the caller
+ * frees it). */
+bool route_submit_write(bworker *w, struct evhttp_request *req, route_ctx *c, wrec *rec,
+                        void (*done)(bworker *w, wrec *r));
 /* A heartbeat or registration the writer did not save (r->status not
  * 200): replies its error (503 and 429 with Retry-After) and returns
  * true; false when it was saved and the caller replies. */
