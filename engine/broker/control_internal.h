@@ -96,6 +96,12 @@ job *jobs_take(tsl_broker *b);
 sqlite3_stmt *broker_stmt(tsl_broker *b, broker_stmt_id id);
 /* Steps a write statement to its end, resets it and clears its bindings. */
 int broker_stmt_run(tsl_broker *b, sqlite3_stmt *st, const char *what);
+/* writer_rows.c: one integer from a cached query (?1 `name` when not
+ * NULL, ?2 `n` when >= 0); -1 with the error set. */
+int64_t writer_query_int(tsl_broker *b, broker_stmt_id id, const char *name, int64_t n);
+/* writer_rows.c: writes one record in the open transaction (r->verdict set
+ * when the store refuses it without failing the batch). */
+int writer_write_one(tsl_broker *b, wrec *r);
 /* Writes everything queued in one transaction, feeding the overlay. */
 int writer_flush(tsl_broker *b);
 /* Derives and publishes a new plan from the overlay if it is not empty. */
