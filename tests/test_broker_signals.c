@@ -3,7 +3,8 @@
  * child on 127.0.0.1 port 0 (read back from its log), driven over HTTP,
  * stopped and reloaded by signals.  Proves: SIGTERM and SIGINT exit 0 after
  * saving every acknowledged write; SIGHUP reloads the inventory; the log
- * speaks the troubleshooting guide's words; the admin token file is made
+ * speaks the troubleshooting guide's words, and its batched request lines
+ * are written within a second and all at SIGTERM, whole; the admin token file is made
  * 0600 once and reused; with no --db the demo estate is served from a
  * temporary store that is removed on exit.
  */
@@ -197,6 +198,77 @@ TEST(serve__sigint_stops_cleanly_too)
     CHECK_INT(stop_with(&c, SIGINT), 0);
     char *log = slurp(c.log);
     CHECK_CONTAINS(log, "Stopping (SIGINT)");
+    free(log);
+}
+
+/* Counts the lines of text holding needle; false if any line of the log
+ * is not whole (every line starts with its time stamp and names tsl). */
+static int count_lines(const char *text, const char *needle, bool *whole)
+{
+    int n = 0;
+    *whole = true;
+    for (const char *p = text; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        char line[1024];
+        snprintf(line, sizeof line, "%.*s", (int)(len < sizeof line ? len : sizeof line - 1), p);
+        if (!nl || strncmp(line, "20", 2) != 0 || !strstr(line, "Z tsl["))
+            *whole = false;
+        if (strstr(line, needle))
+            n++;
+        p += len + (nl ? 1 : 0);
+    }
+    return n;
+}
+
+TEST(serve__request_lines_reach_the_log_within_a_second_while_serving)
+{
+    child c;
+    int s;
+    const char *db = tsl_test_path("logtimer.db");
+    CHECK(make_store(db, inventory));
+    CHECK(spawn(&c, db, NULL, NULL));
+    http_get_body(c.port, "/v1/task-servers?client=A1", NULL, &s);
+    bool seen = false;
+    for (int i = 0; i < 500 && !seen; i++) { /* the batch is written every 200 ms */
+        char *log = slurp(c.log);
+        seen = strstr(log, "info: Sent Task Server list: client A1, site London") != NULL;
+        free(log);
+        if (!seen)
+            usleep(10000);
+    }
+    CHECK_INT(s, 200);
+    CHECK(seen);
+    CHECK_INT(stop_with(&c, SIGTERM), 0);
+}
+
+TEST(serve__sigterm_writes_every_batched_request_line_whole)
+{
+    child c;
+    int ok = 0, s;
+    const char *db = tsl_test_path("logterm.db");
+    CHECK(make_store(db, inventory));
+    CHECK(spawn(&c, db, NULL, NULL));
+    /* 1500 requests make about 300 KB of lines: batches fill and are
+     * written whole, and the last ones are still in a batch at SIGTERM */
+    for (int i = 0; i < 1500; i++) {
+        http_get_body(c.port, "/v1/task-servers?client=A1", NULL, &s);
+        ok += s == 200;
+    }
+    CHECK_INT(stop_with(&c, SIGTERM), 0);
+    char *log = slurp(c.log);
+    bool whole1, whole2;
+    CHECK_INT(ok, 1500);
+    CHECK_INT(count_lines(log, "info: Received Task Server list request: client A1, ip -, "
+                               "department -, task -", &whole1), 1500);
+    CHECK_INT(count_lines(log, "info: Sent Task Server list: client A1, site London, policy none, "
+                               "servers ts-lon-01", &whole2), 1500);
+    CHECK(whole1 && whole2);
+    /* the stop's own lines come after the requests' */
+    const char *last_sent = NULL;
+    for (const char *p = log; (p = strstr(p, "Sent Task Server list")); p++)
+        last_sent = p;
+    CHECK(last_sent && strstr(log, "Stopped:") > last_sent);
     free(log);
 }
 
@@ -422,6 +494,8 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     RUN(serve__sigterm_saves_every_acknowledged_write_and_exits_0);
     RUN(serve__sigint_stops_cleanly_too);
+    RUN(serve__request_lines_reach_the_log_within_a_second_while_serving);
+    RUN(serve__sigterm_writes_every_batched_request_line_whole);
     RUN(serve__sighup_reloads_the_inventory);
     RUN(serve__sighup_rereads_the_policy_file_and_keeps_the_old_one_if_it_fails);
     RUN(serve__admin_token_file_is_created_0600_once_and_a_bad_one_refused);

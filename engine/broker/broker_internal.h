@@ -169,6 +169,8 @@ struct bworker {
     tsl_result *shadow_res;
     tsl_trace *trace;
     tsl_buf out, line;         /* response body, log lines */
+    tsl_buf logq;              /* request log lines not yet written (log.c) */
+    struct event *logflush_ev; /* writes logq out every LOG_FLUSH_MS */
     tsl_buf body;              /* the request body, NUL-terminated */
     uint64_t seen_policy_errors; /* tsl_worker_policy_errors already counted */
     worker_metrics m;
@@ -286,6 +288,14 @@ const char *log_str(const char *s);
 bool broker_log_enabled(const tsl_broker *b, tsl_log_level level);
 /* Writes a prepared line (no newline) through the configured sink. */
 void broker_log_line(const tsl_broker *b, tsl_log_level level, const char *line);
+/* A per-request line (info) from worker w: batched on stderr, see log.c. */
+void broker_log_request(bworker *w, const char *line);
+/* The batch's life: sized and its flush timer armed at setup; enter and
+ * leave bracket the worker thread's loop (leave writes what is left). */
+int broker_log_worker_setup(bworker *w);
+void broker_log_worker_enter(bworker *w);
+void broker_log_worker_leave(bworker *w);
+void broker_log_worker_free(bworker *w);
 
 /* ---- token.c ---- */
 /* Loads (or creates, 0600) the admin token and the Task Servers' token. */

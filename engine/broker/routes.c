@@ -16,6 +16,7 @@
 #include "route_common.h"
 #include "text.h"
 
+#include <stdarg.h>
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -119,38 +120,51 @@ static int servers_text(tsl_buf *out, const tsl_result *res)
     if (!n)
         return tsl_buf_puts(out, "none");
     for (size_t i = 0; i < n; i++) {
-        int err = tsl_buf_printf(out, "%s%s", i ? "," : "", tsl_result_entry(res, i)->name);
+        int err = tsl_buf_puts(out, i ? "," : "");
+        if (err == 0)
+            err = tsl_buf_puts(out, tsl_result_entry(res, i)->name);
         if (err < 0)
             return err;
     }
     return 0;
 }
 
+/* Appends strings until a NULL; the first error stops it.  The request
+ * log is written for every list at info, so no printf here. */
+static int put_all(tsl_buf *l, int err, ...)
+{
+    va_list ap;
+    va_start(ap, err);
+    for (const char *s; err == 0 && (s = va_arg(ap, const char *));)
+        err = tsl_buf_puts(l, s);
+    va_end(ap);
+    return err;
+}
+
 static void log_list(bworker *w, const tsl_request *r, const tsl_result *res)
 {
     tsl_buf *l = &w->line;
     tsl_buf_clear(l);
-    int err = tsl_buf_printf(l, "Received Task Server list request: client %s, ip ",
-                             log_str(r->client));
+    int err = put_all(l, 0, "Received Task Server list request: client ", log_str(r->client),
+                      ", ip ", (const char *)NULL);
     for (size_t i = 0; i < r->nips && err == 0; i++)
-        err = tsl_buf_printf(l, "%s%s", i ? "," : "", r->ips[i]);
-    if (err == 0 && !r->nips)
-        err = tsl_buf_puts(l, "-");
+        err = put_all(l, err, i ? "," : "", r->ips[i], (const char *)NULL);
+    err = put_all(l, err, r->nips ? "" : "-", ", department ", log_str(r->department),
+                  ", task ", log_str(r->task), (const char *)NULL);
     if (err == 0)
-        err = tsl_buf_printf(l, ", department %s, task %s", log_str(r->department),
-                             log_str(r->task));
-    if (err == 0)
-        broker_log_line(w->b, TSL_LOG_INFO, l->ptr);
+        broker_log_request(w, l->ptr);
     tsl_buf_clear(l);
-    err = tsl_buf_printf(l, "Sent Task Server list: client %s, site %s, policy %s, servers ",
-                         log_str(r->client), log_str(tsl_result_site(res)),
-                         tsl_result_policy(res) ? tsl_result_policy(res) : "none");
+    err = put_all(l, 0, "Sent Task Server list: client ", log_str(r->client), ", site ",
+                  log_str(tsl_result_site(res)), ", policy ",
+                  tsl_result_policy(res) ? tsl_result_policy(res) : "none", ", servers ",
+                  (const char *)NULL);
     if (err == 0)
         err = servers_text(l, res);
     if (err == 0 && tsl_result_blocked(res))
-        err = tsl_buf_printf(l, " (blocked: %s)", log_str(tsl_result_blocked_reason(res)));
+        err = put_all(l, err, " (blocked: ", log_str(tsl_result_blocked_reason(res)), ")",
+                      (const char *)NULL);
     if (err == 0)
-        broker_log_line(w->b, TSL_LOG_INFO, l->ptr);
+        broker_log_request(w, l->ptr);
 }
 
 /* Queues one decision_log row, within the per-second budget. */

@@ -25,7 +25,9 @@ void *broker_worker_main(void *arg)
 {
     bworker *w = arg;
     edge_worker_enter(w);
+    broker_log_worker_enter(w);
     event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    broker_log_worker_leave(w);
     return NULL;
 }
 
@@ -37,6 +39,7 @@ void broker_worker_free(bworker *w)
         evhttp_free(w->http);
     edge_worker_free(w);
     writer_worker_free(w);
+    broker_log_worker_free(w);
     if (w->stop_ev)
         event_free(w->stop_ev);
     if (w->refresh_ev)
@@ -164,7 +167,8 @@ int broker_worker_setup(tsl_broker *b, bworker *w, int index)
     w->base = event_base_new();
     if (!w->base)
         return tsl_seterr(TSL_ERROR, "cannot create an event base");
-    if ((err = writer_worker_init(w)) < 0 || (err = http_worker_setup(w)) < 0)
+    if ((err = writer_worker_init(w)) < 0 || (err = http_worker_setup(w)) < 0 ||
+        (err = broker_log_worker_setup(w)) < 0)
         return err;
     evutil_socket_t fd = dup(b->listen_fd);
     if (fd < 0)

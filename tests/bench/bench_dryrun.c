@@ -6,6 +6,8 @@
  *
  *   bench_dryrun [--db FILE] [--sites N] [--servers N] [--clients N]
  *                [--before OLD.lua|default] [--after NEW.lua|default]
+ *                [--lanes N]   (threads comparing the inventory; 0, the
+ *                               default, is one a core)
  *
  * The store is generated with tsl_estate_generate when FILE does not exist
  * (kept for the next run).  With no policy files, the "after" side is the
@@ -16,6 +18,7 @@
  * Prints the phases' times, requests per second and the peak resident set
  * before and after the comparison.
  */
+#include "dryrun.h"
 #include "store.h"
 #include "tsl.h"
 
@@ -38,6 +41,15 @@ static long peak_rss_kb(void)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_maxrss;
+}
+
+/* CPU time of the whole process (every thread), user + system. */
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 static int die(const char *what, int rc)
@@ -96,7 +108,7 @@ int main(int argc, char **argv)
     tsl_dryrun *dr = NULL;
     tsl_buf text = TSL_BUF_INIT;
     struct stat sbuf;
-    int rc;
+    int rc, lanes = 0;
 
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--db") == 0)
@@ -111,9 +123,11 @@ int main(int argc, char **argv)
             before = argv[i + 1];
         else if (strcmp(argv[i], "--after") == 0)
             after = argv[i + 1];
+        else if (strcmp(argv[i], "--lanes") == 0)
+            lanes = atoi(argv[i + 1]);
         else {
             fprintf(stderr, "usage: bench_dryrun [--db FILE] [--sites N] [--servers N] "
-                            "[--clients N] [--before OLD.lua] [--after NEW.lua]\n");
+                            "[--clients N] [--before OLD.lua] [--after NEW.lua] [--lanes N]\n");
             return 2;
         }
     }
@@ -137,7 +151,7 @@ int main(int argc, char **argv)
         return die("snapshot", rc);
     if ((rc = make_plan(&pa, sa, before)) < 0 || (rc = make_plan(&pb, sb, after)) < 0)
         return die("plan", rc);
-    double t2 = now_s();
+    double t2 = now_s(), c2 = cpu_s();
     long rss_before = peak_rss_kb();
 
     tsl_dryrun_options opt;
@@ -145,10 +159,13 @@ int main(int argc, char **argv)
     opt.now = TSL_ESTATE_EPOCH;
     opt.before_label = before ? before : "default logic (capacity, max 10)";
     opt.after_label = after ? after : "default logic (responsiveness, max 5)";
-    if ((rc = tsl_dryrun_new(&dr, pa, pb, &opt)) < 0 || (rc = tsl_dryrun_add_inventory(dr)) < 0 ||
+    if ((rc = tsl_dryrun_new(&dr, pa, pb, &opt)) < 0)
+        return die("dry-run", rc);
+    dr->lanes = lanes; /* 0: one a core */
+    if ((rc = tsl_dryrun_add_inventory(dr)) < 0 ||
         (rc = tsl_dryrun_finish(dr)) < 0)
         return die("dry-run", rc);
-    double t3 = now_s();
+    double t3 = now_s(), c3 = cpu_s();
     if ((rc = tsl_dryrun_text(&text, dr)) < 0)
         return die("report", rc);
     double t4 = now_s();
@@ -164,6 +181,8 @@ int main(int argc, char **argv)
            "for both sides)\n",
            t3 - t2, (unsigned long long)s.requests, (double)s.requests / (t3 - t2),
            1e6 * (t3 - t2) / (double)(s.requests ? s.requests : 1));
+    printf("compare CPU time:      %.2f s on all threads (%.2f cores busy on average)\n",
+           c3 - c2, (c3 - c2) / (t3 - t2));
     printf("text report:           %.3f s (%zu bytes)\n", t4 - t3, text.len);
     printf("changes: first %llu, list %llu, newly blocked %llu, newly cross-site %llu\n",
            (unsigned long long)s.first_changed, (unsigned long long)s.list_changed,

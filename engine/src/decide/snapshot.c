@@ -31,31 +31,40 @@ typedef struct snap_arena {
     _Alignas(16) unsigned char data[];
 } snap_arena;
 
-static void *arena_alloc(tsl_snapshot *s, size_t n)
+/* n bytes at a multiple of align (a power of two, at most 16): strings
+ * take align 1, so a 37-byte GUID costs 37 bytes, not 48 (a million
+ * clients' GUIDs, names and addresses are most of a snapshot). */
+static void *arena_take(tsl_snapshot *s, size_t n, size_t align)
 {
-    n = (n + 15) & ~(size_t)15;
     snap_arena *a = s->arena;
-    if (!a || a->cap - a->used < n) {
+    size_t at = a ? (a->used + align - 1) & ~(align - 1) : 0;
+    if (!a || at > a->cap || a->cap - at < n) {
         size_t cap = n > 65536 ? n : 65536;
         a = malloc(sizeof *a + cap);
         if (!a)
             return NULL;
         a->next = s->arena;
-        a->used = 0;
         a->cap = cap;
         s->arena = a;
+        at = 0;
     }
-    void *p = a->data + a->used;
-    a->used += n;
-    return p;
+    a->used = at + n;
+    return a->data + at;
+}
+
+static void *arena_alloc(tsl_snapshot *s, size_t n)
+{
+    return arena_take(s, n, 16);
 }
 
 const char *snap_strdup(tsl_snapshot *s, const char *str)
 {
     if (!str)
         return NULL;
+    if (!*str)
+        return ""; /* clients without a name or address share it */
     size_t n = strlen(str) + 1;
-    char *p = arena_alloc(s, n);
+    char *p = arena_take(s, n, 1);
     if (p)
         memcpy(p, str, n);
     return p;

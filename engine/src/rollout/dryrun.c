@@ -16,11 +16,13 @@
 #include "progress.h"
 #include "store.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------------
  * Conditions
@@ -262,29 +264,32 @@ static void side_keep(dr_side *s, const tsl_result *r)
     s->policy = r->policy;
 }
 
+/* Where a change of severity sev found at seq goes among the `top` kept
+ * (the most serious, earlier first), or NULL if it is not kept: a free
+ * slot, or the least serious, latest kept one if this one ranks before it. */
+static dr_change *change_slot(tsl_dryrun *dr, int sev, uint64_t seq)
+{
+    if (dr->nchanges < dr->top)
+        return &dr->changes[dr->nchanges++];
+    dr_change *worst = NULL;
+    for (uint32_t i = 0; i < dr->nchanges; i++) {
+        dr_change *c = &dr->changes[i];
+        if (!worst || c->severity < worst->severity ||
+            (c->severity == worst->severity && c->seq > worst->seq))
+            worst = c;
+    }
+    if (!worst || worst->severity > sev || (worst->severity == sev && worst->seq < seq))
+        return NULL;
+    return worst;
+}
+
 /* Keeps the change if it is among the `top` most serious (earlier wins ties). */
 static void keep_change(tsl_dryrun *dr, const tsl_request *req, int32_t client, unsigned d)
 {
     int sev = severity_of(d);
-    dr_change *slot = NULL;
-
-    if (!dr->top)
+    dr_change *slot = change_slot(dr, sev, dr->seq);
+    if (!slot)
         return;
-    if (dr->nchanges < dr->top) {
-        slot = &dr->changes[dr->nchanges++];
-    } else {
-        /* replace the least serious, latest kept one if this is more serious */
-        dr_change *worst = NULL;
-        for (uint32_t i = 0; i < dr->nchanges; i++) {
-            dr_change *c = &dr->changes[i];
-            if (!worst || c->severity < worst->severity ||
-                (c->severity == worst->severity && c->seq > worst->seq))
-                worst = c;
-        }
-        if (!worst || worst->severity >= sev)
-            return;
-        slot = worst;
-    }
     memset(slot, 0, sizeof *slot);
     slot->seq = dr->seq;
     slot->client = client;
@@ -444,19 +449,179 @@ int tsl_dryrun_add(tsl_dryrun *dr, const tsl_request *req)
     return add_one(dr, req, -1);
 }
 
-int tsl_dryrun_add_inventory(tsl_dryrun *dr)
+/* ------------------------------------------------------------------------
+ * The inventory on every core.  Without a JSON stream (whose changes must
+ * come out in inventory order), the clients are cut into contiguous lanes,
+ * one a core: lane 0 on the calling thread, each other on its own thread
+ * with its own dry-run (a worker and so a Lua state per side, results,
+ * counts, top changes) over the same plans, which are read-only.  Lanes
+ * are then merged in inventory order: counts add up, and each lane's
+ * change order numbers are shifted by the requests of the lanes before
+ * it, so the kept changes (the most serious, earliest first) are those a
+ * single pass keeps.
+ * ---------------------------------------------------------------------- */
+
+#define DRYRUN_MAX_LANES 8
+#define DRYRUN_LANE_MIN 20000 /* fewer clients a lane cost more in threads */
+
+typedef struct dr_lane {
+    tsl_dryrun *dr;    /* lane 0: the caller's; others their own */
+    uint32_t lo, hi;   /* clients [lo, hi) */
+    int err;
+    char msg[512];     /* tsl_error_last() of the lane's thread */
+    pthread_t thread;
+    bool started;
+} dr_lane;
+
+static int add_range(dr_lane *l, bool ticks)
 {
+    tsl_dryrun *dr = l->dr;
+    uint32_t n = dr->snap->nclients, span = l->hi - l->lo;
     int err = 0;
-    TSL_ARG(dr);
-    for (uint32_t i = 0; i < dr->snap->nclients && err == 0; i++) {
+    for (uint32_t i = l->lo; i < l->hi && err == 0; i++) {
         tsl_request req;
-        tsl_progress_tick("clients", i, dr->snap->nclients);
+        if (ticks) /* lane 0 speaks for all: they move at the same pace */
+            tsl_progress_tick("clients", (uint64_t)(i - l->lo) * n / (span ? span : 1), n);
         if ((err = tsl_snapshot_client_request(&req, dr->snap, i)) < 0)
             break;
         req.now = dr->now;
         err = add_one(dr, &req, (int32_t)i);
     }
-    tsl_progress_tick("clients", dr->snap->nclients, dr->snap->nclients);
+    if (err < 0)
+        snprintf(l->msg, sizeof l->msg, "%s", tsl_error_last());
+    return l->err = err;
+}
+
+static void *lane_main(void *arg)
+{
+    add_range(arg, false);
+    return NULL;
+}
+
+/* A dry-run for one lane: same plans, options and snapshot, its own state. */
+static int lane_new(tsl_dryrun **out, const tsl_dryrun *dr)
+{
+    tsl_dryrun *l = calloc(1, sizeof *l);
+    int err;
+    *out = NULL;
+    if (!l)
+        return tsl_oom();
+    l->before = tsl_plan_ref(dr->before);
+    l->after = tsl_plan_ref(dr->after);
+    l->snap = dr->snap;
+    l->now = dr->now;
+    l->top = dr->top;
+    if ((err = tsl_worker_new(&l->wb)) < 0 || (err = tsl_worker_new(&l->wa)) < 0 ||
+        (err = tsl_result_new(&l->rb)) < 0 || (err = tsl_result_new(&l->ra)) < 0)
+        goto done;
+    if (!(l->sites = calloc(l->snap->nsites + 1, sizeof *l->sites)) ||
+        !(l->servers = calloc(l->snap->nservers + 1, sizeof *l->servers)) ||
+        (l->top && !(l->changes = calloc(l->top, sizeof *l->changes)))) {
+        err = tsl_oom();
+        goto done;
+    }
+    *out = l;
+    l = NULL;
+done:
+    tsl_dryrun_free(l);
+    return err;
+}
+
+/* Adds lane l (all of whose requests came after dr's) into dr. */
+static void lane_merge(tsl_dryrun *dr, const tsl_dryrun *l)
+{
+    tsl_dryrun_summary *s = &dr->sum;
+    const tsl_dryrun_summary *t = &l->sum;
+#define ADD(f) s->f += t->f
+    ADD(requests);
+    ADD(errors);
+    ADD(first_changed);
+    ADD(list_changed);
+    ADD(blocked_before);
+    ADD(blocked_after);
+    ADD(newly_blocked);
+    ADD(unblocked);
+    ADD(cross_site_before);
+    ADD(cross_site_after);
+    ADD(newly_cross_site);
+    ADD(back_in_site);
+    ADD(cross_country_before);
+    ADD(cross_country_after);
+    ADD(newly_cross_country);
+#undef ADD
+    for (uint32_t i = 0; i <= dr->snap->nsites; i++) {
+        dr_site_count *a = &dr->sites[i];
+        const dr_site_count *b = &l->sites[i];
+        a->requests += b->requests;
+        a->first += b->first;
+        a->list += b->list;
+        a->blocked_before += b->blocked_before;
+        a->blocked_after += b->blocked_after;
+        a->cross_before += b->cross_before;
+        a->cross_after += b->cross_after;
+    }
+    for (uint32_t i = 0; i <= dr->snap->nservers; i++) {
+        dr->servers[i].before += l->servers[i].before;
+        dr->servers[i].after += l->servers[i].after;
+    }
+    dr->lane_policy_errors_before += tsl_worker_policy_errors(l->wb);
+    dr->lane_policy_errors_after += tsl_worker_policy_errors(l->wa);
+    /* keep_change's rule, offered in the order a single pass meets them */
+    for (uint32_t i = 0; i < l->nchanges; i++) {
+        dr_change c = l->changes[i];
+        c.seq += dr->seq;
+        dr_change *slot = change_slot(dr, c.severity, c.seq);
+        if (slot)
+            *slot = c;
+    }
+    dr->seq += l->seq;
+}
+
+static int lanes_for(const tsl_dryrun *dr)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    uint32_t by_size = dr->snap->nclients / DRYRUN_LANE_MIN;
+    int n = cpus < 1 ? 1 : cpus > DRYRUN_MAX_LANES ? DRYRUN_MAX_LANES : (int)cpus;
+    if (dr->json || dr->finished)
+        return 1;
+    if (dr->lanes > 0)
+        return dr->lanes < DRYRUN_MAX_LANES ? dr->lanes : DRYRUN_MAX_LANES;
+    return by_size < (uint32_t)n ? (by_size ? (int)by_size : 1) : n;
+}
+
+int tsl_dryrun_add_inventory(tsl_dryrun *dr)
+{
+    dr_lane lanes[DRYRUN_MAX_LANES];
+    int err = 0, nlanes;
+    TSL_ARG(dr);
+    uint32_t n = dr->snap->nclients;
+    nlanes = lanes_for(dr);
+    memset(lanes, 0, sizeof lanes);
+    for (int i = 0; i < nlanes; i++) {
+        lanes[i].lo = (uint32_t)((uint64_t)n * (uint64_t)i / (uint64_t)nlanes);
+        lanes[i].hi = (uint32_t)((uint64_t)n * (uint64_t)(i + 1) / (uint64_t)nlanes);
+    }
+    lanes[0].dr = dr;
+    for (int i = 1; i < nlanes && err == 0; i++) {
+        if ((err = lane_new(&lanes[i].dr, dr)) < 0)
+            break;
+        if (pthread_create(&lanes[i].thread, NULL, lane_main, &lanes[i]) != 0)
+            err = tsl_seterr(TSL_ERROR, "cannot start a dry-run thread");
+        else
+            lanes[i].started = true;
+    }
+    if (err == 0)
+        err = add_range(&lanes[0], true);
+    for (int i = 1; i < nlanes; i++) {
+        if (lanes[i].started)
+            pthread_join(lanes[i].thread, NULL);
+        if (err == 0 && lanes[i].err < 0)
+            err = tsl_seterr(lanes[i].err, "%s", lanes[i].msg);
+        if (err == 0)
+            lane_merge(dr, lanes[i].dr);
+        tsl_dryrun_free(lanes[i].dr);
+    }
+    tsl_progress_tick("clients", n, n);
     return err;
 }
 
@@ -550,8 +715,8 @@ int tsl_dryrun_finish(tsl_dryrun *dr)
         if (oa && c->after > c->before)
             s->newly_over_capacity++;
     }
-    s->policy_errors_before = tsl_worker_policy_errors(dr->wb);
-    s->policy_errors_after = tsl_worker_policy_errors(dr->wa);
+    s->policy_errors_before = tsl_worker_policy_errors(dr->wb) + dr->lane_policy_errors_before;
+    s->policy_errors_after = tsl_worker_policy_errors(dr->wa) + dr->lane_policy_errors_after;
     s->conditions = 0;
     if (s->newly_blocked)
         s->conditions |= TSL_DRYRUN_BLOCKED;

@@ -62,6 +62,8 @@ struct tsl_dryrun {
     dr_change *changes;          /* at most top */
     uint32_t nchanges;
     uint64_t seq;
+    uint64_t lane_policy_errors_before, lane_policy_errors_after; /* merged lanes' */
+    int lanes;                   /* add_inventory's threads: 0 one a core (tests set it) */
     bool finished;
     /* expectations (dryrun_expect.c) */
     struct dr_expect *expect;    /* parsed options.expect, nexpect items */
