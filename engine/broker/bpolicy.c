@@ -18,10 +18,10 @@
  *
  * Runs on the control thread, but for the upload's check: policy code
  * never runs there (see "POST /v1/policy, checked off the control
- * thread").  Used by: broker.c, admin.c, writer.c.
- * Needs: broker_internal.h, the engine's sandbox.h (the checker's bounds).
+ * thread").  Used by: broker.c, writer.c (control_internal.h).
+ * Needs: control_internal.h, the engine's sandbox.h (the checker's bounds).
  */
-#include "broker_internal.h"
+#include "control_internal.h"
 #include "sandbox.h"
 
 #include <errno.h>

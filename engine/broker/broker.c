@@ -1,20 +1,20 @@
 /*
- * broker.c - the broker's lifecycle and its control thread: opening the
- * store and the listening socket, starting the HTTP workers, publishing
- * plans, the timer that flushes writes and derives new plans, signals as
- * loop events, admin jobs, and the orderly stop (stop accepting, answer
+ * broker.c - the broker's lifecycle and its control thread: the
+ * creating and freeing the broker, starting the HTTP
+ * workers' threads, the timer that flushes writes and derives new plans,
+ * signals as loop events, and the orderly stop (stop accepting, answer
  * what is in flight, flush every acknowledged write, close the store).
  *
- * Publishing a plan: the control thread swaps `plan` under plan_mu and
- * bumps plan_gen; each worker compares plan_gen with its own before a
- * request and, when it moved, takes a reference to the new plan and drops
- * its old one.  A request in flight keeps deciding against the plan its
- * worker held when it started, so a swap never fails a request; idle
- * workers are poked (refresh_ev) so an old plan does not linger.
+ * The configuration's defaults, proxies and clocks are in config.c;
+ * plans are published in plan.c, admin jobs queued in jobs.c, the
+ * workers and the listening socket set up in workers.c.
  *
- * Used by: broker.h's callers.  Needs: broker_internal.h.
+ * Used by: broker.h's callers.  Needs: control_internal.h, workers.h,
+ * edge.h (the edge's shared state; never routes.h).
  */
-#include "broker_internal.h"
+#include "control_internal.h"
+#include "edge.h"
+#include "workers.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,311 +28,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-/* ------------------------------------------------------------------------
- * Configuration and clocks
- * ---------------------------------------------------------------------- */
-
-void tsl_broker_config_init(tsl_broker_config *cfg)
-{
-    memset(cfg, 0, sizeof *cfg);
-    cfg->listen = "127.0.0.1:8080";
-    tsl_settings_init(&cfg->settings);
-    cfg->refresh_ms = 500;
-    cfg->flush_ms = 100;
-    cfg->drain_ms = 200;
-    cfg->timeout_s = 10;
-    cfg->max_conns_per_addr = 256;
-    cfg->max_body = 64 * 1024;
-    cfg->max_import_body = 64 * 1024 * 1024;
-    cfg->max_headers_size = 8 * 1024;
-    cfg->max_headers = 64;
-    cfg->max_queue = 100000;
-    cfg->decision_log_max = 100000;
-    cfg->decision_log_rate = 1000;
-    cfg->registrations_keep_days = 90;
-    cfg->log_level = TSL_LOG_INFO;
-    cfg->heartbeat_rate = 20;
-    cfg->heartbeat_burst = 200;
-    cfg->max_servers = 10000;
-    cfg->registration_rate = 1;
-    cfg->registration_burst = 20;
-}
-
-bool broker_trusted_proxy(const tsl_broker *b, const uint8_t addr[16])
-{
-    for (int i = 0; i < b->nproxies; i++) {
-        int bits = b->proxy_bits[i], full = bits / 8, rest = bits % 8;
-        if (memcmp(addr, b->proxies[i].b, (size_t)full) != 0)
-            continue;
-        if (rest && ((addr[full] ^ b->proxies[i].b[full]) & (0xff00 >> rest) & 0xff))
-            continue;
-        return true;
-    }
-    return false;
-}
-
-/* cfg.trusted_proxies "ADDR[/BITS],..." into b->proxies. */
-static int parse_proxies(tsl_broker *b, const char *list)
-{
-    char item[128];
-    const char *p = list;
-
-    while (p && *p) {
-        size_t n = strcspn(p, ",");
-        if (n == 0 || n >= sizeof item)
-            return tsl_seterr(TSL_EINVALID, "trusted proxies: \"%.64s\" is not an address or "
-                                            "CIDR",
-                              p);
-        if (b->nproxies == BROKER_MAX_PROXIES)
-            return tsl_seterr(TSL_ELIMIT, "trusted proxies: at most %d", BROKER_MAX_PROXIES);
-        memcpy(item, p, n);
-        item[n] = '\0';
-        tsl_ip *ip = &b->proxies[b->nproxies];
-        int *bits = &b->proxy_bits[b->nproxies];
-        int err = strchr(item, '/') ? tsl_cidr_parse(ip, bits, item) : tsl_ip_parse(ip, item);
-        if (err < 0) {
-            char why[256];
-            snprintf(why, sizeof why, "%s", tsl_error_last());
-            return tsl_seterr(TSL_EINVALID, "trusted proxies: %s", why);
-        }
-        if (!strchr(item, '/'))
-            *bits = 128;
-        b->nproxies++;
-        p += n + (p[n] == ',');
-    }
-    return 0;
-}
-
-int64_t broker_now(const tsl_broker *b)
-{
-    if (b->cfg.clock)
-        return b->cfg.clock(b->cfg.clock_ud);
-    return (int64_t)time(NULL);
-}
-
-uint64_t broker_mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* ------------------------------------------------------------------------
- * Plans
- * ---------------------------------------------------------------------- */
-
-void broker_publish(tsl_broker *b, tsl_plan *plan, tsl_plan *shadow_plan)
-{
-    tsl_policy *pol = tsl_plan_policy(plan);
-    const char *version = pol ? tsl_policy_version(pol) : NULL;
-
-    pthread_mutex_lock(&b->plan_mu);
-    tsl_plan *old = b->plan, *old_shadow = b->shadow_plan;
-    b->plan = plan;
-    b->shadow_plan = shadow_plan;
-    snprintf(b->policy_version, sizeof b->policy_version, "%s", version ? version : "");
-    atomic_store(&b->plan_built_at, tsl_snapshot_built_at(tsl_plan_snapshot(plan)));
-    atomic_fetch_add_explicit(&b->plan_gen, 1, memory_order_release);
-    pthread_mutex_unlock(&b->plan_mu);
-    tsl_plan_free(old);
-    tsl_plan_free(old_shadow);
-
-    /* the control thread keeps the latest snapshot to derive from */
-    tsl_snapshot *snap = tsl_snapshot_ref(tsl_plan_snapshot(plan));
-    tsl_snapshot_free(b->snap);
-    b->snap = snap;
-
-    for (int i = 0; i < b->nworkers; i++)
-        if (b->workers[i].refresh_ev)
-            event_active(b->workers[i].refresh_ev, EV_TIMEOUT, 1);
-}
-
-void worker_refresh_plan(bworker *w)
-{
-    tsl_broker *b = w->b;
-    if (w->plan && atomic_load_explicit(&b->plan_gen, memory_order_acquire) == w->plan_gen)
-        return;
-    pthread_mutex_lock(&b->plan_mu);
-    tsl_plan *p = tsl_plan_ref(b->plan);
-    tsl_plan *sp = b->shadow_plan ? tsl_plan_ref(b->shadow_plan) : NULL;
-    /* the tally lives as long as the broker (retired, never freed early);
-     * taken only with the plan of its own version */
-    w->shadow = sp && b->shadow && strcmp(tsl_shadow_version(b->shadow),
-                                          tsl_policy_version(tsl_plan_policy(sp))) == 0
-                    ? b->shadow
-                    : NULL;
-    w->plan_gen = atomic_load_explicit(&b->plan_gen, memory_order_relaxed);
-    pthread_mutex_unlock(&b->plan_mu);
-    tsl_plan_free(w->plan);
-    tsl_plan_free(w->shadow_plan);
-    w->plan = p;
-    w->shadow_plan = sp;
-}
-
-int broker_bind(tsl_broker *b, tsl_snapshot *snap, tsl_plan **plan, tsl_plan **shadow)
-{
-    int err;
-    *plan = *shadow = NULL;
-    if ((err = tsl_rollout_bind(plan, b->rollout, snap)) < 0 ||
-        (err = tsl_rollout_bind_shadow(shadow, b->rollout, snap)) < 0) {
-        tsl_plan_free(*plan);
-        *plan = NULL;
-    }
-    return err;
-}
-
-const char *tsl_broker_policy_version(tsl_broker *b, char *dst, size_t len)
-{
-    pthread_mutex_lock(&b->plan_mu);
-    snprintf(dst, len, "%s", b->policy_version);
-    pthread_mutex_unlock(&b->plan_mu);
-    return dst[0] ? dst : NULL;
-}
-
-/* Loads the inventory from the store again: the new root, with what the
- * overlay and the not yet committed records say on top. */
-int broker_reload(tsl_broker *b)
-{
-    tsl_snapshot *root = NULL, *snap = NULL;
-    tsl_plan *plan = NULL, *shadow = NULL;
-    int err;
-    uint64_t t0 = broker_mono_ns();
-
-    writer_flush(b); /* what stays unwritten is re-applied below */
-    if ((err = tsl_snapshot_load(&root, b->store, &b->cfg.settings)) < 0)
-        goto done;
-    root->built_at = broker_now(b); /* the broker's clock (not yet shared) */
-    for (wrec *r = b->unwritten; r; r = r->next) {
-        if (r->kind == WREC_HEARTBEAT || (r->kind == WREC_REGISTRATION && !r->u.reg.ok)) {
-            if ((err = overlay_add(b, r)) < 0)
-                goto done;
-        }
-    }
-    if ((err = overlay_apply(b, root, &snap)) < 0 ||
-        (err = broker_bind(b, snap, &plan, &shadow)) < 0)
-        goto done;
-    broker_publish(b, plan, shadow);
-    plan = shadow = NULL;
-    atomic_fetch_add(&b->reloads, 1);
-    broker_log(b, TSL_LOG_INFO,
-               "Inventory loaded: %zu sites, %zu task servers, %zu clients in %.0f ms",
-               tsl_snapshot_site_count(snap), tsl_snapshot_server_count(snap),
-               tsl_snapshot_client_count(snap), (double)(broker_mono_ns() - t0) / 1e6);
-
-done:
-    tsl_plan_free(plan);
-    tsl_plan_free(shadow);
-    tsl_snapshot_free(snap);
-    tsl_snapshot_free(root);
-    return err;
-}
-
-/* ------------------------------------------------------------------------
- * Admin jobs
- * ---------------------------------------------------------------------- */
-
-void broker_post_job(tsl_broker *b, job *j)
-{
-    atomic_fetch_add(&b->jobs_pending, 1);
-    pthread_mutex_lock(&b->job_mu);
-    j->next = NULL;
-    *b->jobs_tail = j;
-    b->jobs_tail = &j->next;
-    pthread_mutex_unlock(&b->job_mu);
-    event_active(b->job_ev, EV_TIMEOUT, 1);
-}
-
-static void finish_sync(job *j, int result)
-{
-    pthread_mutex_lock(j->done_mu);
-    *j->result = result;
-    *j->done = true;
-    pthread_cond_signal(j->done_cv);
-    pthread_mutex_unlock(j->done_mu);
-}
-
-void broker_run_job(tsl_broker *b, job *j)
-{
-    if (j->kind == JOB_POLICY_UPLOAD && bpolicy_defer(b, j))
-        return; /* checked on the checker thread, replied from bpolicy.c */
-    switch (j->kind) {
-    case JOB_SYNC: {
-        int err = writer_flush(b);
-        int err2 = writer_derive(b);
-        b->last_derive_ms = broker_mono_ns() / 1000000;
-        atomic_fetch_sub(&b->jobs_pending, 1);
-        finish_sync(j, err < 0 ? err : err2);
-        return; /* the waiter owns the job */
-    }
-    case JOB_POLICY_UPLOAD:
-    case JOB_POLICY_ACTIVATE:
-    case JOB_POLICY_ROLLBACK:
-    case JOB_POLICY_LIST:
-        bpolicy_job(b, j);
-        break;
-    case JOB_REPORT:
-        admin_report_job(b, j);
-        break;
-    case JOB_INVENTORY:
-        admin_inventory_job(b, j);
-        break;
-    case JOB_SERVERS_PENDING:
-    case JOB_SERVER_APPROVE:
-    case JOB_SERVER_REJECT:
-        admin_servers_job(b, j);
-        break;
-    }
-    atomic_fetch_add(&b->jobs_done, 1);
-    event_active(j->reply_ev, EV_TIMEOUT, 1);
-}
-
-static job *take_jobs(tsl_broker *b)
-{
-    pthread_mutex_lock(&b->job_mu);
-    job *list = b->jobs;
-    b->jobs = NULL;
-    b->jobs_tail = &b->jobs;
-    pthread_mutex_unlock(&b->job_mu);
-    return list;
-}
-
-static void on_jobs(evutil_socket_t fd, short what, void *arg)
-{
-    tsl_broker *b = arg;
-    (void)fd;
-    (void)what;
-    for (job *j = take_jobs(b), *next; j; j = next) {
-        next = j->next;
-        broker_run_job(b, j);
-    }
-}
-
-int tsl_broker_sync(tsl_broker *b)
-{
-    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-    pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-    bool done = false;
-    int result = 0;
-    job j;
-
-    if (!atomic_load(&b->running))
-        return tsl_seterr(TSL_ERROR, "the broker is not running");
-    memset(&j, 0, sizeof j);
-    j.kind = JOB_SYNC;
-    j.done_mu = &mu;
-    j.done_cv = &cv;
-    j.done = &done;
-    j.result = &result;
-    broker_post_job(b, &j);
-    pthread_mutex_lock(&mu);
-    while (!done)
-        pthread_cond_wait(&cv, &mu);
-    pthread_mutex_unlock(&mu);
-    pthread_cond_destroy(&cv);
-    pthread_mutex_destroy(&mu);
-    return result;
-}
 
 /* ------------------------------------------------------------------------
  * The control timer: flush, derive, budgets, retention
@@ -443,7 +138,7 @@ void tsl_broker_stop(tsl_broker *b)
 }
 
 /* ------------------------------------------------------------------------
- * Workers
+ * Workers: their threads block the signals the control loop takes
  * ---------------------------------------------------------------------- */
 
 static void block_signals(sigset_t *old)
@@ -455,134 +150,6 @@ static void block_signals(sigset_t *old)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, old);
-}
-
-static void *worker_main(void *arg)
-{
-    bworker *w = arg;
-    edge_worker_enter(w);
-    broker_log_worker_enter(w);
-    event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
-    broker_log_worker_leave(w);
-    return NULL;
-}
-
-static void worker_free(bworker *w)
-{
-    if (w->bound && w->http)
-        evhttp_del_accept_socket(w->http, w->bound);
-    if (w->http)
-        evhttp_free(w->http);
-    edge_worker_free(w);
-    writer_worker_free(w);
-    broker_log_worker_free(w);
-    if (w->stop_ev)
-        event_free(w->stop_ev);
-    if (w->refresh_ev)
-        event_free(w->refresh_ev);
-    if (w->base)
-        event_base_free(w->base);
-    tsl_plan_free(w->plan);
-    tsl_plan_free(w->shadow_plan);
-    tsl_worker_free(w->tw);
-    tsl_worker_free(w->shadow_tw);
-    tsl_result_free(w->res);
-    tsl_result_free(w->shadow_res);
-    tsl_trace_free(w->trace);
-    tsl_buf_free(&w->out);
-    tsl_buf_free(&w->line);
-    tsl_buf_free(&w->body);
-    memset(w, 0, sizeof *w);
-}
-
-/* ------------------------------------------------------------------------
- * The listening socket
- * ---------------------------------------------------------------------- */
-
-/* "10.0.0.1:8080", "[::1]:8080" or ":8080" (every IPv4 address); port 0
- * lets the kernel pick.  Numeric addresses only. */
-static int parse_listen(const char *text, struct sockaddr_storage *ss, socklen_t *len)
-{
-    char host[64];
-    const char *colon = strrchr(text, ':');
-    char *end;
-    memset(ss, 0, sizeof *ss);
-    if (!colon || !colon[1])
-        return -1;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || port < 0 || port > 65535)
-        return -1;
-    size_t hl = (size_t)(colon - text);
-    if (hl >= 2 && text[0] == '[' && text[hl - 1] == ']') {
-        text++;
-        hl -= 2;
-    } else if (memchr(text, ':', hl)) {
-        return -1; /* an IPv6 address needs its brackets */
-    }
-    if (hl >= sizeof host)
-        return -1;
-    memcpy(host, text, hl);
-    host[hl] = '\0';
-    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-    if (hl == 0 || inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-        if (hl == 0)
-            v4->sin_addr.s_addr = htonl(INADDR_ANY);
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons((uint16_t)port);
-        *len = sizeof *v4;
-        return 0;
-    }
-    if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons((uint16_t)port);
-        *len = sizeof *v6;
-        return 0;
-    }
-    return -1;
-}
-
-static int open_listener(tsl_broker *b)
-{
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-    int one = 1;
-    evutil_socket_t fd = -1;
-    int err = 0;
-
-    if (parse_listen(b->listen, &ss, &sslen) < 0) {
-        err = tsl_seterr(TSL_EINVALID,
-                         "--listen \"%s\": expected ADDRESS:PORT (127.0.0.1:8080, [::1]:8080, "
-                         ":8080 for every IPv4 address; port 0 picks a free one)",
-                         b->listen);
-        goto done;
-    }
-    if ((err = edge_check_plain(b, (struct sockaddr *)&ss)) < 0)
-        goto done;
-    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        err = tsl_seterr(TSL_ERROR, "socket: %s", strerror(errno));
-        goto done;
-    }
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        bind(fd, (struct sockaddr *)&ss, sslen) < 0 || listen(fd, 1024) < 0) {
-        err = tsl_seterr(TSL_ERROR, "cannot listen on %s: %s", b->listen, strerror(errno));
-        goto done;
-    }
-    socklen_t len = sizeof ss;
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
-        err = tsl_seterr(TSL_ERROR, "getsockname: %s", strerror(errno));
-        goto done;
-    }
-    b->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                                       : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    b->listen_fd = fd;
-    fd = -1;
-
-done:
-    if (fd >= 0)
-        close(fd);
-    return err;
 }
 
 /* ------------------------------------------------------------------------
@@ -607,40 +174,6 @@ static char *dup_or_null(const char *s, int *err)
     if (!p)
         *err = tsl_oom();
     return p;
-}
-
-static int setup_worker(tsl_broker *b, bworker *w, int index)
-{
-    int err;
-    w->b = b;
-    w->index = index;
-    if ((err = tsl_worker_new(&w->tw)) < 0 || (err = tsl_result_new(&w->res)) < 0 ||
-        (err = tsl_worker_new(&w->shadow_tw)) < 0 || (err = tsl_result_new(&w->shadow_res)) < 0 ||
-        (err = tsl_trace_new(&w->trace)) < 0)
-        return err;
-    /* No EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST: with it, a connection closed
-     * and a new one accepted on the same fd number in one loop iteration
-     * folds into "no change", the new socket is never added to epoll and
-     * its request hangs (broker__policy_activations_under_concurrent_
-     * requests_fail_none caught it: one to four of its sixty activations timed
-     * out). */
-    w->base = event_base_new();
-    if (!w->base)
-        return tsl_seterr(TSL_ERROR, "cannot create an event base");
-    if ((err = writer_worker_init(w)) < 0 || (err = http_worker_setup(w)) < 0 ||
-        (err = broker_log_worker_setup(w)) < 0)
-        return err;
-    evutil_socket_t fd = dup(b->listen_fd);
-    if (fd < 0)
-        return tsl_seterr(TSL_ERROR, "dup: %s", strerror(errno));
-    if (!(w->bound = evhttp_accept_socket_with_handle(w->http, fd))) {
-        close(fd);
-        return tsl_seterr(TSL_ERROR, "cannot accept on the listening socket");
-    }
-    if ((err = edge_worker_setup(w)) < 0)
-        return err;
-    worker_refresh_plan(w);
-    return 0;
 }
 
 static int ncpus(void)
@@ -713,7 +246,7 @@ int tsl_broker_new(tsl_broker **out, const tsl_broker_config *cfg)
     if ((err = ratelimit_new(&b->hb_limit, cfg->heartbeat_rate, cfg->heartbeat_burst)) < 0 ||
         (err = ratelimit_new(&b->reg_limit, cfg->registration_rate, cfg->registration_burst)) < 0)
         goto done;
-    if ((err = parse_proxies(b, cfg->trusted_proxies)) < 0)
+    if ((err = broker_parse_proxies(b, cfg->trusted_proxies)) < 0)
         goto done;
     b->cfg.trusted_proxies = NULL; /* parsed into b->proxies */
     b->cfg.db_path = b->db_path;
@@ -758,7 +291,7 @@ int tsl_broker_new(tsl_broker **out, const tsl_broker_config *cfg)
     if ((err = bpolicy_start(b)) < 0) /* binds and publishes the rollout */
         goto done;
 
-    if ((err = open_listener(b)) < 0)
+    if ((err = broker_open_listener(b)) < 0)
         goto done;
     if (!(b->base = event_base_new())) {
         err = tsl_seterr(TSL_ERROR, "cannot create an event base");
@@ -766,7 +299,7 @@ int tsl_broker_new(tsl_broker **out, const tsl_broker_config *cfg)
     }
     struct timeval tick = {b->cfg.flush_ms / 1000, (b->cfg.flush_ms % 1000) * 1000};
     if (!(b->tick_ev = event_new(b->base, -1, EV_PERSIST, on_tick, b)) ||
-        !(b->job_ev = event_new(b->base, -1, 0, on_jobs, b)) ||
+        !(b->job_ev = event_new(b->base, -1, 0, jobs_on_event, b)) ||
         !(b->stop_ev = event_new(b->base, -1, 0, on_stop, b)) ||
         !(b->flush_ev = event_new(b->base, -1, 0, on_flush, b)) || event_add(b->tick_ev, &tick) < 0) {
         err = tsl_seterr(TSL_ERROR, "cannot create the control events");
@@ -788,7 +321,7 @@ int tsl_broker_new(tsl_broker **out, const tsl_broker_config *cfg)
     }
     for (int i = 0; i < b->cfg.threads; i++) {
         b->nworkers = i + 1;
-        if ((err = setup_worker(b, &b->workers[i], i)) < 0)
+        if ((err = broker_worker_setup(b, &b->workers[i], i)) < 0)
             goto done;
     }
     *out = b;
@@ -818,7 +351,7 @@ void tsl_broker_free(tsl_broker *b)
     }
     bpolicy_free(b);
     for (int i = 0; i < b->nworkers; i++)
-        worker_free(&b->workers[i]);
+        broker_worker_free(&b->workers[i]);
     free(b->workers);
     if (b->sig_term)
         event_free(b->sig_term);
@@ -905,7 +438,7 @@ int tsl_broker_run(tsl_broker *b)
     }
     block_signals(&old);
     for (int i = 0; i < b->nworkers; i++) {
-        if (pthread_create(&b->workers[i].thread, NULL, worker_main, &b->workers[i]) != 0) {
+        if (pthread_create(&b->workers[i].thread, NULL, broker_worker_main, &b->workers[i]) != 0) {
             err = tsl_seterr(TSL_ERROR, "cannot start worker thread %d", i);
             break;
         }
@@ -951,7 +484,7 @@ int tsl_broker_run(tsl_broker *b)
     }
     /* jobs nobody can reply to any more (their connections are closing) */
     bpolicy_free(b);
-    for (job *j = take_jobs(b), *next; j; j = next) {
+    for (job *j = jobs_take(b), *next; j; j = next) {
         next = j->next;
         if (j->kind == JOB_SYNC) {
             broker_run_job(b, j);

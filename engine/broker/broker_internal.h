@@ -1,27 +1,35 @@
 /*
- * broker_internal.h - what the broker's files share: the broker and worker
- * structures, routes, the write queue, admin jobs, metrics and logging.
+ * broker_internal.h - the broker's shared state: the worker and broker
+ * structures, the route and status tables, per-worker metrics, logging,
+ * tokens and rate limits.  Every broker file includes it; it includes no
+ * other broker header.
  *
- * Who runs where:
+ * Who runs where (and which header each side offers the other):
  *   control thread  broker.c (lifecycle, plan publishing, timers, signals),
  *                   writer.c (SQLite batches, decision log, registrations),
- *                   jobs in admin.c and bpolicy.c (everything that needs the
- *                   store or walks every client);
+ *                   admin_jobs.c and bpolicy.c (everything that needs the
+ *                   store or walks every client).  It offers the HTTP side
+ *                   the narrow interface in control.h and keeps the rest
+ *                   to itself in control_internal.h;
  *   policy checker  bpolicy.c's thread for POST /v1/policy: runs the
  *                   uploaded policy's code (check, compile) on a snapshot
  *                   reference, never the store; cancelled by stopping;
- *   HTTP workers    http.c (routing, parsing, replies), routes.c (the hot
- *                   path, heartbeats, registrations, health, metrics,
- *                   explain).  Workers never touch SQLite: they read the
- *                   plan they hold a reference to and push records onto the
- *                   write queue.
+ *   HTTP workers    edge.c (connections, edge.h), http.c (routing, parsing,
+ *                   replies, http.h), routes.c and admin_routes.c (one
+ *                   handler per route, routes.h).  Workers never touch
+ *                   SQLite: they read the plan they hold a reference to,
+ *                   push records onto the write queue and post admin jobs,
+ *                   all through control.h.  The control thread never
+ *                   includes routes.h: a committed record comes back to
+ *                   the handler through the callback it set (wrec.done).
  *
  * Shared mutable state, all inside struct tsl_broker and documented there:
  * the published plan (plan_mu + plan_gen), the write queue (q_mu), the job
  * queue (job_mu) and a few atomic counters.
  *
- * Used by: engine/broker/ (every .c).  Needs: broker.h, the engine's internal
- * headers (decide.h, store.h), libevent, jansson, pthreads.
+ * Used by: engine/broker/ (every .c, through the headers above).
+ * Needs: broker.h, the engine's internal headers (decide.h, store.h),
+ * libevent, jansson, pthreads.
  */
 #ifndef TSL_BROKER_INTERNAL_H
 #define TSL_BROKER_INTERNAL_H
@@ -34,6 +42,11 @@
 #include <event2/http.h>
 #include <pthread.h>
 #include <stdatomic.h>
+
+typedef struct bworker bworker;
+typedef struct edge_conn edge_conn;
+typedef struct wrec wrec; /* control.h: a record for the write queue */
+typedef struct job job;   /* control.h: an admin job */
 
 /* ------------------------------------------------------------------------
  * Routes: one callback each (http.c dispatches), named for metrics.
@@ -115,160 +128,6 @@ typedef struct worker_metrics {
                           memory_order_relaxed)
 #define METRIC_INC(field) METRIC_ADD(field, 1)
 #define METRIC_GET(field) atomic_load_explicit(&(field), memory_order_relaxed)
-
-/* ------------------------------------------------------------------------
- * The write queue: records the workers acknowledge and the control thread
- * writes to SQLite in one transaction per batch.  Heartbeats and failed
- * registrations also feed the next derived snapshot (the overlay).
- * ---------------------------------------------------------------------- */
-
-typedef enum wrec_kind { WREC_HEARTBEAT, WREC_REGISTRATION, WREC_DECISION } wrec_kind;
-
-typedef struct bworker bworker;
-
-typedef struct wrec {
-    struct wrec *next;
-    wrec_kind kind;
-    _Atomic int refs; /* the unwritten list, the overlay, the waiting reply */
-    int64_t at;    /* Unix seconds, the broker's clock when received */
-    /* Group commit: the request that waits for this record's transaction
-     * (NULL for decision-log rows, which nobody waits for).  The writer
-     * sets status (200 saved; 4xx refused by the store; 503 not saved)
-     * after the commit and hands the record back to worker `w`, which
-     * replies on its own thread; req is touched there only. */
-    bworker *w;
-    struct evhttp_request *req;
-    int status;
-    char why[240]; /* the store's reason when not saved */
-    bool is_new;   /* heartbeat: a name the inventory did not have (pending) */
-    int verdict;   /* the writer refused it without failing the batch: the status */
-    bool changes_service; /* heartbeat: running <-> stopped (logged) */
-    union {
-        struct {   /* POST /v1/task-servers/NAME/heartbeat */
-            snap_server_update up;   /* name and the fields the body gave */
-            const char *service;     /* "running" | "stopped" when given */
-            const char *peer;        /* the address it came from (pending servers) */
-        } hb;
-        struct {   /* POST /v1/clients/GUID/registration */
-            const char *client, *server, *error, *site, *policy;
-            bool ok, listed, judged, outside_approved; /* judged: against a list */
-            int tier;                /* when listed */
-            int64_t error_window;    /* for the log line */
-        } reg;
-        struct {   /* one GET /v1/task-servers answer, for decision_log */
-            const char *client, *ips, *department, *task, *site, *policy, *servers;
-            bool blocked;
-            int count;
-        } dec;
-    } u;
-    /* strings and arrays follow, in the same allocation */
-} wrec;
-
-/* ------------------------------------------------------------------------
- * The broker's SQL (control thread only): one cache indexed by this enum,
- * prepared on first use (SQLITE_PREPARE_PERSISTENT), finalized on close.
- * ---------------------------------------------------------------------- */
-
-#define BROKER_STATEMENTS(X)                                                   \
-    X(W_REG_INSERT,                                                            \
-      "INSERT INTO registrations(client, server, at, ok, error, site, tier,"   \
-      " outside_approved, policy) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)") \
-    /* only for clients and servers the inventory knows (foreign keys) */     \
-    X(W_ERROR_INSERT,                                                          \
-      "INSERT INTO connection_errors(client_id, server_id, at, error)"         \
-      " SELECT c.id, t.id, ?3, ?4 FROM clients c, task_servers t"              \
-      " WHERE c.guid = ?1 AND t.name = ?2 ON CONFLICT DO NOTHING")            \
-    X(W_CLIENT_ASSIGN,                                                         \
-      "UPDATE clients SET assigned_server = ?2, assigned_at = ?3 WHERE guid = ?1") \
-    X(W_DLOG_PUT,                                                              \
-      "INSERT OR REPLACE INTO decision_log(slot, seq, at, client, ips,"        \
-      " department, task, site, policy, servers, blocked)"                     \
-      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")                \
-    X(W_DLOG_NEXT, "SELECT coalesce(max(seq) + 1, 0) FROM decision_log")       \
-    /* a pending server (schema 006): its latest claim, while not approved */ \
-    X(W_PENDING_UPSERT,                                                        \
-      "INSERT INTO task_servers(name, host, ip, registered, service, capacity,"\
-      " connections, response_ms, last_heartbeat, approved, requested_at,"     \
-      " requested_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?9, ?10)"  \
-      " ON CONFLICT(name) DO UPDATE SET"                                       \
-      "  host = CASE WHEN ?11 & 1 THEN excluded.host ELSE host END,"           \
-      "  ip = CASE WHEN ?11 & 2 THEN excluded.ip ELSE ip END,"                 \
-      "  registered = CASE WHEN ?11 & 4 THEN excluded.registered"              \
-      "   ELSE registered END,"                                                \
-      "  service = CASE WHEN ?11 & 8 THEN excluded.service ELSE service END,"  \
-      "  capacity = CASE WHEN ?11 & 16 THEN excluded.capacity ELSE capacity END,"\
-      "  connections = CASE WHEN ?11 & 32 THEN excluded.connections"           \
-      "   ELSE connections END,"                                               \
-      "  response_ms = CASE WHEN ?11 & 64 THEN excluded.response_ms"           \
-      "   ELSE response_ms END,"                                               \
-      "  last_heartbeat = excluded.last_heartbeat,"                            \
-      "  requested_by = excluded.requested_by WHERE approved = 0"              \
-      " RETURNING id") /* ?11: the SERVER_UPSERT mask's bits */                \
-    /* 1 when a new name would take the server count past ?2 */               \
-    X(W_SERVERS_FULL,                                                          \
-      "SELECT count(*) >= ?2 AND NOT EXISTS"                                   \
-      " (SELECT 1 FROM task_servers WHERE name = ?1) FROM task_servers")       \
-    X(W_PENDING_COUNT, "SELECT count(*) FROM task_servers WHERE approved = 0")  \
-    X(W_APPROVALS_LAST, "SELECT coalesce(max(id), 0) FROM server_approvals")    \
-    X(W_DLOG_TRIM, "DELETE FROM decision_log WHERE slot >= ?1")                \
-    X(W_REG_RETENTION, "DELETE FROM registrations WHERE at < ?1")
-/* The fallback report is the engine's (tsl_report_fallback).
- * Policy versions and the rollout are the engine's (rollout.c,
- * policy_store.c): bpolicy.c calls them, it has no SQL of its own. */
-
-typedef enum broker_stmt_id {
-#define BROKER_STMT_ENUM_(id, sql) id,
-    BROKER_STATEMENTS(BROKER_STMT_ENUM_)
-#undef BROKER_STMT_ENUM_
-    B_STMT__COUNT
-} broker_stmt_id;
-
-/* ------------------------------------------------------------------------
- * Admin jobs: a worker hands a request that needs the store (or walks
- * every client) to the control thread and replies when it comes back.
- * ---------------------------------------------------------------------- */
-
-typedef struct edge_conn edge_conn;
-
-typedef enum job_kind {
-    JOB_POLICY_UPLOAD,
-    JOB_POLICY_ACTIVATE,
-    JOB_POLICY_ROLLBACK,
-    JOB_POLICY_LIST,
-    JOB_REPORT,
-    JOB_INVENTORY,
-    JOB_SERVERS_PENDING,
-    JOB_SERVER_APPROVE,
-    JOB_SERVER_REJECT,
-    JOB_SYNC /* tsl_broker_sync: no request */
-} job_kind;
-
-typedef struct job {
-    struct job *next;
-    job_kind kind;
-    broker_route route;
-    bworker *w;                  /* replies on this worker's thread */
-    struct evhttp_request *req;  /* touched by the worker thread only */
-    struct event *reply_ev;      /* on the worker's base, activated by control */
-    char *body;                  /* a copy of the request body (NUL-terminated) */
-    size_t body_len;
-    char arg[256];               /* path argument: a policy version, a report name */
-    char author[128], comment[512], format[8];
-    char sites[512];             /* activate: "London,Paris" (staged), "" everywhere */
-    bool require_dry_run;        /* activate: refuse without a clean dry-run */
-    int days;                    /* the fallback report's window */
-    /* the answer */
-    int status;
-    tsl_buf out;
-    const char *content_type;
-    uint64_t started_ns;
-    void *check;                 /* bpolicy.c: an upload's check, run off the control thread */
-    /* JOB_SYNC */
-    pthread_mutex_t *done_mu;
-    pthread_cond_t *done_cv;
-    bool *done;
-    int *result;
-} job;
 
 /* ------------------------------------------------------------------------
  * Workers and the broker
@@ -410,142 +269,13 @@ struct tsl_broker {
     _Atomic int64_t accept_log_at;     /* monotonic ms of that line */
 };
 
-/* ---- broker.c ---- */
+/* ---- config.c: the clock and the proxies, for every file ---- */
+/* cfg.trusted_proxies "ADDR[/BITS],..." into b->proxies (broker.c). */
+int broker_parse_proxies(tsl_broker *b, const char *list);
 /* true when addr (IPv4 as ::ffff:a.b.c.d) is in cfg.trusted_proxies. */
 bool broker_trusted_proxy(const tsl_broker *b, const uint8_t addr[16]);
 int64_t broker_now(const tsl_broker *b);
 uint64_t broker_mono_ns(void);
-/* Publishes a new plan and the shadow plan beside it (NULL: none), taking
- * both references, and pokes the workers. */
-void broker_publish(tsl_broker *b, tsl_plan *plan, tsl_plan *shadow_plan);
-/* Binds b->rollout to `snap`: the plan in force (staged sites included)
- * and the shadow version's plan (*shadow NULL when none). */
-int broker_bind(tsl_broker *b, tsl_snapshot *snap, tsl_plan **plan, tsl_plan **shadow);
-/* Takes the worker's reference on the current plan if it changed. */
-void worker_refresh_plan(bworker *w);
-/* Loads the whole inventory again (after flushing) and rebinds the rollout. */
-int broker_reload(tsl_broker *b);
-/* Hands a job to the control thread (worker side). */
-void broker_post_job(tsl_broker *b, job *j);
-/* Runs a job (control side). */
-void broker_run_job(tsl_broker *b, job *j);
-
-/* ---- writer.c (control thread) ---- */
-/* A cached statement (borrowed; NULL with the error set); reset it after use. */
-sqlite3_stmt *broker_stmt(tsl_broker *b, broker_stmt_id id);
-/* Steps a write statement to its end, resets it and clears its bindings. */
-int broker_stmt_run(tsl_broker *b, sqlite3_stmt *st, const char *what);
-/* Enqueues a record (worker side); TSL_ELIMIT when the queue is full.
- * A record with a request (r->w, r->req) is answered by route_write_done
- * on that worker once its transaction has committed; the control thread
- * is asked to flush at once (group commit: whatever queued meanwhile goes
- * in the same transaction). */
-int writer_enqueue(tsl_broker *b, wrec *r);
-/* The worker side of group commit: its completion queue and event. */
-int writer_worker_init(bworker *w);
-/* Frees the worker's completions without replying (the worker has stopped). */
-void writer_worker_free(bworker *w);
-/* Writes everything queued in one transaction, feeding the overlay. */
-int writer_flush(tsl_broker *b);
-/* Derives and publishes a new plan from the overlay if it is not empty. */
-int writer_derive(tsl_broker *b);
-/* Adds a record to the overlay (a reference). */
-int overlay_add(tsl_broker *b, wrec *r);
-/* *out: `base` with the overlay applied (a new reference; `base` itself,
- * referenced again, when the overlay is empty).  The overlay is emptied on
- * success. */
-int overlay_apply(tsl_broker *b, tsl_snapshot *base, tsl_snapshot **out);
-/* Reloads when `tsl servers approve|reject` changed the store (once a second). */
-void writer_poll_approvals(tsl_broker *b);
-/* Deletes registrations older than registrations_keep_days. */
-void writer_retention(tsl_broker *b, int64_t now);
-void writer_close(tsl_broker *b);
-int writer_open(tsl_broker *b);
-/* The fallback report from the registrations table (after a flush). */
-int writer_fallback_report(tsl_broker *b, tsl_buf *out, tsl_format fmt, int64_t since);
-void wrec_release(wrec *r);
-
-/* ---- http.c (worker threads) ---- */
-int http_worker_setup(bworker *w);
-/* Replies with a JSON body from w->out (or `body`), counting the metric. */
-void http_reply(bworker *w, struct evhttp_request *req, broker_route route, int status,
-                const char *content_type, const char *body, size_t len);
-/* Replies {"error": "..."} with `status`. */
-void http_error(bworker *w, struct evhttp_request *req, broker_route route, int status,
-                const char *fmt, ...) TSL_PRINTF(5, 6);
-/* The request body as a NUL-terminated copy in w->out's sibling buffer;
- * NULL after replying 413 when it is over `limit`. */
-const char *http_body(bworker *w, struct evhttp_request *req, broker_route route,
-                      size_t limit, size_t *len);
-/* Splits and percent-decodes a query string in place.  Returns the count
- * or -1 (reply done) on a malformed one. */
-#define HTTP_MAX_PARAMS 32
-typedef struct http_param {
-    char *key, *value;
-} http_param;
-int http_query(bworker *w, struct evhttp_request *req, broker_route route, char *query,
-               http_param *out, int max);
-/* Percent-decodes s in place ('+' is a space when `plus`); false on a bad
- * escape or an encoded NUL. */
-bool http_decode(char *s, bool plus);
-/* true when the request carries the admin bearer token; else replies 401. */
-bool http_authorized(bworker *w, struct evhttp_request *req, broker_route route);
-
-/* ---- routes.c and admin.c (worker threads): one callback per route ---- */
-typedef struct route_ctx {
-    broker_route route;
-    char *query;      /* the raw query string (mutable), "" when none */
-    const char *arg;  /* the path's variable segment, percent-decoded, or NULL */
-} route_ctx;
-
-typedef void (*route_fn)(bworker *w, struct evhttp_request *req, route_ctx *c);
-
-void route_task_servers(bworker *w, struct evhttp_request *req, route_ctx *c);
-void route_heartbeat(bworker *w, struct evhttp_request *req, route_ctx *c);
-void route_registration(bworker *w, struct evhttp_request *req, route_ctx *c);
-void route_explain(bworker *w, struct evhttp_request *req, route_ctx *c);
-void route_healthz(bworker *w, struct evhttp_request *req, route_ctx *c);
-void route_metrics(bworker *w, struct evhttp_request *req, route_ctx *c);
-/* Replies to a heartbeat or registration once the writer has its verdict
- * (worker thread). */
-void route_write_done(bworker *w, wrec *r);
-/* admin.c: these hand the request to the control thread as a job */
-void route_policy_upload(bworker *w, struct evhttp_request *req, route_ctx *c);
-void route_policy_list(bworker *w, struct evhttp_request *req, route_ctx *c);
-void route_policy_activate(bworker *w, struct evhttp_request *req, route_ctx *c);
-void route_policy_rollback(bworker *w, struct evhttp_request *req, route_ctx *c);
-void route_report(bworker *w, struct evhttp_request *req, route_ctx *c);
-void route_inventory(bworker *w, struct evhttp_request *req, route_ctx *c);
-void route_servers_pending(bworker *w, struct evhttp_request *req, route_ctx *c);
-void route_server_approve(bworker *w, struct evhttp_request *req, route_ctx *c);
-void route_server_reject(bworker *w, struct evhttp_request *req, route_ctx *c);
-
-/* Replies 400 when the request has any query parameter (routes that take none). */
-bool http_no_params(bworker *w, struct evhttp_request *req, route_ctx *c);
-
-/* ---- edge.c (worker threads; setup on the control thread) ---- */
-/* Refusals the edge counts, for /metrics. */
-enum { EDGE_FRAMING, EDGE_DEADLINE, EDGE_PER_ADDRESS };
-/* The prefix of the stand-in requests, the peer table and the TLS context
- * (control thread, before the workers start); broker free undoes it. */
-int edge_init(tsl_broker *b);
-void edge_free(tsl_broker *b);
-/* Hooks a worker's evhttp: bufferevents with the edge in front, accept
- * pausing when descriptors run out, the sweep timer. */
-int edge_worker_setup(bworker *w);
-void edge_worker_free(bworker *w);
-/* Called first on each worker's thread. */
-void edge_worker_enter(bworker *w);
-/* When `req` is a stand-in for a request the edge refused, replies its
- * JSON error and returns true. */
-bool edge_stand_in(bworker *w, struct evhttp_request *req);
-/* Learns when req's connection closes (its place per address is freed
- * at once); cheap, called for every request. */
-void edge_track(bworker *w, struct evhttp_request *req);
-/* Refuses plain HTTP on a listening address beyond loopback unless TLS
- * or behind_tls_proxy. */
-struct sockaddr;
-int edge_check_plain(const tsl_broker *b, const struct sockaddr *sa);
 
 /* ---- metrics.c ---- */
 int metrics_render(tsl_broker *b, tsl_buf *out);
@@ -585,31 +315,5 @@ void ratelimit_free(ratelimit *rl);
  * *retry_s the whole seconds until it may. */
 bool ratelimit_take(ratelimit *rl, const char *key, uint64_t now_ns, int *retry_s);
 
-/* ---- bpolicy.c (control thread) ---- */
-int bpolicy_start(tsl_broker *b);   /* --policy stored and active, then the rollout */
-int bpolicy_sighup(tsl_broker *b);  /* the same again, then the inventory */
-void bpolicy_job(tsl_broker *b, job *j);
-/* Compares the store's rollout (state and shadow) with the one in force
- * and adopts it when `tsl policy activate|rollback|shadow` changed it. */
-void bpolicy_poll(tsl_broker *b);
-/* Adds what shadow mode observed to the store (writer's flush). */
-void bpolicy_shadow_flush(tsl_broker *b);
-/* POST /v1/policy: hands the job to the checker thread (policy code never
- * runs on the control thread); true when it did (the reply comes later). */
-bool bpolicy_defer(tsl_broker *b, job *j);
-/* Stopping: cancels the check in progress and the queued ones (their
- * replies say so). */
-void bpolicy_stop(tsl_broker *b);
-/* Joins the checker thread and drops the jobs it still holds. */
-void bpolicy_free(tsl_broker *b);
-
-/* ---- admin.c (control thread) ---- */
-void admin_report_job(tsl_broker *b, job *j);
-void admin_inventory_job(tsl_broker *b, job *j);
-void admin_servers_job(tsl_broker *b, job *j);
-/* Sets j->status and a {"error": ...} body. */
-void job_error(job *j, int status, const char *fmt, ...) TSL_PRINTF(3, 4);
-/* Maps an engine error code to an HTTP status. */
-int status_for_error(int rc);
 
 #endif

@@ -12,9 +12,11 @@
  * answers in JSON (431 for too many or too large headers, 413 for a body
  * over the route's limit).
  *
- * Used by: broker.c (setup), routes.c, admin.c.  Needs: broker_internal.h.
+ * Used by: broker.c (setup), routes.c, admin_routes.c (http.h).
+ * Needs: routes.h (the handlers), edge.h, control.h (the plan).
  */
-#include "broker_internal.h"
+#include "edge.h"
+#include "routes.h"
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
@@ -277,6 +279,39 @@ bool http_authorized(bworker *w, struct evhttp_request *req, broker_route route)
  * ---------------------------------------------------------------------- */
 
 /* true when the path segments match a route pattern; *arg gets the "*". */
+/* When `req` is a stand-in for a request the edge refused (edge.c sends
+ * it to b->edge_prefix/STATUS?MESSAGE), replies its JSON error and
+ * returns true. */
+static bool edge_stand_in(bworker *w, struct evhttp_request *req)
+{
+    const char *uri = evhttp_request_get_uri(req);
+    size_t plen = strlen(w->b->edge_prefix);
+    if (!uri || uri[0] != '/' || strncmp(uri + 1, w->b->edge_prefix, plen) != 0 ||
+        uri[1 + plen] != '/')
+        return false;
+    const char *p = uri + 2 + plen;
+    int status = atoi(p);
+    const char *q = strchr(p, '?');
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", q ? q + 1 : "");
+    if (status < 400 || status > 599 || !http_decode(msg, false))
+        return false;
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Connection", "close");
+    if (status == 503)
+        evhttp_add_header(h, "Retry-After", "1");
+    /* logged by refuse() at debug level: a flood of refusals is no flood
+     * of error lines */
+    tsl_buf out = TSL_BUF_INIT;
+    if (tsl_buf_puts(&out, "{\"error\":") < 0 || tsl_buf_json_str(&out, msg) < 0 ||
+        tsl_buf_puts(&out, "}\n") < 0)
+        http_error(w, req, ROUTE_OTHER, 500, "out of memory");
+    else
+        http_reply(w, req, ROUTE_OTHER, status, "application/json", out.ptr, out.len);
+    tsl_buf_free(&out);
+    return true;
+}
+
 static bool path_matches(const char *pattern, char **segs, int nsegs, const char **arg)
 {
     int i = 0;

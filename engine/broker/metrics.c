@@ -8,9 +8,9 @@
  * instructions); rendering sums the workers with relaxed loads.
  *
  * Used by: routes.c (route_metrics), http.c (status index).
- * Needs: broker_internal.h.
+ * Needs: broker_internal.h, edge.h (the edge's refusal counters).
  */
-#include "broker_internal.h"
+#include "edge.h"
 
 #include <stddef.h>
 #include <stdio.h>

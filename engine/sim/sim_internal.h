@@ -335,11 +335,19 @@ TSL_INTERNAL int sim_metrics_init(sim *s);   /* lanes, samples */
  * (not including) `next`. */
 TSL_INTERNAL int sim_metrics_observe(sim *s, double next);
 TSL_INTERNAL void sim_metrics_finish(sim *s);
+/* A tier's slot in the by-tier counts (0 .. SIM_TIERS-1). */
+TSL_INTERNAL int sim_tier_slot(int tier);
+/* sim_admin.c: uploads `path` to the broker and activates it; one while
+ * another is in flight is an admin failure.  `fault` is the timeline's
+ * entry (nfaults: the scenario's starting policy). */
+TSL_INTERNAL void sim_admin_activate(sim *s, const char *path, size_t fault);
+/* sim_report.c */
 TSL_INTERNAL bool sim_metric_known(const char *name);
 TSL_INTERNAL const char *sim_cstate_name(sim_cstate st);
 /* sim_html.c: the pass as a picture (timelines per site and group, faults,
  * invariants), appended to `out`. */
 TSL_INTERNAL int sim_html_pass(sim *s, tsl_buf *out, const tsl_sim_outcome *outcome);
+/* sim_report.c */
 TSL_INTERNAL int sim_metrics_report(sim *s, tsl_buf *out, tsl_sim_outcome *outcome);
 TSL_INTERNAL bool sim_selector_match(const sim *s, const scn_selector *sel, const sim_client *c);
 
