@@ -7,7 +7,7 @@
  *
  * What happened, not what the policy would do: it reads the store only.
  * Used by: `tsl report fallback` (cmd_report.c) and the broker's
- * GET /v1/reports/fallback (admin.c).  Needs: store.h.
+ * GET /v1/reports/fallback (admin_jobs.c).  Needs: store.h.
  */
 #include "store.h"
 
