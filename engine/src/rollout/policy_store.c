@@ -147,6 +147,19 @@ int policy_store_compile(tsl_policy **out, tsl_store *st, int64_t id)
     return err;
 }
 
+int policy_store_resolve_compilable(int64_t *id, char *hash, size_t hashlen, tsl_store *st,
+                                    const char *version)
+{
+    tsl_policy *pol = NULL;
+    int err;
+
+    if ((err = tsl_rollout_resolve(id, hash, hashlen, st, version)) < 0 ||
+        (err = policy_store_compile(&pol, st, *id)) < 0)
+        return err;
+    tsl_policy_free(pol);
+    return 0;
+}
+
 int tsl_store_policy_active(tsl_policy **out, tsl_store *st)
 {
     sqlite3_stmt *q = NULL;

@@ -335,7 +335,6 @@ static int require_dry_run(tsl_store *st, int64_t id, const char *hash, const ch
 int tsl_rollout_activate(tsl_store *st, const char *version, const tsl_activate_options *opt)
 {
     tsl_activate_options none = {0};
-    tsl_policy *pol = NULL;
     tsl_buf key = TSL_BUF_INIT;
     char hash[HASHLEN];
     int64_t id;
@@ -353,12 +352,8 @@ int tsl_rollout_activate(tsl_store *st, const char *version, const tsl_activate_
         id = 0;
         snprintf(hash, sizeof hash, "default");
     } else {
-        if ((err = tsl_rollout_resolve(&id, hash, sizeof hash, st, version)) < 0)
+        if ((err = policy_store_resolve_compilable(&id, hash, sizeof hash, st, version)) < 0)
             return err;
-        /* a stored version that no longer compiles is never activated */
-        if ((err = policy_store_compile(&pol, st, id)) < 0)
-            return err;
-        tsl_policy_free(pol);
     }
 
     if ((err = tsl_store_begin(st)) < 0)

@@ -52,5 +52,10 @@ TSL_INTERNAL int rollout_shadow_get(int64_t *id, char *hash, size_t len, int64_t
 /* Compiles stored version `id` (policy_store.c): what the rollout, the
  * active policy and the broker run.  TSL_ENOTFOUND when there is none. */
 TSL_INTERNAL int policy_store_compile(tsl_policy **out, tsl_store *st, int64_t id);
+/* Resolves `version` (tsl_rollout_resolve) and checks that the stored
+ * version still compiles: a version that no longer does is never put in
+ * force, as the base, on staged sites or as the shadow (policy_store.c). */
+TSL_INTERNAL int policy_store_resolve_compilable(int64_t *id, char *hash, size_t hashlen,
+                                                 tsl_store *st, const char *version);
 
 #endif

@@ -49,7 +49,6 @@ int rollout_shadow_get(int64_t *id, char *hash, size_t len, int64_t *since, tsl_
 
 int tsl_rollout_shadow_set(tsl_store *st, const char *version, const char *author, int64_t now)
 {
-    tsl_policy *pol = NULL;
     json_t *prior = NULL;
     sqlite3_stmt *q;
     char hash[HASHLEN] = "";
@@ -59,11 +58,8 @@ int tsl_rollout_shadow_set(tsl_store *st, const char *version, const char *autho
     TSL_ARG(st);
     now = now_or(now);
     if (version) {
-        if ((err = tsl_rollout_resolve(&id, hash, sizeof hash, st, version)) < 0)
+        if ((err = policy_store_resolve_compilable(&id, hash, sizeof hash, st, version)) < 0)
             return err;
-        if ((err = policy_store_compile(&pol, st, id)) < 0)
-            return err;
-        tsl_policy_free(pol);
     }
     if ((err = tsl_store_begin(st)) < 0)
         return err;
